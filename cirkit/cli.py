@@ -1,0 +1,207 @@
+"""The ``cirkit`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from .engine import Store
+from .engine.maintenance import collect_garbage, store_status, verify_store
+from .experiment.config import ConfigError
+from .experiment.experiment import load_experiment
+from .experiment.runner import RunOutcome, run_experiment
+from .report import metrics_table, preview, steps_table
+
+console = Console()
+err = Console(stderr=True)
+
+store_option = click.option(
+    "--store", "store_url", envvar="CIRKIT_STORE", default="artifacts", show_default=True,
+    help="Store root: a directory or an fsspec URL (or set CIRKIT_STORE).",
+)
+
+
+def _open(store_url: str) -> Store:
+    return Store(store_url)
+
+
+@click.group()
+@click.version_option(package_name="cirkit")
+def main() -> None:
+    """cirkit: reproducible language-guided image retrieval from pure, cached stages."""
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show per stage what is cached and what would be computed, and why.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@store_option
+def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, quiet: bool, store_url: str) -> None:
+    """Run an experiment file (every run of its sweep), computing only what the store lacks."""
+    try:
+        exp = load_experiment(experiment, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    store = _open(store_url)
+    outcomes = run_experiment(exp, store, dry_run=dry_run, progress=not quiet and sys.stderr.isatty())
+    for outcome in outcomes:
+        _print_outcome(outcome, dry_run)
+
+
+def _print_outcome(outcome: RunOutcome, dry_run: bool) -> None:
+    title = f"{'dry run of ' if dry_run else ''}{outcome.name}"
+    console.print(steps_table(outcome.steps, outcome.explanations, title=title))
+    if not dry_run:
+        if outcome.metrics is not None:
+            console.print(metrics_table(outcome.metrics, title=f"results: {outcome.name}"))
+        computed = sum(1 for s in outcome.steps if s.status == "computed")
+        console.print(f"[dim]{len(outcome.steps)} steps, {computed} computed, {outcome.seconds:.2f}s; "
+                      f"run recorded as {outcome.name!r}[/dim]")
+
+
+@main.command(name="ls")
+@store_option
+def ls_(store_url: str) -> None:
+    """List the named runs in the store."""
+    store = _open(store_url)
+    table = Table(title=f"runs in {store.location}")
+    for col in ("run", "pipeline", "started", "seconds", "artifacts", "metrics"):
+        table.add_column(col)
+    for name in store.run_names():
+        rec = store.get_run(name) or {}
+        metrics = rec.get("metrics") or {}
+        flat = ", ".join(f"{k}={v}" for k, v in list(_flatten(metrics).items())[:4])
+        table.add_row(name, rec.get("pipeline", "?"), rec.get("started", "?"), str(rec.get("seconds", "?")),
+                      str(len(rec.get("artifacts", []))), flat)
+    console.print(table)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix or "value": d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}/") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+@main.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@store_option
+def show(target: str, as_json: bool, store_url: str) -> None:
+    """Show a run (its steps and metrics) or an artifact KEY (record, lineage, a preview of the value)."""
+    store = _open(store_url)
+    run_record = store.get_run(target)
+    if run_record is not None:
+        if as_json:
+            click.echo(json.dumps(run_record, indent=2))
+            return
+        from .engine import Step
+
+        steps = [Step(**{k: v for k, v in s.items()}) for s in run_record["steps"]]
+        console.print(steps_table(steps, {}, title=f"run {target} ({run_record.get('pipeline')})"))
+        if run_record.get("metrics"):
+            console.print(metrics_table(run_record["metrics"], title="metrics"))
+        return
+    key = _resolve_key(store, target)
+    record = store.get_record(key)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    console.print(f"[bold]{record['stage']}[/bold] v{record['version']}  key {key}")
+    console.print(f"output {record['output']}  ({record['kind']}, {record['seconds']}s, {record['created']})")
+    console.print_json(json.dumps({"config": record["config"]}))
+    console.print(_lineage(store, key))
+    console.print(preview(store.get_value(record["output"])))
+
+
+def _resolve_key(store: Store, prefix: str) -> str:
+    if len(prefix) < 4:
+        raise click.ClickException(f"{prefix!r} is neither a run nor a key prefix of at least 4 characters")
+    names = store.fs.list(f"records/{prefix[:2]}")
+    matches = [n[: -len(".json")] for n in names if n.startswith(prefix)]
+    if not matches:
+        raise click.ClickException(f"no run or artifact key matches {prefix!r} in {store.location}")
+    if len(matches) > 1:
+        raise click.ClickException(f"{prefix!r} is ambiguous: {', '.join(m[:16] for m in matches[:5])}...")
+    return matches[0]
+
+
+def _lineage(store: Store, key: str) -> Tree:
+    def add(node: Tree, key: str, depth: int) -> None:
+        rec = store.get_record(key)
+        if rec is None or depth > 12:
+            return
+        for name, parent in sorted(rec.get("input_keys", {}).items()):
+            prec = store.get_record(parent)
+            label = f"{name} <- {prec['stage'] if prec else '?'} [dim]{parent[:12]}[/dim]"
+            add(node.add(label), parent, depth + 1)
+
+    rec = store.get_record(key)
+    tree = Tree(f"lineage of {rec['stage']} [dim]{key[:12]}[/dim]")
+    add(tree, key, 0)
+    return tree
+
+
+@main.command()
+@store_option
+def status(store_url: str) -> None:
+    """Store size and entry counts."""
+    store = _open(store_url)
+    areas = store_status(store)
+    table = Table(title=f"store {store.location}")
+    table.add_column("area")
+    table.add_column("entries", justify="right")
+    table.add_column("size", justify="right")
+    for area, info in areas.items():
+        table.add_row(area, str(info["entries"]), _size(info["bytes"]))
+    table.add_row("runs (named)", str(len(store.run_names())), "")
+    table.add_row("total", str(sum(a["entries"] for a in areas.values())), _size(sum(a["bytes"] for a in areas.values())))
+    console.print(table)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Remove corrupt entries so the next run recomputes them.")
+@store_option
+def verify(repair: bool, store_url: str) -> None:
+    """Re-hash every entry; report corrupt ones and exit non-zero if any."""
+    store = _open(store_url)
+    checked, problems = verify_store(store, repair=repair)
+    for p in problems:
+        err.print(f"[red]corrupt[/red] {p.path}: {p.what}{' (removed)' if repair else ''}")
+    console.print(f"checked {checked} entries: {len(problems)} corrupt")
+    if problems:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@store_option
+def gc(dry_run: bool, store_url: str) -> None:
+    """Remove every entry that no named run reaches. Do not run it while runs are in progress."""
+    store = _open(store_url)
+    doomed, size = collect_garbage(store, dry_run=dry_run)
+    for entry in doomed:
+        console.print(f"{'would remove' if dry_run else 'removed'} {entry}")
+    console.print(f"{len(doomed)} entries, {_size(size)} {'reclaimable' if dry_run else 'reclaimed'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

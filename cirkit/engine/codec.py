@@ -1,0 +1,128 @@
+"""Lossless, pickle-free encoding of stage outputs as a JSON tree plus NumPy arrays.
+
+JSON carries the structure; each array becomes a ``{"$array": i}`` leaf whose data goes to Zarr. Types
+JSON cannot express are tagged (tuples, bytes, non-finite floats, non-string dict keys, dataclasses).
+Decoding instantiates only dataclasses registered with :func:`artifact_type`, so reading a store never
+runs code chosen by whoever wrote it.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+
+__all__ = ["artifact_type", "encode", "decode", "describe", "CodecError"]
+
+T = TypeVar("T")
+_TYPES: dict[str, type] = {}
+
+
+class CodecError(ValueError):
+    """A value cannot be stored, or a stored tree does not decode."""
+
+
+def artifact_type(cls: T) -> T:
+    """Register a frozen dataclass so stored values of that type decode back into it."""
+    if not (dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen):
+        raise CodecError(f"{cls!r} must be a frozen dataclass to be stored")
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    _TYPES[name] = cls
+    return cls
+
+
+def encode(value: Any) -> tuple[Any, list[np.ndarray]]:
+    """Encode ``value`` into a JSON-ready tree and the list of arrays the tree refers to by index."""
+    arrays: list[np.ndarray] = []
+    return _enc(value, arrays), arrays
+
+
+def decode(tree: Any, arrays: list[np.ndarray]) -> Any:
+    """Rebuild a value from :func:`encode`'s output."""
+    return _dec(tree, arrays)
+
+
+def _enc(v: Any, arrays: list[np.ndarray]) -> Any:  # noqa: C901
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int) and not isinstance(v, np.generic):
+        return v
+    if isinstance(v, float) and not isinstance(v, np.generic):
+        if math.isfinite(v):
+            return v
+        return {"$float": "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")}
+    if isinstance(v, (np.ndarray, np.generic)):
+        arr = np.asarray(v)
+        if arr.dtype.hasobject:
+            raise CodecError("cannot store a numpy array of dtype object")
+        arrays.append(arr)
+        return {"$array": len(arrays) - 1, "scalar": isinstance(v, np.generic)}
+    if isinstance(v, list):
+        return [_enc(x, arrays) for x in v]
+    if isinstance(v, tuple):
+        return {"$tuple": [_enc(x, arrays) for x in v]}
+    if isinstance(v, (bytes, bytearray)):
+        return {"$bytes": base64.b64encode(bytes(v)).decode()}
+    if isinstance(v, Mapping):
+        if all(isinstance(k, str) and not k.startswith("$") for k in v):
+            return {k: _enc(x, arrays) for k, x in v.items()}
+        return {"$dict": [[_enc(k, arrays), _enc(x, arrays)] for k, x in v.items()]}
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        name = f"{type(v).__module__}:{type(v).__qualname__}"
+        if _TYPES.get(name) is not type(v):
+            raise CodecError(f"{name} is not registered; decorate it with @artifact_type to store it")
+        fields = {f.name: _enc(getattr(v, f.name), arrays) for f in dataclasses.fields(v)}
+        return {"$dataclass": name, "fields": fields}
+    raise CodecError(f"cannot store a value of type {type(v).__qualname__}")
+
+
+def _dec(t: Any, arrays: list[np.ndarray]) -> Any:  # noqa: C901
+    if isinstance(t, list):
+        return [_dec(x, arrays) for x in t]
+    if not isinstance(t, dict):
+        return t
+    if "$array" in t:
+        arr = arrays[t["$array"]]
+        return arr[()] if t.get("scalar") else arr
+    if "$tuple" in t:
+        return tuple(_dec(x, arrays) for x in t["$tuple"])
+    if "$float" in t:
+        return float(t["$float"])
+    if "$bytes" in t:
+        return base64.b64decode(t["$bytes"])
+    if "$dict" in t:
+        return {_hashable(_dec(k, arrays)): _dec(x, arrays) for k, x in t["$dict"]}
+    if "$dataclass" in t:
+        cls = _TYPES.get(t["$dataclass"])
+        if cls is None:
+            raise CodecError(f"stored value has unregistered type {t['$dataclass']!r}; import the module that defines it")
+        return cls(**{k: _dec(x, arrays) for k, x in t["fields"].items()})
+    return {k: _dec(x, arrays) for k, x in t.items()}
+
+
+def _hashable(k: Any) -> Any:
+    return tuple(k) if isinstance(k, list) else k
+
+
+def describe(value: Any) -> Any:
+    """A JSON view of a config or input for records and reports (not for decoding)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: describe(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [describe(x) for x in value]
+    if isinstance(value, Mapping):
+        return {str(k): describe(x) for k, x in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (np.ndarray, np.generic)):
+        arr = np.asarray(value)
+        return arr.item() if arr.ndim == 0 and arr.dtype.kind in "biuf" else f"<array {arr.dtype} {arr.shape}>"
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

@@ -1,0 +1,286 @@
+"""The engine: resolves a stage call against the store, computes only what is missing, records it.
+
+A call's key is the digest of the stage identity, the config and the *content hashes* of its inputs, so
+an upstream recompute that yields identical content leaves everything downstream cached (early cutoff).
+Item-mapping stages are resolved per item inside a namespace (stage identity + config + the other
+inputs), computed in shards that are published as they finish, and assembled without copying.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import Executor
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .codec import describe
+from .hashing import digest
+from .progress import Progress
+from .provenance import package_versions
+from .stage import Stage
+from .store import MissingContent, Store
+
+__all__ = ["Engine", "Artifact", "Pending", "Step", "StageOutputError"]
+
+
+class StageOutputError(ValueError):
+    """A stage returned something the engine cannot cache (wrong length, unstorable type)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """A stored stage output: the record ``key`` that produced it and its ``content`` hash."""
+
+    key: str
+    content: str
+    engine: "Engine" = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def value(self) -> Any:
+        return self.engine.load(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """In a dry run: the output of a stage that would be computed, so its content is not known yet."""
+
+    step: str
+
+    @property
+    def value(self) -> Any:
+        raise RuntimeError(f"the output of step {self.step!r} is not computed in a dry run")
+
+
+@dataclasses.dataclass
+class Step:
+    """What happened to one stage call in a run (kept in the run record, shown by dry runs)."""
+
+    step: str
+    stage: str
+    version: int | str
+    code: str
+    key: str | None
+    config: Any
+    inputs: dict[str, str | None]
+    input_keys: dict[str, str]
+    status: str = "hit"  # hit | computed | miss | partial | pending
+    items_cached: int | None = None
+    items_total: int | None = None
+    seconds: float = 0.0
+    output: str | None = None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class LocalExecutor:
+    """Runs shards one after another in this process (the default)."""
+
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        for i, task in enumerate(tasks):
+            yield i, fn(task)
+
+
+class Engine:
+    """Runs stages against one store. ``dry_run`` resolves keys and reports without computing."""
+
+    def __init__(
+        self, store: Store, *, dry_run: bool = False, progress: bool = True, executor: Any = None,
+    ) -> None:
+        self.store = store
+        self.dry_run = dry_run
+        self.progress = Progress(enabled=progress)
+        self.executor = executor or LocalExecutor()
+        self.steps: list[Step] = []
+        self._memo: dict[str, Any] = {}
+        self._producers: dict[str, Callable[[], Artifact]] = {}
+
+    # ------------------------------------------------------------------ loading
+    def load(self, artifact: Artifact) -> Any:
+        """The value of an artifact; a corrupt or vanished value is recomputed by the step that made it."""
+        if artifact.content not in self._memo:
+            try:
+                self._memo[artifact.content] = self.store.get_value(artifact.content)
+            except MissingContent:
+                producer = self._producers.get(artifact.content)
+                if producer is None or self.dry_run:
+                    raise
+                redone = producer()
+                if redone.content != artifact.content:
+                    raise StageOutputError(
+                        f"recomputing a lost output gave different content ({redone.content[:12]} instead of "
+                        f"{artifact.content[:12]}); the stage that makes it is not deterministic"
+                    ) from None
+                self._memo[artifact.content] = self.store.get_value(artifact.content)
+        return self._memo[artifact.content]
+
+    def _input_value(self, value: Any) -> Any:
+        return value.value if isinstance(value, Artifact) else value
+
+    # ------------------------------------------------------------------ running
+    def run(self, stage: Stage, config: Any, *, step: str | None = None, **inputs: Any) -> Artifact | Pending:
+        """Resolve one stage call: a cached artifact, a fresh computation, or (dry run) a pending result."""
+        stage.check_config(config)
+        missing = set(stage.input_names) - set(inputs)
+        extra = set(inputs) - set(stage.input_names)
+        if missing or extra:
+            raise TypeError(f"stage {stage.name}: missing inputs {sorted(missing)}, unexpected {sorted(extra)}")
+        name = step or stage.name
+        if any(s.step == name for s in self.steps):
+            raise ValueError(f"step name {name!r} is used twice in this run; pass step=... to tell them apart")
+        hashes = {k: self._content_of(v) for k, v in inputs.items()}
+        info = Step(
+            step=name, stage=stage.name, version=stage.version, code=stage.code, key=None,
+            config=describe(config), inputs=hashes,
+            input_keys={k: v.key for k, v in inputs.items() if isinstance(v, Artifact)},
+        )
+        self.steps.append(info)
+        if any(h is None for h in hashes.values()):
+            info.status = "pending"
+            return Pending(name)
+        config_hash = digest(config)
+        info.key = key = digest({"stage": stage.identity, "config": config_hash, "inputs": hashes})
+        record = self.store.get_record(key)
+        if record is not None and self.store.has_value(record["output"]):
+            info.status, info.output = "hit", record["output"]
+            artifact = Artifact(key, record["output"], self)
+            self._producers.setdefault(artifact.content, lambda: self._compute(stage, config, inputs, info, force=True))
+            return artifact
+        if self.dry_run:
+            info.status = "miss"
+            if stage.over is not None:
+                self._count_cached_items(stage, config_hash, inputs, hashes, info)
+            return Pending(name)
+        artifact = self._compute(stage, config, inputs, info)
+        self._producers.setdefault(artifact.content, lambda: self._compute(stage, config, inputs, info, force=True))
+        return artifact
+
+    def _content_of(self, value: Any) -> str | None:
+        if isinstance(value, Artifact):
+            return value.content
+        if isinstance(value, Pending):
+            return None
+        return digest(value)
+
+    def _compute(self, stage: Stage, config: Any, inputs: dict, info: Step, force: bool = False) -> Artifact:
+        start = time.perf_counter()
+        values = {k: self._input_value(v) for k, v in inputs.items()}
+        if stage.over is None:
+            output = stage.fn(config, **values)
+            content = self.store.put_value(output)
+            extra: dict[str, Any] = {}
+        else:
+            content, extra = self._compute_items(stage, config, values, inputs, info)
+        info.seconds = time.perf_counter() - start
+        info.status, info.output = "computed", content
+        record = {
+            "kind": "map" if stage.over else "stage", "stage": stage.name, "version": stage.version,
+            "code": stage.code, "config": describe(config), "config_hash": digest(config),
+            "inputs": info.inputs, "input_keys": info.input_keys, "output": content,
+            "seconds": round(info.seconds, 6), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": package_versions(), **extra,
+        }
+        self.store.put_record(info.key, record)
+        return Artifact(info.key, content, self)
+
+    # ------------------------------------------------------------------ item-mapping stages
+    def _namespace(self, stage: Stage, config_hash: str, hashes: dict[str, str]) -> str:
+        others = {k: v for k, v in hashes.items() if k != stage.over}
+        return digest({"stage": stage.identity, "config": config_hash, "inputs": others})
+
+    def _items(self, stage: Stage, values_or_inputs: dict) -> Sequence[Any]:
+        items = self._input_value(values_or_inputs[stage.over])
+        if not isinstance(items, (list, tuple, np.ndarray)):
+            raise StageOutputError(f"stage {stage.name}: input {stage.over!r} must be a sequence of items")
+        return items
+
+    def _count_cached_items(self, stage: Stage, config_hash: str, inputs: dict, hashes: dict, info: Step) -> None:
+        try:
+            items = self._items(stage, inputs)
+        except MissingContent:
+            return
+        index = self.store.item_index(self._namespace(stage, config_hash, hashes))
+        info.items_total = len(items)
+        info.items_cached = sum(1 for item in items if digest(item) in index)
+        if info.items_cached:
+            info.status = "partial"
+
+    def _compute_items(self, stage: Stage, config: Any, values: dict, inputs: dict, info: Step) -> tuple[str, dict]:
+        namespace = self._namespace(stage, digest(config), info.inputs)
+        items = self._items(stage, values)
+        item_keys = [digest(item) for item in items]
+        for _attempt in range(3):
+            index = self.store.item_index(namespace)
+            todo: dict[str, int] = {}
+            for i, k in enumerate(item_keys):
+                if k not in index and k not in todo:
+                    todo[k] = i
+            info.items_total, info.items_cached = len(items), len(items) - len(todo)
+            self._run_shards(stage, config, values, items, namespace, list(todo.items()))
+            index = self.store.item_index(namespace)
+            try:
+                return self._assemble(namespace, item_keys, index), {"namespace": namespace}
+            except MissingContent as lost:  # a shard's value was corrupt: forget that shard and redo its items
+                for shard in {ref.shard for ref in index.values()}:
+                    doc = self.store.get_shard(namespace, shard)
+                    if doc is None or doc["value"] == lost.args[0] or not self.store.has_value(doc["value"]):
+                        self.store.drop_shard(namespace, shard)
+        raise StageOutputError(f"stage {stage.name}: shards keep failing their integrity checks")
+
+    def _run_shards(self, stage, config, values, items, namespace, todo: list[tuple[str, int]]) -> None:
+        if not todo:
+            return
+        size = stage.shard_size
+        tasks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        others = {k: v for k, v in values.items() if k != stage.over}
+
+        def compute(task: list[tuple[str, int]]) -> int:
+            batch = tuple(items[i] for _, i in task)
+            out = stage.fn(config, **{stage.over: batch}, **others)
+            if len(out) != len(batch):
+                raise StageOutputError(f"stage {stage.name} returned {len(out)} outputs for {len(batch)} items")
+            shard_value = np.asarray(out) if isinstance(out, np.ndarray) else tuple(out)
+            self.store.put_shard(namespace, [k for k, _ in task], shard_value)
+            return len(task)
+
+        with self.progress.bar(f"{info_label(stage)}", total=len(todo)) as advance:
+            for _, done in self.executor.map(compute, tasks):
+                advance(done)
+
+    def _assemble(self, namespace: str, item_keys: list[str], index: dict) -> str:
+        shard_values: dict[str, str] = {}
+        parts: list[str] = []
+        part_of: dict[str, int] = {}
+        rows: list[tuple[int, int]] = []
+        for k in item_keys:
+            ref = index[k]
+            if ref.shard not in shard_values:
+                doc = self.store.get_shard(namespace, ref.shard)
+                if doc is None:
+                    raise MissingContent(ref.shard)
+                shard_values[ref.shard] = doc["value"]
+            value_hash = shard_values[ref.shard]
+            if value_hash not in part_of:
+                part_of[value_hash] = len(parts)
+                parts.append(value_hash)
+            rows.append((part_of[value_hash], ref.row))
+        loaded = [self.store.get_value(p) for p in parts]
+        assembled = _gather_values(loaded, rows)
+        content = digest(assembled)
+        self._memo[content] = assembled
+        return self.store.put_gather(parts, rows, content)
+
+
+def _gather_values(parts: list[Any], rows: list[tuple[int, int]]) -> Any:
+    if rows and all(isinstance(p, np.ndarray) for p in parts):
+        idx_part = np.fromiter((p for p, _ in rows), dtype=np.int64, count=len(rows))
+        idx_row = np.fromiter((r for _, r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
+        return np.concatenate(parts)[offsets[idx_part] + idx_row]
+    return tuple(parts[p][r] for p, r in rows)
+
+
+def info_label(stage: Stage) -> str:
+    return f"{stage.name} ({stage.over})"

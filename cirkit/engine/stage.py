@@ -1,0 +1,88 @@
+"""Stage declarations: a pure function over a frozen config and input artifacts, plus its identity.
+
+A stage's identity is its name, its explicit ``version`` and a fingerprint of its normalised source and
+of the helpers it declares. Bump ``version`` to invalidate on purpose (say, a dependency changed what the
+code computes); edit the logic of the function or a declared helper and its identity changes by itself.
+
+An item-mapping stage (``over="images"``) receives a shard of items in that argument and returns one output
+per item, in order (a sequence, or an array whose first axis is the items). The engine caches every item
+under its own key and calls the function only for items it has not seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from typing import Any, Callable, Iterable
+
+from .fingerprint import code_fingerprint
+from .hashing import digest
+
+__all__ = ["Stage", "stage", "StageDefinitionError"]
+
+
+class StageDefinitionError(TypeError):
+    """A stage is declared in a way the engine cannot cache faithfully."""
+
+
+class Stage:
+    """A declared stage; call it through an :class:`~cirkit.engine.executor.Engine`, not directly."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        version: int | str,
+        name: str | None = None,
+        helpers: Iterable[Any] = (),
+        over: str | None = None,
+        shard_size: int = 256,
+    ) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.version = version
+        self.helpers = tuple(helpers)
+        self.over = over
+        self.shard_size = int(shard_size)
+        params = list(inspect.signature(fn).parameters)
+        if not params or params[0] != "config":
+            raise StageDefinitionError(f"stage {self.name}: the first parameter must be named 'config'")
+        self.input_names = tuple(params[1:])
+        if over is not None and over not in self.input_names:
+            raise StageDefinitionError(f"stage {self.name}: over={over!r} is not one of its inputs {self.input_names}")
+        if self.shard_size < 1:
+            raise StageDefinitionError(f"stage {self.name}: shard_size must be >= 1")
+        functools.update_wrapper(self, fn)
+
+    @functools.cached_property
+    def code(self) -> str:
+        return code_fingerprint(self.fn, self.helpers)
+
+    @functools.cached_property
+    def identity(self) -> str:
+        return digest({"name": self.name, "version": self.version, "code": self.code})
+
+    def check_config(self, config: Any) -> None:
+        if config is not None and not (dataclasses.is_dataclass(config) and config.__dataclass_params__.frozen):
+            raise StageDefinitionError(f"stage {self.name}: config must be a frozen dataclass, got {type(config).__name__}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Calling a stage directly runs the bare function (useful in tests); nothing is cached."""
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        kind = f"map over {self.over}" if self.over else "stage"
+        return f"<{kind} {self.name} v{self.version}>"
+
+
+def stage(
+    *, version: int | str, name: str | None = None, helpers: Iterable[Any] = (), over: str | None = None,
+    shard_size: int = 256,
+) -> Callable[[Callable[..., Any]], Stage]:
+    """Declare a pure stage. ``helpers`` are functions or classes whose code is part of its identity."""
+
+    def wrap(fn: Callable[..., Any]) -> Stage:
+        return Stage(fn, version=version, name=name, helpers=helpers, over=over, shard_size=shard_size)
+
+    return wrap

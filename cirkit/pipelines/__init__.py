@@ -1,0 +1,3 @@
+"""Built-in pipelines; importing this package registers them."""
+
+from . import synthetic  # noqa: F401

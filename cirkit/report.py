@@ -1,0 +1,58 @@
+"""Tables and previews for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+__all__ = ["steps_table", "metrics_table", "preview"]
+
+_STYLE = {"hit": "green", "computed": "yellow", "miss": "red", "partial": "yellow", "pending": "magenta"}
+
+
+def steps_table(steps, explanations: dict[str, list[str]], *, title: str) -> Table:
+    table = Table(title=title)
+    for col in ("step", "stage", "status", "items", "key", "seconds"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("why", overflow="fold", min_width=20)
+    for s in steps:
+        items = "" if s.items_total is None else f"{s.items_cached}/{s.items_total}"
+        style = _STYLE.get(s.status, "")
+        why = "; ".join(explanations.get(s.step, []))
+        table.add_row(s.step, f"{s.stage} v{s.version}", f"[{style}]{s.status}[/{style}]", items,
+                      (s.key or "")[:12], f"{s.seconds:.2f}" if s.status == "computed" else "", why)
+    return table
+
+
+def metrics_table(metrics: Any, *, title: str) -> Table:
+    """One row per task (or one row) and one column per metric."""
+    rows = metrics if metrics and all(isinstance(v, dict) for v in metrics.values()) else {"": metrics}
+    columns: list[str] = []
+    for row in rows.values():
+        columns += [c for c in row if c not in columns]
+    table = Table(title=title)
+    if any(rows):
+        table.add_column("task")
+    for c in columns:
+        table.add_column(c, justify="right")
+    for name, row in rows.items():
+        cells = [_fmt(row.get(c, "")) for c in columns]
+        table.add_row(*([name] if any(rows) else []), *cells)
+    return table
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def preview(value: Any, limit: int = 5) -> str:
+    if isinstance(value, np.ndarray):
+        with np.printoptions(precision=4, threshold=limit * 8, edgeitems=3):
+            return f"array {value.dtype} {value.shape}\n{value[:limit]!r}"
+    if isinstance(value, (tuple, list)):
+        head = "\n".join(f"  [{i}] {x!r}"[:200] for i, x in enumerate(value[:limit]))
+        more = f"\n  ... {len(value) - limit} more" if len(value) > limit else ""
+        return f"{type(value).__name__} of {len(value)} items\n{head}{more}"
+    return repr(value)[:2000]
