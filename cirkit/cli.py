@@ -19,8 +19,22 @@ from .experiment.experiment import load_experiment
 from .experiment.runner import RunOutcome, run_experiment
 from .report import metrics_table, preview, steps_table
 
-console = Console()
-err = Console(stderr=True)
+
+
+class _LazyConsole:
+    """A rich console made at first use, so it sees the real output stream (a terminal, a pipe, a test)."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self.stderr = stderr
+
+    def __getattr__(self, name: str) -> Any:
+        stream = sys.stderr if self.stderr else sys.stdout
+        width = None if stream.isatty() else int(os.environ.get("COLUMNS", "160"))
+        return getattr(Console(file=stream, width=width, stderr=self.stderr), name)
+
+
+console = _LazyConsole()
+err = _LazyConsole(stderr=True)
 
 store_option = click.option(
     "--store", "store_url", envvar="CIRKIT_STORE", default="artifacts", show_default=True,
@@ -42,12 +56,13 @@ def main() -> None:
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Show per stage what is cached and what would be computed, and why.")
+@click.option("--name", default=None, help="Record the run under this name instead of the file's.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @store_option
-def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, quiet: bool, store_url: str) -> None:
+def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | None, quiet: bool, store_url: str) -> None:
     """Run an experiment file (every run of its sweep), computing only what the store lacks."""
     try:
-        exp = load_experiment(experiment, overrides)
+        exp = load_experiment(experiment, overrides, name=name)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     store = _open(store_url)

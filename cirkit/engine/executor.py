@@ -222,11 +222,9 @@ class Engine:
             index = self.store.item_index(namespace)
             try:
                 return self._assemble(namespace, item_keys, index), {"namespace": namespace}
-            except MissingContent as lost:  # a shard's value was corrupt: forget that shard and redo its items
-                for shard in {ref.shard for ref in index.values()}:
-                    doc = self.store.get_shard(namespace, shard)
-                    if doc is None or doc["value"] == lost.args[0] or not self.store.has_value(doc["value"]):
-                        self.store.drop_shard(namespace, shard)
+            except _LostShards as lost:  # corrupt or vanished shards: forget them and redo their items
+                for shard in lost.shards:
+                    self.store.drop_shard(namespace, shard)
         raise StageOutputError(f"stage {stage.name}: shards keep failing their integrity checks")
 
     def _run_shards(self, stage, config, values, items, namespace, todo: list[tuple[str, int]]) -> None:
@@ -254,23 +252,40 @@ class Engine:
         parts: list[str] = []
         part_of: dict[str, int] = {}
         rows: list[tuple[int, int]] = []
+        shards_of: dict[str, set[str]] = {}
+        lost: set[str] = set()
         for k in item_keys:
             ref = index[k]
             if ref.shard not in shard_values:
                 doc = self.store.get_shard(namespace, ref.shard)
                 if doc is None:
-                    raise MissingContent(ref.shard)
+                    lost.add(ref.shard)
+                    continue
                 shard_values[ref.shard] = doc["value"]
             value_hash = shard_values[ref.shard]
+            shards_of.setdefault(value_hash, set()).add(ref.shard)
             if value_hash not in part_of:
                 part_of[value_hash] = len(parts)
                 parts.append(value_hash)
             rows.append((part_of[value_hash], ref.row))
-        loaded = [self.store.get_value(p) for p in parts]
+        loaded = []
+        for p in parts:
+            try:
+                loaded.append(self.store.get_value(p))
+            except MissingContent:
+                lost |= shards_of[p]
+        if lost:
+            raise _LostShards(lost)
         assembled = _gather_values(loaded, rows)
         content = digest(assembled)
         self._memo[content] = assembled
         return self.store.put_gather(parts, rows, content)
+
+
+class _LostShards(Exception):
+    def __init__(self, shards: set[str]) -> None:
+        super().__init__(f"{len(shards)} shards lost")
+        self.shards = shards
 
 
 def _gather_values(parts: list[Any], rows: list[tuple[int, int]]) -> Any:

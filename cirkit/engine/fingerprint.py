@@ -37,7 +37,7 @@ def source_fingerprint(source: str) -> str:
 def code_fingerprint(fn: Callable[..., Any], helpers: Iterable[Any] = ()) -> str:
     """Digest of ``fn``'s normalised source and of each declared helper's (functions or classes)."""
     parts = [_object_fingerprint(fn)]
-    parts += sorted(f"{_name(h)}={_object_fingerprint(h)}" for h in helpers)
+    parts += sorted(f"{getattr(h, '__qualname__', '?')}={_object_fingerprint(h)}" for h in helpers)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -157,8 +157,9 @@ class FsspecFS(StoreFS):
 
     def zarr_store(self, path: str):
         from zarr.storage import FsspecStore
+        from zarr.storage._fsspec import _make_async  # wraps sync filesystems (memory://, file://)
 
-        return FsspecStore(self.fs, path=self._p(path), read_only=False)
+        return FsspecStore(_make_async(self.fs), path=self._p(path), read_only=False)
 
     def temp_dir(self) -> str:
         return f"tmp/.tmp-{uuid.uuid4().hex}"

@@ -42,7 +42,7 @@ class Experiment:
     runs: tuple[RunSpec, ...]
 
 
-def load_experiment(path: str, overrides: tuple[str, ...] = ()) -> Experiment:
+def load_experiment(path: str, overrides: tuple[str, ...] = (), *, name: str | None = None) -> Experiment:
     """Read, validate and expand an experiment file; ``overrides`` are ``key=value`` strings (``--set``)."""
     source = os.fspath(path)
     if not os.path.isfile(source):
@@ -61,7 +61,7 @@ def load_experiment(path: str, overrides: tuple[str, ...] = ()) -> Experiment:
         pipe = get_pipeline(data["pipeline"])
     except UnknownPipeline as exc:
         raise ConfigError(f"{source}: key 'pipeline': {exc}") from exc
-    name = data.get("name") or os.path.splitext(os.path.basename(source))[0]
+    name = name or data.get("name") or os.path.splitext(os.path.basename(source))[0]
     settings = {k: v for k, v in data.items() if k not in _RESERVED}
     for text in overrides:
         key, value = parse_override(text)

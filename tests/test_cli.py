@@ -1,0 +1,115 @@
+"""The command line: run, dry run with reasons, ls, show, status, verify and gc, on a real store."""
+
+import json
+import pathlib
+
+import pytest
+from click.testing import CliRunner
+
+from cirkit.cli import main
+
+EXP = '''pipeline = "toy_pipeline:toy"
+name = "toy"
+[items]
+n = 23
+[embed]
+dim = 8
+'''
+
+
+@pytest.fixture
+def env(tmp_path):
+    exp = tmp_path / "toy.toml"
+    exp.write_text(EXP)
+    store = tmp_path / "store"
+    runner = CliRunner()
+
+    def cli(*args, code=0):
+        extra = ["--quiet"] if args[0] == "run" else []
+        result = runner.invoke(main, [*map(str, args), "--store", str(store), *extra], catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    return exp, store, cli
+
+
+def test_run_prints_steps_and_results_and_records_the_run(env):
+    exp, store, cli = env
+    out = cli("run", exp)
+    assert "computed" in out and "results: toy" in out and "sum" in out
+    record = json.loads(next(store.joinpath("runs").glob("*.json")).read_text())
+    assert record["name"] == "toy" and len(record["artifacts"]) == 3
+    out = cli("run", exp)
+    assert "computed" not in out.split("results")[0] and out.count("hit") >= 3
+
+
+def test_dry_run_says_what_changed(env):
+    exp, store, cli = env
+    cli("run", exp)
+    out = cli("run", exp, "--dry-run", "--set", "embed.dim=9")
+    assert "make_items" in out and "hit" in out
+    assert "miss" in out and "config dim: 8 -> 9" in out
+    assert "pending" in out and "upstream recomputes" in out
+    out = cli("run", exp, "--dry-run", "--set", "items.n=25")
+    assert "config n: 23 -> 25" in out
+    assert not list(store.joinpath("records").rglob("*.json"))[3:], "a dry run writes nothing"
+
+
+def test_dry_run_reports_partial_items(env):
+    exp, store, cli = env
+    cli("run", exp)
+    cli("run", exp, "--set", "items.n=30", "--set", "embed.scale=2")  # creates the 30-item list
+    out = cli("run", exp, "--dry-run", "--set", "items.n=30")
+    assert "partial" in out and "23/30" in out
+
+
+def test_bad_experiment_gives_a_clear_error(env, tmp_path):
+    exp, store, cli = env
+    out = cli("run", exp, "--set", "embed.dim=eight", code=1)
+    assert "key 'embed.dim': expected int, found str 'eight'" in out
+    out = cli("run", tmp_path / "missing.toml", code=1)
+    assert "missing.toml: experiment file not found" in out
+
+
+def test_ls_show_status(env):
+    exp, store, cli = env
+    cli("run", exp)
+    assert "toy" in cli("ls") and "toy_pipeline" not in cli("ls").split("toy", 1)[0]
+    out = cli("show", "toy")
+    assert "embed" in out and "sum" in out
+    record = json.loads(next(store.joinpath("runs").glob("*.json")).read_text())
+    key = next(s["key"] for s in record["steps"] if s["step"] == "total")
+    out = cli("show", key[:10])
+    assert "total" in out and "lineage" in out and "vectors <- embed" in out and "items <- make_items" in out
+    out = cli("status")
+    assert "records" in out and "arrays" in out and "total" in out
+    assert "no run or artifact key" in cli("show", "ffffffffff", code=1)
+
+
+def test_verify_detects_corruption_and_repair_lets_runs_recompute(env):
+    exp, store, cli = env
+    cli("run", exp)
+    assert "0 corrupt" in cli("verify")
+    value = next(store.joinpath("values").rglob("*.json"))
+    value.write_bytes(value.read_bytes()[:-3])
+    out = cli("verify", code=1)
+    assert "1 corrupt" in out
+    cli("verify", "--repair", code=1)
+    assert "0 corrupt" in cli("verify")
+    cli("run", exp)
+    assert "0 corrupt" in cli("verify")
+
+
+def test_gc_removes_only_what_no_run_reaches(env):
+    exp, store, cli = env
+    cli("run", exp)
+    cli("run", exp, "--set", "embed.dim=4")  # same run name: the old dim=8 artifacts lose their root
+    before = sorted(p for p in store.rglob("*") if p.is_file())
+    out = cli("gc", "--dry-run")
+    assert "would remove" in out
+    assert sorted(p for p in store.rglob("*") if p.is_file()) == before
+    cli("gc")
+    assert "0 entries" in cli("gc", "--dry-run")
+    out = cli("run", exp, "--set", "embed.dim=4")
+    assert "computed" not in out.split("results")[0], "gc kept everything the named run needs"
+    assert "0 corrupt" in cli("verify")

@@ -1,0 +1,91 @@
+"""Stage identity: comments, docstrings and formatting do not matter; logic and declared helpers do."""
+
+import importlib.util
+import sys
+import textwrap
+
+import pytest
+
+from cirkit.engine import StageDefinitionError, source_fingerprint, stage
+
+
+def load_module(tmp_path, name, source):
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+BASE = """
+from cirkit.engine import stage
+
+def helper(x):
+    return x * 2
+
+@stage(version=1, helpers=[helper])
+def s(config, x):
+    return helper(x) + 1
+"""
+
+REFORMATTED = '''
+from cirkit.engine import stage
+
+def helper(x):
+    """Doubles."""
+    # a comment
+    return (x *
+            2)
+
+@stage(version=1,
+       helpers=[helper])
+def s(config,
+      x):
+    """A docstring that says what s does."""
+    return helper( x )+1   # trailing comment
+'''
+
+HELPER_EDITED = BASE.replace("return x * 2", "return x * 3")
+BODY_EDITED = BASE.replace("helper(x) + 1", "helper(x) + 2")
+VERSION_BUMPED = BASE.replace("version=1", "version=2")
+
+
+@pytest.mark.parametrize("variant,same", [(REFORMATTED, True), (HELPER_EDITED, False), (BODY_EDITED, False)])
+def test_identity_tracks_logic_not_layout(tmp_path, variant, same):
+    base = load_module(tmp_path, "fp_base", BASE).s
+    other = load_module(tmp_path, f"fp_variant_{abs(hash(variant))}", variant).s
+    assert (base.code == other.code) is same
+    assert (base.identity == other.identity) is same
+
+
+def test_version_is_part_of_identity_but_not_of_code(tmp_path):
+    a = load_module(tmp_path, "fp_v1", BASE).s
+    b = load_module(tmp_path, "fp_v2", VERSION_BUMPED).s
+    assert a.code == b.code
+    assert a.identity != b.identity
+
+
+def test_undeclared_helper_edit_does_not_invalidate(tmp_path):
+    """Only declared helpers are fingerprinted: that is the contract (declare what you depend on)."""
+    src = BASE.replace("helpers=[helper]", "helpers=[]")
+    a = load_module(tmp_path, "fp_undeclared_a", src).s
+    b = load_module(tmp_path, "fp_undeclared_b", src.replace("return x * 2", "return x * 3")).s
+    assert a.code == b.code
+
+
+def test_source_fingerprint_ignores_module_docstring_and_blank_lines():
+    assert source_fingerprint('"""doc"""\nx = 1\n') == source_fingerprint("\n\nx = 1\n")
+    assert source_fingerprint("x = 1\n") != source_fingerprint("x = 2\n")
+    assert source_fingerprint("f(a, b)\n") != source_fingerprint("f(b, a)\n")
+
+
+def test_stage_declaration_errors():
+    with pytest.raises(StageDefinitionError, match="config"):
+        stage(version=1)(lambda cfg, x: x)
+    with pytest.raises(StageDefinitionError, match="over"):
+
+        @stage(version=1, over="nope")
+        def s(config, items):
+            return items

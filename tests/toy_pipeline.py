@@ -1,0 +1,69 @@
+"""A small pipeline for engine tests: a slow, deterministic item-mapping stage between two whole stages."""
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from cirkit.engine import stage
+from cirkit.experiment.pipeline import pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemsConfig:
+    n: int = 40
+    prefix: str = "x"
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedConfig:
+    dim: int = 4
+    scale: float = 1.0
+    delay: float = 0.0  # seconds per shard, so that tests can interrupt a run mid-stage
+
+
+@dataclasses.dataclass(frozen=True)
+class SumConfig:
+    offset: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    items: ItemsConfig = ItemsConfig()
+    embed: EmbedConfig = EmbedConfig()
+    total: SumConfig = SumConfig()
+
+
+CALLS = {"embed": 0}
+
+
+@stage(version=1)
+def make_items(config: ItemsConfig) -> tuple:
+    return tuple(f"{config.prefix}{i:05d}" for i in range(config.n))
+
+
+@stage(version=1, over="items", shard_size=5)
+def embed(config: EmbedConfig, items: tuple) -> np.ndarray:
+    CALLS["embed"] += len(items)
+    if config.delay:
+        time.sleep(config.delay)
+    log = os.environ.get("TOY_EMBED_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write("".join(f"{it}\n" for it in items))
+    rows = [np.random.default_rng([ord(c) for c in it]).standard_normal(config.dim) for it in items]
+    return (np.stack(rows) * config.scale).astype(np.float32)
+
+
+@stage(version=1)
+def total(config: SumConfig, vectors: np.ndarray) -> dict:
+    return {"sum": round(float(vectors.sum()) + config.offset, 6), "n": int(len(vectors))}
+
+
+@pipeline("toy", ToyConfig)
+def toy(engine, config: ToyConfig) -> dict:
+    items = engine.run(make_items, config.items)
+    vectors = engine.run(embed, config.embed, items=items)
+    metrics = engine.run(total, config.total, vectors=vectors)
+    return {"vectors": vectors, "metrics": metrics}
