@@ -20,7 +20,6 @@ from .experiment.runner import RunOutcome, run_experiment
 from .report import metrics_table, preview, steps_table
 
 
-
 class _LazyConsole:
     """A rich console made at first use, so it sees the real output stream (a terminal, a pipe, a test)."""
 
@@ -69,6 +68,9 @@ def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | 
     outcomes = run_experiment(exp, store, dry_run=dry_run, progress=not quiet and sys.stderr.isatty())
     for outcome in outcomes:
         _print_outcome(outcome, dry_run)
+    if len(outcomes) > 1 and not dry_run:
+        rows = {o.name: _flatten(o.metrics) for o in outcomes if isinstance(o.metrics, dict)}
+        console.print(metrics_table(rows, title=f"{exp.name}: {len(outcomes)} runs"))
 
 
 def _print_outcome(outcome: RunOutcome, dry_run: bool) -> None:

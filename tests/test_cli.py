@@ -1,7 +1,6 @@
 """The command line: run, dry run with reasons, ls, show, status, verify and gc, on a real store."""
 
 import json
-import pathlib
 
 import pytest
 from click.testing import CliRunner

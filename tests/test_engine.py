@@ -112,7 +112,7 @@ def test_dry_run_reports_without_computing(tmp_path):
     assert statuses(engine) == {"make_items": "miss", "embed": "pending", "total": "pending"}
     assert isinstance(out["metrics"], Pending)
     with pytest.raises(RuntimeError, match="dry run"):
-        out["metrics"].value
+        _ = out["metrics"].value
     # once the item list exists, a dry run counts cached items
     run_toy(store, items={"n": 45}, embed={"dim": 3})
     engine = Engine(store, dry_run=True, progress=False)

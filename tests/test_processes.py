@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from conftest import cli_env, cirkit_cmd, run_cli
+from conftest import cirkit_cmd, cli_env, run_cli
 
 EXP = '''pipeline = "toy_pipeline:toy"
 name = "slow"

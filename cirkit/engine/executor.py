@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import Executor
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 

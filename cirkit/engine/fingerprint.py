@@ -11,7 +11,8 @@ import ast
 import hashlib
 import inspect
 import textwrap
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 __all__ = ["code_fingerprint", "source_fingerprint", "FingerprintError"]
 

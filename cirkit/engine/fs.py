@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["StoreFS", "LocalFS", "FsspecFS", "open_fs"]
 

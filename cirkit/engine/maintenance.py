@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 from .hashing import digest
 from .store import Store

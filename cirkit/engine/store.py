@@ -20,8 +20,9 @@ import base64
 import json
 import urllib.parse
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

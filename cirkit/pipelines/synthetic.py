@@ -72,10 +72,12 @@ class SyntheticConfig:
 
 @stage(version=1)
 def make_gallery(config: GalleryConfig) -> tuple[Item, ...]:
-    rng = np.random.default_rng(config.seed)
-    clusters = rng.integers(0, config.n_clusters, size=config.n_items)
-    seeds = rng.integers(0, 2**31, size=config.n_items)
-    return tuple(Item(f"img{i:06d}", int(c), int(s)) for i, (c, s) in enumerate(zip(clusters, seeds)))
+    """Item i depends only on (seed, i), so growing the gallery keeps every existing item (and its cache)."""
+    items = []
+    for i in range(config.n_items):
+        cluster, identity = np.random.default_rng([config.seed, i]).integers(0, [config.n_clusters, 2**31])
+        items.append(Item(f"img{i:06d}", int(cluster), int(identity)))
+    return tuple(items)
 
 
 @stage(version=1)

@@ -1,0 +1,26 @@
+"""Developer sessions: ``nox -s tests`` (the CI command), ``nox -s lint``, ``nox -s bench``."""
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (CPU only, offline)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "cirkit", "tests", "bench", "noxfile.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Measurements for the closing notes; each prints ratios against a reference taken in the same run."""
+    session.install("-e", ".")
+    session.run("python", "bench/engine_bench.py", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
