@@ -9,7 +9,7 @@ from rich.table import Table
 
 __all__ = ["steps_table", "metrics_table", "preview"]
 
-_STYLE = {"hit": "green", "computed": "yellow", "miss": "red", "partial": "yellow", "pending": "magenta"}
+_STYLE = {"hit": "green", "computed": "yellow", "miss": "red", "partial": "yellow", "pending": "magenta", "read": "cyan"}
 
 
 def steps_table(steps, explanations: dict[str, list[str]], *, title: str) -> Table:
@@ -22,7 +22,7 @@ def steps_table(steps, explanations: dict[str, list[str]], *, title: str) -> Tab
         style = _STYLE.get(s.status, "")
         why = "; ".join(explanations.get(s.step, []))
         table.add_row(s.step, f"{s.stage} v{s.version}", f"[{style}]{s.status}[/{style}]", items,
-                      (s.key or "")[:12], f"{s.seconds:.2f}" if s.status == "computed" else "", why)
+                      (s.key or "")[:12], f"{s.seconds:.2f}" if s.status in ("computed", "read") else "", why)
     return table
 
 

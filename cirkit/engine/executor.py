@@ -65,7 +65,7 @@ class Step:
     config: Any
     inputs: dict[str, str | None]
     input_keys: dict[str, str]
-    status: str = "hit"  # hit | computed | miss | partial | pending
+    status: str = "hit"  # hit | computed | miss | partial | pending | read (a volatile stage)
     items_cached: int | None = None
     items_total: int | None = None
     seconds: float = 0.0
@@ -142,6 +142,10 @@ class Engine:
             return Pending(name)
         config_hash = digest(config)
         info.key = key = digest({"stage": stage.identity, "config": config_hash, "inputs": hashes})
+        if stage.volatile:
+            artifact = self._compute(stage, config, inputs, info)
+            info.status = "read"
+            return artifact
         record = self.store.get_record(key)
         if record is not None and self.store.has_value(record["output"]):
             info.status, info.output = "hit", record["output"]

@@ -39,8 +39,10 @@ class Stage:
         helpers: Iterable[Any] = (),
         over: str | None = None,
         shard_size: int = 256,
+        volatile: bool = False,
     ) -> None:
         self.fn = fn
+        self.volatile = volatile
         self.name = name or fn.__name__
         self.version = version
         self.helpers = tuple(helpers)
@@ -52,6 +54,8 @@ class Stage:
         self.input_names = tuple(params[1:])
         if over is not None and over not in self.input_names:
             raise StageDefinitionError(f"stage {self.name}: over={over!r} is not one of its inputs {self.input_names}")
+        if volatile and over is not None:
+            raise StageDefinitionError(f"stage {self.name}: an item-mapping stage cannot be volatile")
         if self.shard_size < 1:
             raise StageDefinitionError(f"stage {self.name}: shard_size must be >= 1")
         functools.update_wrapper(self, fn)
@@ -79,11 +83,16 @@ class Stage:
 
 def stage(
     *, version: int | str, name: str | None = None, helpers: Iterable[Any] = (), over: str | None = None,
-    shard_size: int = 256,
+    shard_size: int = 256, volatile: bool = False,
 ) -> Callable[[Callable[..., Any]], Stage]:
-    """Declare a pure stage. ``helpers`` are functions or classes whose code is part of its identity."""
+    """Declare a pure stage. ``helpers`` are functions or classes whose code is part of its identity.
+
+    ``volatile=True`` marks a stage that reads the outside world (annotation files, image files): it runs
+    on every call, even in dry runs, and its output's content hash decides what downstream recomputes.
+    """
 
     def wrap(fn: Callable[..., Any]) -> Stage:
-        return Stage(fn, version=version, name=name, helpers=helpers, over=over, shard_size=shard_size)
+        return Stage(fn, version=version, name=name, helpers=helpers, over=over, shard_size=shard_size,
+                     volatile=volatile)
 
     return wrap

@@ -39,7 +39,7 @@ def _run_one(exp: Experiment, spec: RunSpec, store: Store, *, dry_run: bool, pro
         previous = store.get_run(spec.name)
         before = {s["step"]: s for s in (previous or {}).get("steps", [])}
         for step in engine.steps:
-            if step.status != "hit":
+            if step.status in ("miss", "partial", "pending"):
                 outcome.explanations[step.step] = explain_step(step, before.get(step.step), previous is not None)
         return outcome
     metrics = outputs.get("metrics")

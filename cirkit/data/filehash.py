@@ -1,0 +1,57 @@
+"""Content hashes of image files, memoised across processes.
+
+Hashing a 123k-image gallery on every run would dominate a cached rerun, so digests are remembered in a
+diskcache keyed by (path, size, mtime_ns, inode). The cache uses a JSON-only disk that refuses to
+unpickle anything, so a cache copied from elsewhere cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable
+
+import diskcache
+
+from ..engine import file_digest
+
+__all__ = ["JSONOnlyDisk", "FileDigests"]
+
+
+class JSONOnlyDisk(diskcache.JSONDisk):
+    """diskcache's JSON disk, minus the pickle fallback it inherits on reads."""
+
+    def get(self, key, raw):
+        if not raw:
+            raise ValueError("this cache stores JSON keys only")
+        return super().get(key, raw)
+
+    def fetch(self, mode, filename, value, read):
+        if mode == diskcache.core.MODE_PICKLE:
+            raise ValueError("refusing to unpickle a cache entry")
+        return super().fetch(mode, filename, value, read)
+
+
+def _default_dir() -> str:
+    return os.environ.get("CIRKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cirkit", "file-digests")
+
+
+class FileDigests:
+    """``digests(paths)`` -> SHA-256 of each file, hashing only files whose stat changed since last time."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        self.cache = diskcache.Cache(directory or _default_dir(), disk=JSONOnlyDisk, size_limit=2**30)
+
+    def digest(self, path: str) -> str:
+        st = os.stat(path)
+        key = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+        found = self.cache.get(key)
+        if isinstance(found, str):
+            return found
+        value = file_digest(path)
+        self.cache.set(key, value)
+        return value
+
+    def digests(self, paths: Iterable[str], workers: int = 8) -> list[str]:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(self.digest, paths))
