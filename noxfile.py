@@ -23,4 +23,6 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Measurements for the closing notes; each prints ratios against a reference taken in the same run."""
     session.install("-e", ".")
-    session.run("python", "bench/engine_bench.py", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+    env = {"JAX_PLATFORMS": "cpu"}
+    session.run("python", "bench/engine_bench.py", env=env)
+    session.run("python", "bench/retrieval_bench.py", *session.posargs, env=env)

@@ -220,5 +220,15 @@ def gc(dry_run: bool, store_url: str) -> None:
     console.print(f"{len(doomed)} entries, {_size(size)} {'reclaimable' if dry_run else 'reclaimed'}")
 
 
+def _register() -> None:
+    from .cli_data import data, evaluate
+
+    main.add_command(data)
+    main.add_command(evaluate)
+
+
+_register()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -28,3 +28,24 @@ def cirkit_cmd(*args):
 
 def run_cli(*args, check=True, **kw):
     return subprocess.run(cirkit_cmd(*args), env=cli_env(), capture_output=True, text=True, check=check, **kw)
+
+
+REAL = ROOT.parent / "shared" / "real-annotations"
+
+
+@pytest.fixture
+def real_annotations():
+    """The benchmarks' real annotation files (never copied into the repository)."""
+    if not REAL.is_dir():
+        pytest.skip(f"{REAL} is absent: the real annotation files live beside the repository, not in it")
+    return REAL
+
+
+def make_images(paths, size=(8, 8)):
+    """Tiny placeholder images under the names a split file gives (format from the extension)."""
+    from PIL import Image
+
+    for i, path in enumerate(paths):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, ((i * 37) % 256, (i * 91) % 256, (i * 13) % 256)).save(path)

@@ -8,8 +8,8 @@ unpickle anything, so a cache copied from elsewhere cannot run code.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
 
 import diskcache
 

@@ -6,7 +6,7 @@ Percentages (0-100), as papers report them. Every function documents its protoco
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -7,7 +7,7 @@ say which query and field is wrong.
 from __future__ import annotations
 
 import json
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..data.errors import DataError, read_json
 from ..data.model import Split

@@ -13,7 +13,9 @@ import dataclasses
 import numpy as np
 
 from ..engine import Engine, artifact_type, stage
+from ..evaluation.metrics import recall_at_k
 from ..experiment.pipeline import pipeline
+from ..retrieval.exact import exact_topk
 
 
 @artifact_type
@@ -109,30 +111,18 @@ def encode(config: EncoderConfig, items: tuple[Item, ...]) -> np.ndarray:
 
 @stage(version=1)
 def exact_search(config: SearchConfig, queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """Top-k gallery indices by cosine, in chunks of gallery rows so memory stays bounded."""
-    q = queries.astype(np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    k = min(config.k, len(gallery))
-    best_s = np.full((len(q), 0), -np.inf, np.float32)
-    best_i = np.zeros((len(q), 0), np.int64)
-    for start in range(0, len(gallery), config.chunk_size):
-        g = gallery[start : start + config.chunk_size].astype(np.float32)
-        g /= np.linalg.norm(g, axis=1, keepdims=True)
-        s = np.concatenate([best_s, q @ g.T], axis=1)
-        i = np.concatenate([best_i, np.arange(start, start + len(g))[None].repeat(len(q), 0)], axis=1)
-        top = np.argsort(-s, axis=1, kind="stable")[:, :k]
-        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
-    return best_i
+    """Top-k gallery indices by cosine (chunked, so memory stays bounded)."""
+    return exact_topk(queries, gallery, config.k, chunk_size=config.chunk_size)[0]
 
 
 @stage(version=1)
 def recall(config: MetricsConfig, ranking: np.ndarray, queries: tuple[Item, ...], gallery: tuple[Item, ...]) -> dict:
-    position = {item.id: i for i, item in enumerate(gallery)}
-    targets = np.array([position[q.id] for q in queries])
-    hits = ranking == targets[:, None]
+    """Recall@K of each query's source item, next to the chance level K / gallery size."""
+    ids = [item.id for item in gallery]
+    found = recall_at_k([[ids[i] for i in row] for row in ranking], [q.id for q in queries], config.ks)
     metrics = {}
     for k in config.ks:
-        metrics[f"R@{k}"] = round(100 * float(hits[:, :k].any(axis=1).mean()), 2)
+        metrics[f"R@{k}"] = round(found[f"R@{k}"], 2)
         metrics[f"chance R@{k}"] = round(100 * min(k, len(gallery)) / len(gallery), 2)
     return metrics
 

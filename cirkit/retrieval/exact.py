@@ -8,7 +8,7 @@ the search, so they never change what the other queries see.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

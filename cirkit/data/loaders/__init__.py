@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import DataError
 from ..model import Split
@@ -13,7 +14,7 @@ __all__ = ["BENCHMARKS", "load_split", "annotation_files", "default_splits"]
 # name -> (loader, annotation-file finder, options the loader accepts besides root)
 BENCHMARKS: dict[str, tuple[Callable[..., Split], Callable[..., list[str]], tuple[str, ...]]] = {
     "cirr": (cirr.load, cirr.annotation_files, ("split", "images_root")),
-    "circo": (circo.load, circo.annotation_files, ("split",)),
+    "circo": (circo.load, circo.annotation_files, ("split", "require_gallery")),
     "fashioniq": (fashioniq.load, fashioniq.annotation_files, ("split", "category", "join", "strip_captions", "image_ext", "images_dir")),
     "genecis": (genecis.load, genecis.annotation_files, ("task", "coco_dir", "vg_dir")),
     "flickr30k": (lambda root, **kw: karpathy.load(root, "flickr30k", **kw),

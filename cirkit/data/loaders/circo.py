@@ -32,7 +32,9 @@ def annotation_files(root: str, split: str) -> list[str]:
     return files
 
 
-def load(root: str, split: str = "val") -> Split:
+def load(root: str, split: str = "val", require_gallery: bool = True) -> Split:
+    """``require_gallery=False`` reads the queries alone when no gallery index or folder is present (enough to
+    score a submission file)."""
     if split not in SPLITS:
         raise DataError(f"CIRCO has splits {', '.join(SPLITS)}, not {split!r}")
     files = annotation_files(root, split)
@@ -46,10 +48,13 @@ def load(root: str, split: str = "val") -> Split:
     elif os.path.isdir(folder):
         names = sorted(n for n in os.listdir(folder) if n.endswith(".jpg"))
         ids = [int(os.path.splitext(n)[0]) for n in names]
-    else:
+    elif require_gallery:
         raise DataError(f"{root}: CIRCO needs {' or '.join(_INFO)} or the image folder {folder} to build its gallery")
+    else:
+        ids, names = [], []
     images = tuple(ImageRef(str(i), os.path.join(folder, n)) for i, n in zip(ids, names))
     known = {str(i) for i in ids}
+    check = bool(images)
     data = read_json(ann_file)
     if not isinstance(data, list):
         raise DataError(f"{ann_file}: expected a list of queries, found {type(data).__name__}")
@@ -66,10 +71,10 @@ def load(root: str, split: str = "val") -> Split:
             gts = field(e, "gt_img_ids", list, file=ann_file, where=where)
             aspects = field(e, "semantic_aspects", list, file=ann_file, where=where, optional=True) or []
             for g in (ref, target, *gts):
-                if str(g) not in known:
+                if check and str(g) not in known:
                     raise DataError(f"{ann_file}: {where}: image id {g} is not in the CIRCO gallery")
             truths.append(Truth(target=str(target), targets=tuple(str(g) for g in gts), aspects=tuple(aspects)))
-        elif str(ref) not in known:
+        elif check and str(ref) not in known:
             raise DataError(f"{ann_file}: {where}: reference image id {ref} is not in the CIRCO gallery")
     return Split("circo", split, Gallery("circo-unlabeled2017", images), tuple(queries),
                  tuple(truths) if split == "val" else None)
