@@ -170,6 +170,32 @@ def _lineage(store: Store, key: str) -> Tree:
 
 
 @main.command()
+@click.argument("run_name", metavar="RUN")
+@click.argument("output")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.option("--part", default=None, help="Write only this key of a dict-valued output (e.g. recall_subset).")
+@store_option
+def export(run_name: str, output: str, path: str, part: str | None, store_url: str) -> None:
+    """Write a run's named OUTPUT (e.g. metrics, submission) to PATH as JSON."""
+    from .engine.codec import describe
+
+    store = _open(store_url)
+    record = store.get_run(run_name)
+    if record is None:
+        raise click.ClickException(f"no run named {run_name!r} in {store.location}")
+    if output not in record.get("outputs", {}):
+        raise click.ClickException(f"run {run_name!r} has outputs {', '.join(record.get('outputs', {}))}, not {output!r}")
+    value = store.get_value(record["outputs"][output]["content"])
+    if part is not None:
+        if not isinstance(value, dict) or part not in value:
+            raise click.ClickException(f"output {output!r} has no part {part!r}")
+        value = value[part]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(describe(value), f)
+    console.print(f"wrote {output}{'/' + part if part else ''} of {run_name} to {path}")
+
+
+@main.command()
 @store_option
 def status(store_url: str) -> None:
     """Store size and entry counts."""

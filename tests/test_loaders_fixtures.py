@@ -112,3 +112,30 @@ def test_unknown_benchmark_and_option():
         load_split("nope", "/tmp")
     with pytest.raises(DataError, match="unknown option"):
         load_split("cirr", "/tmp", category="dress")
+
+
+def test_evaluate_a_cirr_recall_file_on_val(tmp_path):
+    from click.testing import CliRunner
+
+    from cirkit.cli import main
+
+    names = {f"dev-{i}-img0": f"./dev/dev-{i}-img0.png" for i in range(60)}
+    ids = list(names)
+    write(tmp_path / "image_splits" / "split.rc2.val.json", names)
+    entries = [{"pairid": i, "reference": ids[i], "target_hard": ids[i + 1], "caption": "c",
+                "img_set": {"id": i, "members": ids[i : i + 6], "reference_rank": 0}} for i in range(4)]
+    write(tmp_path / "captions" / "cap.rc2.val.json", entries)
+    ranked = {str(i): [ids[j] for j in range(60) if j != i][:50] for i in range(4)}  # targets at ranks 1,2,3,4 (or 1)
+    preds = {"version": "rc2", "metric": "recall", **ranked}
+    write(tmp_path / "preds.json", preds)
+    result = CliRunner().invoke(main, ["evaluate", "cirr", "--annotations", str(tmp_path), "--predictions",
+                                       str(tmp_path / "preds.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    # query i's target ids[i+1] sits at position i in its list (ids without ids[i])... position = i
+    assert scores == {"R@1": 25.0, "R@5": 100.0, "R@10": 100.0, "R@50": 100.0}
+    preds["0"] = preds["0"][:10]
+    write(tmp_path / "preds.json", preds)
+    result = CliRunner().invoke(main, ["evaluate", "cirr", "--annotations", str(tmp_path), "--predictions",
+                                       str(tmp_path / "preds.json")])
+    assert result.exit_code == 1 and "query 0: expected 50 names for recall, found 10" in result.output

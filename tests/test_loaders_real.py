@@ -126,3 +126,30 @@ def test_evaluate_rejects_a_malformed_prediction_file(real_annotations, tmp_path
     result = CliRunner().invoke(main, ["evaluate", "circo", "--annotations", str(root), "--predictions",
                                        str(tmp_path / "bad.json")])
     assert result.exit_code == 1 and "query 3: expected a list of integer image ids" in result.output
+
+
+def test_cirr_test1_submission_end_to_end(real_annotations, tmp_path):
+    """Random embeddings through the real retrieve and make_submission stages give server-valid files."""
+    import numpy as np
+
+    from cirkit.engine import Engine, Store
+    from cirkit.evaluation.stages import SubmissionConfig, make_submission
+    from cirkit.retrieval.stages import RetrievalConfig, retrieve
+
+    split = load_split("cirr", str(real_annotations / "cirr"), split="test1")
+    rng = np.random.default_rng(0)
+    gallery, queries = rng.standard_normal((2315, 8)), rng.standard_normal((4148, 8))
+    engine = Engine(Store(str(tmp_path / "store")), progress=False)
+    full = engine.run(retrieve, RetrievalConfig(k=50), split=split, queries=queries, gallery=gallery, index=None,
+                      step="full")
+    sub = engine.run(retrieve, RetrievalConfig(k=3, subset=True), split=split, queries=queries, gallery=gallery,
+                     index=None, step="subset")
+    files = engine.run(make_submission, SubmissionConfig(), split=split, ranking=full, subset_ranking=sub).value
+    for metric in ("recall", "recall_subset"):
+        path = tmp_path / f"{metric}.json"
+        path.write_text(json.dumps(files[metric]))
+        assert read_cirr_submission(str(path), split)[0] == metric
+    refs = {q.id: q.reference for q in split.queries}
+    assert all(refs[k] not in v for k, v in files["recall"].items() if k not in ("version", "metric"))
+    example = json.loads((real_annotations / "cirr" / "test1_pred_ranks_recall_subset_example.json").read_text())
+    assert set(files["recall_subset"]) == set(example)

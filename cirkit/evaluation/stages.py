@@ -52,3 +52,24 @@ def evaluate_chat(config: EvalConfig, split: Split, rankings: tuple[Ranking, ...
     """Hits@10 (or the first of ``ks``) per round, cumulative over rounds."""
     k = config.ks[0] if config.ks else 10
     return m.chat_hits([r.all_ranked_ids(k) for r in rankings], [t.target for t in split.truths], k)
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmissionConfig:
+    version: str = "rc2"  # CIRR's annotation version
+
+
+@stage(version=1)
+def make_submission(config: SubmissionConfig, split: Split, ranking: Ranking, subset_ranking: Ranking | None) -> dict:
+    """Server files for a test split: CIRR ``recall`` (+ ``recall_subset`` when a subset ranking is given)
+    or CIRCO; export one with ``cirkit export RUN submission FILE``."""
+    from .submissions import circo_submission, cirr_submission
+
+    if split.benchmark == "cirr":
+        out = {"recall": cirr_submission(ranking.as_dict(), "recall", config.version)}
+        if subset_ranking is not None:
+            out["recall_subset"] = cirr_submission(subset_ranking.as_dict(), "recall_subset", config.version)
+        return out
+    if split.benchmark == "circo":
+        return {"circo": circo_submission(ranking.as_dict())}
+    raise ValueError(f"{split.benchmark} has no evaluation server submission format")
