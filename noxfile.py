@@ -22,7 +22,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Measurements for the closing notes; each prints ratios against a reference taken in the same run."""
-    session.install("-e", ".")
+    session.install("-e", ".[test]")
     env = {"JAX_PLATFORMS": "cpu"}
     session.run("python", "bench/engine_bench.py", env=env)
+    session.run("python", "bench/clip_bench.py", env=env)
     session.run("python", "bench/retrieval_bench.py", *session.posargs, env=env)

@@ -207,14 +207,14 @@ class Engine:
             return
         index = self.store.item_index(self._namespace(stage, config_hash, hashes))
         info.items_total = len(items)
-        info.items_cached = sum(1 for item in items if digest(item) in index)
+        info.items_cached = sum(1 for item in items if stage.item_digest(item) in index)
         if info.items_cached:
             info.status = "partial"
 
     def _compute_items(self, stage: Stage, config: Any, values: dict, inputs: dict, info: Step) -> tuple[str, dict]:
         namespace = self._namespace(stage, digest(config), info.inputs)
         items = self._items(stage, values)
-        item_keys = [digest(item) for item in items]
+        item_keys = [stage.item_digest(item) for item in items]
         for _attempt in range(3):
             index = self.store.item_index(namespace)
             todo: dict[str, int] = {}

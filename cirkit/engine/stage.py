@@ -40,12 +40,14 @@ class Stage:
         over: str | None = None,
         shard_size: int = 256,
         volatile: bool = False,
+        item_key: Callable[[Any], Any] | None = None,
     ) -> None:
         self.fn = fn
         self.volatile = volatile
+        self.item_key = item_key
         self.name = name or fn.__name__
         self.version = version
-        self.helpers = tuple(helpers)
+        self.helpers = tuple(helpers) + ((item_key,) if item_key is not None else ())
         self.over = over
         self.shard_size = int(shard_size)
         params = list(inspect.signature(fn).parameters)
@@ -68,6 +70,9 @@ class Stage:
     def identity(self) -> str:
         return digest({"name": self.name, "version": self.version, "code": self.code})
 
+    def item_digest(self, item: Any) -> str:
+        return digest(item if self.item_key is None else self.item_key(item))
+
     def check_config(self, config: Any) -> None:
         if config is not None and not (dataclasses.is_dataclass(config) and config.__dataclass_params__.frozen):
             raise StageDefinitionError(f"stage {self.name}: config must be a frozen dataclass, got {type(config).__name__}")
@@ -83,16 +88,18 @@ class Stage:
 
 def stage(
     *, version: int | str, name: str | None = None, helpers: Iterable[Any] = (), over: str | None = None,
-    shard_size: int = 256, volatile: bool = False,
+    shard_size: int = 256, volatile: bool = False, item_key: Callable[[Any], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Stage]:
     """Declare a pure stage. ``helpers`` are functions or classes whose code is part of its identity.
 
-    ``volatile=True`` marks a stage that reads the outside world (annotation files, image files): it runs
+    ``item_key`` (item-mapping stages) maps an item to what identifies it for caching (default: the whole
+    item); an image's content hash rather than its path, say, so that moving a dataset keeps its cache.
+    It is fingerprinted like a helper. ``volatile=True`` marks a stage that reads the outside world (annotation files, image files): it runs
     on every call, even in dry runs, and its output's content hash decides what downstream recomputes.
     """
 
     def wrap(fn: Callable[..., Any]) -> Stage:
         return Stage(fn, version=version, name=name, helpers=helpers, over=over, shard_size=shard_size,
-                     volatile=volatile)
+                     volatile=volatile, item_key=item_key)
 
     return wrap

@@ -1,0 +1,1 @@
+"""Encoders: cirkit's own Flax CLIP, reading Hugging Face ``CLIPModel`` checkpoints without torch."""
