@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-__all__ = ["steps_table", "metrics_table", "preview"]
+__all__ = ["steps_table", "metrics_table", "metrics_tables", "preview"]
 
 _STYLE = {"hit": "green", "computed": "yellow", "miss": "red", "partial": "yellow", "pending": "magenta", "read": "cyan"}
 
@@ -26,7 +26,7 @@ def steps_table(steps, explanations: dict[str, list[str]], *, title: str) -> Tab
     return table
 
 
-def metrics_table(metrics: Any, *, title: str) -> Table:
+def metrics_table(metrics: Any, *, title: str, row_label: str = "task") -> Table:
     """One row per task (or one row) and one column per metric."""
     rows = metrics if metrics and all(isinstance(v, dict) for v in metrics.values()) else {"": metrics}
     columns: list[str] = []
@@ -34,13 +34,25 @@ def metrics_table(metrics: Any, *, title: str) -> Table:
         columns += [c for c in row if c not in columns]
     table = Table(title=title)
     if any(rows):
-        table.add_column("task")
+        table.add_column(row_label)
     for c in columns:
         table.add_column(c, justify="right")
     for name, row in rows.items():
         cells = [_fmt(row.get(c, "")) for c in columns]
         table.add_row(*([name] if any(rows) else []), *cells)
     return table
+
+
+def metrics_tables(metrics: Any, *, title: str) -> list[Table]:
+    """Rows named ``"task · variant"`` become one table per task; anything else is one table."""
+    if not (isinstance(metrics, dict) and metrics and all(isinstance(v, dict) for v in metrics.values())
+            and all(" · " in k for k in metrics)):
+        return [metrics_table(metrics, title=title)]
+    groups: dict[str, dict[str, dict]] = {}
+    for name, row in metrics.items():
+        task, _, variant = name.partition(" · ")
+        groups.setdefault(task, {})[variant] = row
+    return [metrics_table(rows, title=f"{title}: {task}", row_label="") for task, rows in groups.items()]
 
 
 def _fmt(v: Any) -> str:

@@ -47,12 +47,12 @@ def test_unknown_image_in_captions_is_named(cirr_val):
 def test_load_stage_hashes_images_and_notices_replaced_files(cirr_val, tmp_path, monkeypatch):
     monkeypatch.setenv("CIRKIT_CACHE", str(tmp_path / "cache"))
     engine = Engine(Store(str(tmp_path / "store")), progress=False)
-    config = BenchmarkConfig("cirr", str(cirr_val), split="val")
-    first = engine.run(load_benchmark, config)
+    config = BenchmarkConfig("cirr", split="val")
+    first = engine.run(load_benchmark, config, root=str(cirr_val))
     assert all(len(im.content) == 64 for im in first.value.gallery.images)
     make_images([cirr_val / "dev" / "dev-0-img0.png"], size=(9, 9))
     engine2 = Engine(Store(str(tmp_path / "store")), progress=False)
-    second = engine2.run(load_benchmark, config)
+    second = engine2.run(load_benchmark, config, root=str(cirr_val))
     assert engine2.steps[0].status == "read"
     changed = [a.id for a, b in zip(first.value.gallery.images, second.value.gallery.images) if a.content != b.content]
     assert changed == ["dev-0-img0"]

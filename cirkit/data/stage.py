@@ -15,20 +15,19 @@ __all__ = ["BenchmarkConfig", "load_benchmark"]
 
 @dataclasses.dataclass(frozen=True)
 class BenchmarkConfig:
-    """Which benchmark split to read, from where, and the loader options that change queries."""
+    """Which benchmark split to read and the loader options that change queries (the folder is an input)."""
 
     name: str
-    root: str
     split: str | None = None
     category: str | None = None  # FashionIQ
     task: str | None = None  # GeneCIS
     join: str | None = None  # FashionIQ caption join template, "{c0} and {c1}" by default
     strip_captions: bool | None = None  # FashionIQ
-    images_root: str | None = None
+    images_root: str | None = None  # image folder relative to the root (CIRR, CIRCO, VisDial)
     hash_images: bool = True  # fill ImageRef.content so a replaced image invalidates its embeddings
 
     def loader_options(self) -> dict:
-        skip = {"name", "root", "hash_images"}
+        skip = {"name", "hash_images"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip and getattr(self, f.name) is not None}
 
@@ -44,7 +43,7 @@ def with_content_hashes(split: Split, digests: FileDigests | None = None) -> Spl
 
 
 @stage(version=1, volatile=True)
-def load_benchmark(config: BenchmarkConfig) -> Split:
-    """Read a split in its official layout (re-read on every run, so edited files are always noticed)."""
-    split = load_split(config.name, config.root, **config.loader_options())
+def load_benchmark(config: BenchmarkConfig, root: str) -> Split:
+    """Read a split from ``root`` in its official layout (re-read on every run, so edited files are noticed)."""
+    split = load_split(config.name, root, **config.loader_options())
     return with_content_hashes(split) if config.hash_images else split

@@ -117,7 +117,14 @@ class Engine:
         return self._memo[artifact.content]
 
     def _input_value(self, value: Any) -> Any:
-        return value.value if isinstance(value, Artifact) else value
+        """An input's value; artifacts nested in tuples, lists and dicts are loaded in place."""
+        if isinstance(value, Artifact):
+            return value.value
+        if isinstance(value, (tuple, list)) and _has_artifacts(value):
+            return type(value)(self._input_value(v) for v in value)
+        if isinstance(value, dict) and _has_artifacts(value):
+            return {k: self._input_value(v) for k, v in value.items()}
+        return value
 
     # ------------------------------------------------------------------ running
     def run(self, stage: Stage, config: Any, *, step: str | None = None, **inputs: Any) -> Artifact | Pending:
@@ -134,7 +141,7 @@ class Engine:
         info = Step(
             step=name, stage=stage.name, version=stage.version, code=stage.code, key=None,
             config=describe(config), inputs=hashes,
-            input_keys={k: v.key for k, v in inputs.items() if isinstance(v, Artifact)},
+            input_keys=dict(_artifact_keys(inputs)),
         )
         self.steps.append(info)
         if any(h is None for h in hashes.values()):
@@ -162,11 +169,18 @@ class Engine:
         return artifact
 
     def _content_of(self, value: Any) -> str | None:
+        """An input's content hash (None while pending); a structure holding artifacts hashes their contents."""
         if isinstance(value, Artifact):
             return value.content
         if isinstance(value, Pending):
             return None
-        return digest(value)
+        if not _has_artifacts(value):
+            return digest(value)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        parts = {str(k): self._content_of(v) for k, v in items}
+        if any(v is None for v in parts.values()):
+            return None
+        return digest({"artifacts": parts, "kind": type(value).__name__})
 
     def _compute(self, stage: Stage, config: Any, inputs: dict, info: Step, force: bool = False) -> Artifact:
         start = time.perf_counter()
@@ -284,6 +298,28 @@ class Engine:
         content = digest(assembled)
         self._memo[content] = assembled
         return self.store.put_gather(parts, rows, content)
+
+
+def _has_artifacts(value: Any) -> bool:
+    if isinstance(value, (Artifact, Pending)):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_has_artifacts(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_artifacts(v) for v in value.values())
+    return False
+
+
+def _artifact_keys(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(name, record key) of every artifact in the inputs, nested ones named like ``rankings[2]``."""
+    if isinstance(value, Artifact):
+        yield prefix, value.key
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _artifact_keys(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            yield from _artifact_keys(v, f"{prefix}[{i}]")
 
 
 class _LostShards(Exception):

@@ -14,13 +14,15 @@ __all__ = ["BENCHMARKS", "load_split", "annotation_files", "default_splits"]
 # name -> (loader, annotation-file finder, options the loader accepts besides root)
 BENCHMARKS: dict[str, tuple[Callable[..., Split], Callable[..., list[str]], tuple[str, ...]]] = {
     "cirr": (cirr.load, cirr.annotation_files, ("split", "images_root")),
-    "circo": (circo.load, circo.annotation_files, ("split", "require_gallery")),
+    "circo": (circo.load, circo.annotation_files, ("split", "require_gallery", "images_root")),
     "fashioniq": (fashioniq.load, fashioniq.annotation_files, ("split", "category", "join", "strip_captions", "image_ext", "images_dir")),
     "genecis": (genecis.load, genecis.annotation_files, ("task", "coco_dir", "vg_dir")),
     "flickr30k": (lambda root, **kw: karpathy.load(root, "flickr30k", **kw),
                   lambda root, **kw: karpathy.annotation_files(root, "flickr30k"), ("split", "images_dir")),
     "mscoco": (lambda root, **kw: karpathy.load(root, "mscoco", **kw),
                lambda root, **kw: karpathy.annotation_files(root, "mscoco"), ("split", "images_dir")),
+    "builtin_t2i": (lambda root, **kw: karpathy.load(root, "builtin", **kw),
+                    lambda root, **kw: karpathy.annotation_files(root, "builtin"), ("split", "images_dir")),
     "visdial": (visdial.load, lambda root, **kw: visdial.annotation_files(root), ("images_root",)),
 }
 

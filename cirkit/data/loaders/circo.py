@@ -32,14 +32,14 @@ def annotation_files(root: str, split: str) -> list[str]:
     return files
 
 
-def load(root: str, split: str = "val", require_gallery: bool = True) -> Split:
+def load(root: str, split: str = "val", require_gallery: bool = True, images_root: str | None = None) -> Split:
     """``require_gallery=False`` reads the queries alone when no gallery index or folder is present (enough to
     score a submission file)."""
     if split not in SPLITS:
         raise DataError(f"CIRCO has splits {', '.join(SPLITS)}, not {split!r}")
     files = annotation_files(root, split)
     ann_file = files[0]
-    folder = image_dir(root)
+    folder = os.path.join(root, images_root) if images_root else image_dir(root)
     if len(files) > 1:
         info = read_json(files[1])
         entries = field(info, "images", list, file=files[1], where="top level")

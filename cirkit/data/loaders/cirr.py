@@ -24,7 +24,7 @@ def load(root: str, split: str = "val", images_root: str | None = None) -> Split
     names = read_json(split_file)
     if not isinstance(names, dict):
         raise DataError(f"{split_file}: expected an object mapping image names to paths, found {type(names).__name__}")
-    base = images_root or root
+    base = os.path.join(root, images_root) if images_root else root
     images = []
     for name, rel in names.items():
         if not isinstance(rel, str):

@@ -7,8 +7,8 @@ import os
 from ..errors import DataError, field, find_file, read_json
 from ..model import Gallery, ImageRef, Split, TextQuery, Truth
 
-FILES = {"flickr30k": "dataset_flickr30k.json", "mscoco": "dataset_coco.json"}
-IMAGE_DIRS = {"flickr30k": "flickr30k-images", "mscoco": ""}
+FILES = {"flickr30k": "dataset_flickr30k.json", "mscoco": "dataset_coco.json", "builtin": "dataset_builtin.json"}
+IMAGE_DIRS = {"flickr30k": "flickr30k-images", "mscoco": "", "builtin": "images"}
 
 
 def annotation_files(root: str, dataset: str) -> list[str]:

@@ -22,7 +22,7 @@ def load(root: str, images_root: str | None = None) -> Split:
     space = read_json(space_file)
     if not isinstance(space, list) or not all(isinstance(p, str) for p in space):
         raise DataError(f"{space_file}: expected a list of image paths (str)")
-    base = images_root or root
+    base = os.path.join(root, images_root) if images_root else root
     images = tuple(ImageRef(p, os.path.join(base, p)) for p in space)
     known = set(space)
     dialogs = read_json(dialog_file)

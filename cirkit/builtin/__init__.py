@@ -1,0 +1,1 @@
+"""The built-in benchmark: procedurally rendered scenes with captions, modifications and dialogues."""

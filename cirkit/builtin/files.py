@@ -1,0 +1,83 @@
+"""File sets as stored values, and their export to a content-addressed folder on disk.
+
+Generated benchmarks and trained checkpoints are cached like any other output (one packed byte array, so
+thousands of small files cost one Zarr array), then written to ``DIRECTORY/<digest>/`` by a volatile stage
+that does nothing when the folder is already complete, so the real loaders can read them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+
+import numpy as np
+
+from ..engine import artifact_type, digest, stage
+
+__all__ = ["FileSet", "pack_files", "ExportConfig", "export_files", "default_directory"]
+
+
+@artifact_type
+@dataclasses.dataclass(frozen=True)
+class FileSet:
+    names: tuple[str, ...]
+    offsets: np.ndarray  # int64, len(names) + 1
+    blob: np.ndarray  # uint8
+
+    def items(self):
+        for i, name in enumerate(self.names):
+            yield name, self.blob[self.offsets[i] : self.offsets[i + 1]].tobytes()
+
+
+def pack_files(files: dict[str, bytes]) -> FileSet:
+    names = tuple(sorted(files))
+    sizes = [len(files[n]) for n in names]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    blob = np.frombuffer(b"".join(files[n] for n in names), np.uint8).copy()
+    return FileSet(names, offsets, blob)
+
+
+def default_directory() -> str:
+    return os.environ.get("CIRKIT_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "cirkit", "exported")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """Where exported file sets go (the folder name is the content digest, so the location is not in keys)."""
+
+    directory: str = dataclasses.field(default="", metadata={"hash": False})
+
+
+_MANIFEST = ".cirkit-manifest.json"
+
+
+@stage(version=1, volatile=True)
+def export_files(config: ExportConfig, files: FileSet) -> str:
+    """Write ``files`` to ``DIRECTORY/<digest>/`` unless a complete copy is there; return that folder."""
+    content = digest(files)
+    root = os.path.abspath(os.path.expanduser(config.directory or default_directory()))
+    target = os.path.join(root, content[:24])
+    manifest = os.path.join(target, _MANIFEST)
+    if os.path.isfile(manifest):
+        try:
+            if json.loads(open(manifest).read()).get("digest") == content:
+                return target
+        except ValueError:
+            pass
+    tmp = os.path.join(root, f".tmp-{uuid.uuid4().hex}")
+    for name, data in files.items():
+        path = os.path.join(tmp, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    with open(os.path.join(tmp, _MANIFEST), "w") as f:
+        json.dump({"digest": content, "files": len(files.names)}, f)
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another process published it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

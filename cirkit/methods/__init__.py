@@ -1,0 +1,1 @@
+"""Retrieval methods as short compositions of cached stages."""

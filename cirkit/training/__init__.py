@@ -1,0 +1,1 @@
+"""Training cirkit's own small CLIP (the embedded default: no weights can be downloaded)."""
