@@ -110,7 +110,7 @@ def train_clip(cfg: TrainConfig, images: np.ndarray, captions: list[str], progre
     start = time.perf_counter()
     order = rng.permutation(n)
     pos = 0
-    for i in range(cfg.steps):
+    for _ in range(cfg.steps):
         if pos + bs > n:
             order, pos = rng.permutation(n), 0
         idx = order[pos : pos + bs]
