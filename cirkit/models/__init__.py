@@ -1,0 +1,1 @@
+"""Model roles (captioner, reasoner, verifier, evaluator, multimodal reasoner) and the backends behind them."""

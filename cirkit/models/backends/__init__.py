@@ -1,0 +1,1 @@
+"""Backends turn ChatRequests into ChatResponses."""

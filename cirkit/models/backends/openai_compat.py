@@ -1,0 +1,148 @@
+"""OpenAI-compatible chat completions over HTTP, with concurrency limits, timeouts and retries.
+
+Images go as base64 data URLs. 429, 5xx and connection errors are retried with exponential backoff
+(honouring Retry-After); other 4xx fail at once. Whatever the server answers, a response that cannot be
+read becomes a ChatResponse with ``error`` set, never an exception that ends the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import mimetypes
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from ..config import BackendConfig, BackendError
+from ..requests import ChatRequest, ChatResponse
+
+__all__ = ["OpenAIBackend", "base_url_of", "list_models"]
+
+
+def base_url_of(config: BackendConfig) -> str:
+    url = config.base_url or os.environ.get("CIRKIT_BASE_URL") or os.environ.get("OPENAI_BASE_URL") or ""
+    if not url:
+        raise BackendError("no base URL for the OpenAI-compatible backend: set backend.base_url, $CIRKIT_BASE_URL "
+                           "or $OPENAI_BASE_URL (for example http://127.0.0.1:8000/v1)")
+    return url.rstrip("/")
+
+
+def _headers(config: BackendConfig) -> dict[str, str]:
+    key = config.api_key or os.environ.get("OPENAI_API_KEY", "")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _data_url(path: str, box) -> str:
+    if box is None:
+        data = open(path, "rb").read()
+        mime = mimetypes.guess_type(path)[0] or "image/png"
+    else:
+        from ...encoders.clip_image import open_image
+
+        buf = io.BytesIO()
+        open_image(path, box).save(buf, format="PNG")
+        data, mime = buf.getvalue(), "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def payload(model: str, request: ChatRequest) -> dict[str, Any]:
+    messages = []
+    for m in request.messages:
+        if m.images:
+            content: Any = [{"type": "text", "text": m.text}]
+            content += [{"type": "image_url", "image_url": {"url": _data_url(im.path, im.box)}} for im in m.images]
+        else:
+            content = m.text
+        messages.append({"role": m.role, "content": content})
+    d = request.decoding
+    body = {"model": model, "messages": messages, "max_tokens": d.max_tokens, "temperature": d.temperature,
+            "seed": d.seed}
+    if d.want_probability:
+        body.update(logprobs=True, top_logprobs=10)
+    return body
+
+
+def _yes_probability(choice: dict) -> float | None:
+    """P(yes) from the first generated token's top log-probabilities, renormalised over yes/no."""
+    try:
+        top = choice["logprobs"]["content"][0]["top_logprobs"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    yes = sum(math.exp(t["logprob"]) for t in top if isinstance(t, dict) and str(t.get("token", "")).strip().lower() == "yes")
+    no = sum(math.exp(t["logprob"]) for t in top if isinstance(t, dict) and str(t.get("token", "")).strip().lower() == "no")
+    return yes / (yes + no) if yes + no > 0 else None
+
+
+def read_response(body: Any, requested_model: str) -> ChatResponse:
+    """A ChatResponse from whatever JSON came back; malformed answers are recorded, not raised."""
+    if not isinstance(body, dict):
+        return ChatResponse("", requested_model, error=f"malformed response: a {type(body).__name__}, not an object")
+    model = body.get("model") if isinstance(body.get("model"), str) else requested_model
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return ChatResponse("", model, error="malformed response: no choices")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    text = message.get("content")
+    if isinstance(text, list):  # content parts
+        text = "".join(p.get("text", "") for p in text if isinstance(p, dict) and isinstance(p.get("text", ""), str))
+    if not isinstance(text, str):
+        return ChatResponse("", model, error="malformed response: message content is not text")
+    finish = choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else ""
+    try:
+        prob = _yes_probability(choice)
+    except (TypeError, ValueError, OverflowError):
+        prob = None
+    return ChatResponse(text, model, finish, prob)
+
+
+class OpenAIBackend:
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        self.url = base_url_of(config)
+        self.client = httpx.Client(timeout=config.timeout, headers=_headers(config))
+
+    def _post(self, body: dict) -> ChatResponse:
+        cfg = self.config
+        last = ""
+        for attempt in range(cfg.retries + 1):
+            try:
+                r = self.client.post(f"{self.url}/chat/completions", json=body)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if r.status_code == 200:
+                    try:
+                        return read_response(r.json(), body["model"])
+                    except ValueError:
+                        return ChatResponse("", body["model"], error="malformed response: not JSON")
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+                if r.status_code != 429 and r.status_code < 500:
+                    raise BackendError(f"{self.url}/chat/completions refused the request ({last})")
+                retry_after = r.headers.get("retry-after")
+                if retry_after and retry_after.replace(".", "", 1).isdigit():
+                    time.sleep(min(float(retry_after), 60.0))
+                    continue
+            if attempt < cfg.retries:
+                time.sleep(cfg.backoff * 2**attempt)
+        raise BackendError(f"{self.url}/chat/completions failed after {cfg.retries + 1} attempts ({last})")
+
+    def complete(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+        bodies = [payload(self.config.model, r) for r in requests]
+        with ThreadPoolExecutor(max(1, self.config.max_in_flight)) as pool:
+            return list(pool.map(self._post, bodies))
+
+
+def list_models(config: BackendConfig) -> list[dict]:
+    """The server's ``/models`` entries ([] if it has no such endpoint)."""
+    try:
+        r = httpx.get(f"{base_url_of(config)}/models", headers=_headers(config), timeout=min(config.timeout, 30))
+        data = r.json().get("data", []) if r.status_code == 200 else []
+    except (httpx.TransportError, ValueError, AttributeError):
+        data = []
+    return [d for d in data if isinstance(d, dict)]

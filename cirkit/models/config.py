@@ -1,0 +1,44 @@
+"""Backend settings and identity. Secrets never enter keys or records; the model snapshot always does."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from ..engine import artifact_type
+
+__all__ = ["BackendConfig", "BackendIdentity", "BackendError"]
+
+
+class BackendError(RuntimeError):
+    """A backend could not be reached or keeps failing; the message says where and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendConfig:
+    """``kind``: ``openai`` (any OpenAI-compatible server: vLLM, SGLang, llama.cpp, Ollama, transformers serve,
+    hosted APIs), ``transformers`` (a local model folder), or ``clip`` (CLIP-based substitutes for the vision
+    roles, labelled as such). Fields marked ``hash: False`` change how, not what, is computed."""
+
+    kind: Literal["openai", "transformers", "clip"] = "openai"
+    model: str = ""  # model id (openai), or a local folder (transformers, clip)
+    snapshot: str = ""  # pin a revision explicitly; it is part of every cache key
+    base_url: str = dataclasses.field(default="", metadata={"hash": False})  # else $CIRKIT_BASE_URL / $OPENAI_BASE_URL
+    api_key: str = dataclasses.field(default="", metadata={"hash": False, "secret": True})  # else $OPENAI_API_KEY
+    max_in_flight: int = dataclasses.field(default=4, metadata={"hash": False})
+    timeout: float = dataclasses.field(default=120.0, metadata={"hash": False})
+    retries: int = dataclasses.field(default=4, metadata={"hash": False})
+    backoff: float = dataclasses.field(default=0.5, metadata={"hash": False})
+    batch_size: int = dataclasses.field(default=8, metadata={"hash": False})
+
+
+@artifact_type
+@dataclasses.dataclass(frozen=True)
+class BackendIdentity:
+    """Who answers: part of every call's key, so another model or snapshot is a miss (and shows as drift)."""
+
+    kind: str
+    model: str
+    snapshot: str
+    substitute: bool = False  # CLIP stand-ins for vision-language models
+    location: str = dataclasses.field(default="", metadata={"hash": False})  # the folder a local backend loads

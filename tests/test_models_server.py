@@ -1,0 +1,78 @@
+"""The OpenAI-compatible backend against a real `transformers serve`, and the local transformers backend."""
+
+import pytest
+
+from cirkit.engine import Engine, Store
+from cirkit.models.config import BackendConfig
+from cirkit.models.prompts import PromptConfig
+from cirkit.models.requests import Decoding
+from cirkit.models.roles import EngineRoles, RoleConfig
+
+FIELDS = ({"reference": "a red circle on a white background", "instruction": "make it blue"},
+          {"reference": "two dogs on grass", "instruction": "remove one dog"},
+          {"reference": "a cat on a sofa", "instruction": "add a second cat"})
+
+
+def reason(engine, backend, prompt=PromptConfig("generic/reasoner")):
+    roles = EngineRoles(engine)
+    config = RoleConfig(backend, prompt, Decoding(max_tokens=40))
+    answers = roles.reason(config, FIELDS, (None, None, None), tuple(f["reference"] for f in FIELDS), ("target",))
+    return answers
+
+
+def statuses(engine):
+    return {s.step: s.status for s in engine.steps}
+
+
+def test_reasoner_through_a_real_openai_compatible_server(transformers_server, tmp_path):
+    backend = BackendConfig("openai", transformers_server["model"], base_url=transformers_server["base_url"],
+                            max_in_flight=2, api_key="not-a-secret-in-records")
+    store = Store(str(tmp_path))
+    engine = Engine(store, progress=False)
+    answers = reason(engine, backend).value
+    assert len(answers.values) == 3 and all(isinstance(v, (dict, str)) for v in answers.values)
+    assert all(m.endswith("@main") for m in answers.models), "the model id the server reports is recorded"
+    assert sum(answers.ok) + answers.cirkit_report()["fallbacks"] == 3
+    chat_key = next(s.key for s in engine.steps if s.step == "reasoner/chat")
+    assert "not-a-secret-in-records" not in (tmp_path / store.record_path(chat_key)).read_text()
+
+    again = Engine(store, progress=False)
+    assert reason(again, backend).value == answers
+    assert statuses(again)["reasoner/chat"] == "hit", "every call is cached"
+
+    pinned = Engine(store, progress=False)
+    reason(pinned, BackendConfig("openai", transformers_server["model"], snapshot="2026-11-01",
+                                 base_url=transformers_server["base_url"]))
+    assert statuses(pinned)["reasoner/chat"] == "computed", "another snapshot is a miss"
+
+
+def test_user_prompt_file_changes_the_key(transformers_server, tmp_path):
+    backend = BackendConfig("openai", transformers_server["model"], base_url=transformers_server["base_url"])
+    store = Store(str(tmp_path))
+    reason(Engine(store, progress=False), backend)
+    custom = tmp_path / "official.txt"
+    custom.write_text("---user---\nOriginal: ${reference}\nEdit: ${instruction}\nAnswer in JSON with key target.")
+    engine = Engine(store, progress=False)
+    reason(engine, backend, PromptConfig("generic/reasoner", str(custom)))
+    assert statuses(engine)["reasoner/chat"] == "computed"
+
+
+def test_local_transformers_backend_batches_and_gives_yes_probabilities(smollm2_folder):
+    from cirkit.models.backends.local_transformers import TransformersBackend
+    from cirkit.models.requests import ChatRequest, Message
+
+    backend = TransformersBackend(BackendConfig("transformers", smollm2_folder, batch_size=2))
+    requests = [ChatRequest("verifier", "t", "h", (Message("user", f"Is {x} a colour? Answer Yes or No."),),
+                            decoding=Decoding(max_tokens=5, want_probability=True)) for x in ("red", "a table", "blue")]
+    out = backend.complete(requests)
+    assert len(out) == 3 and all(0.0 <= r.yes_probability <= 1.0 for r in out)
+    assert all(r.model == backend.name for r in out)
+    single = backend.complete(requests[:1])
+    assert single[0].text == out[0].text, "left padding: batching does not change greedy output"
+
+
+def test_image_path_against_a_real_server_is_not_possible_here():
+    pytest.skip("transformers serve needs a vision-language checkpoint with a processor and chat template; no such "
+                "weights exist in any reachable registry, and a random tiny VLM saved here has no chat template "
+                "or image processor config that `transformers serve` accepts. The image path (base64 data URLs) is "
+                "tested against the loopback test server in test_models_faults.py instead.")
