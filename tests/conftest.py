@@ -79,9 +79,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def transformers_server(smollm2_folder, tmp_path_factory):
-    """A real `transformers serve` on 127.0.0.1 serving the converted SmolLM2 (CPU)."""
+def serve(folder: str, tmp_path_factory):
+    """Start a real `transformers serve` for ``folder`` on 127.0.0.1 and wait until it is healthy."""
     import shutil
     import time
 
@@ -91,7 +90,7 @@ def transformers_server(smollm2_folder, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path_factory.mktemp("hub")), HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([exe, "serve", smollm2_folder, "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([exe, "serve", folder, "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 240
@@ -106,6 +105,29 @@ def transformers_server(smollm2_folder, tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("transformers serve did not become healthy in 240 s")
-    yield {"base_url": f"{url}/v1", "model": smollm2_folder, "log": log}
+    return proc, {"base_url": f"{url}/v1", "model": folder, "log": log}
+
+
+@pytest.fixture(scope="session")
+def transformers_server(smollm2_folder, tmp_path_factory):
+    """A real `transformers serve` on 127.0.0.1 serving the converted SmolLM2 (CPU)."""
+    proc, info = serve(smollm2_folder, tmp_path_factory)
+    yield info
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(smollm2_folder, tmp_path_factory):
+    from vlm_fixtures import make_tiny_vlm
+
+    return str(make_tiny_vlm(tmp_path_factory.mktemp("vlm") / "tiny-llava", smollm2_folder))
+
+
+@pytest.fixture(scope="session")
+def vlm_server(tiny_vlm, tmp_path_factory):
+    """A real `transformers serve` serving a tiny random LLaVA (the image path)."""
+    proc, info = serve(tiny_vlm, tmp_path_factory)
+    yield info
     proc.terminate()
     proc.wait(timeout=30)

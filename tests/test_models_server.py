@@ -1,7 +1,5 @@
 """The OpenAI-compatible backend against a real `transformers serve`, and the local transformers backend."""
 
-import pytest
-
 from cirkit.engine import Engine, Store
 from cirkit.models.config import BackendConfig
 from cirkit.models.prompts import PromptConfig
@@ -71,8 +69,36 @@ def test_local_transformers_backend_batches_and_gives_yes_probabilities(smollm2_
     assert single[0].text == out[0].text, "left padding: batching does not change greedy output"
 
 
-def test_image_path_against_a_real_server_is_not_possible_here():
-    pytest.skip("transformers serve needs a vision-language checkpoint with a processor and chat template; no such "
-                "weights exist in any reachable registry, and a random tiny VLM saved here has no chat template "
-                "or image processor config that `transformers serve` accepts. The image path (base64 data URLs) is "
-                "tested against the loopback test server in test_models_faults.py instead.")
+def test_image_path_against_a_real_server(vlm_server, tmp_path):
+    """Images as base64 data URLs through a real `transformers serve` running a tiny random LLaVA."""
+    from conftest import make_images
+
+    from cirkit.data.model import ImageRef
+
+    paths = [tmp_path / f"im{i}.png" for i in range(2)]
+    make_images(paths, size=(40, 40))
+    images = tuple(ImageRef(f"im{i}", str(p), content=f"{i:064x}") for i, p in enumerate(paths))
+    backend = BackendConfig("openai", vlm_server["model"], base_url=vlm_server["base_url"])
+    engine = Engine(Store(str(tmp_path / "store")), progress=False)
+    roles = EngineRoles(engine)
+    captions = roles.caption(RoleConfig(backend, PromptConfig("generic/captioner"), Decoding(max_tokens=6)), images).value
+    assert len(captions.values) == 2 and all(m.endswith("@main") for m in captions.models)
+    verdicts = roles.verify(RoleConfig(backend, PromptConfig("generic/verifier"), Decoding(max_tokens=3)), images,
+                            ("is it red?", "is it blue?")).value
+    assert len(verdicts.values) == 2  # a random model rarely says yes or no: those count as fallbacks
+    assert "POST /v1/chat/completions" in vlm_server["log"].read_text()
+
+
+def test_local_transformers_vlm(tiny_vlm, tmp_path):
+    from conftest import make_images
+
+    from cirkit.data.model import ImageRef
+    from cirkit.models.backends.local_transformers import TransformersBackend
+    from cirkit.models.requests import ChatRequest, Message
+
+    make_images([tmp_path / "a.png"], size=(40, 40))
+    image = ImageRef("a", str(tmp_path / "a.png"), content="a" * 64)
+    backend = TransformersBackend(BackendConfig("transformers", tiny_vlm, batch_size=2))
+    request = ChatRequest("captioner", "t", "h", (Message("user", "Describe it.", (image,)),), decoding=Decoding(max_tokens=4))
+    out = backend.complete([request, request])
+    assert len(out) == 2 and out[0].text == out[1].text

@@ -39,7 +39,10 @@ def _headers(config: BackendConfig) -> dict[str, str]:
 
 def _data_url(path: str, box) -> str:
     if box is None:
-        data = open(path, "rb").read()
+        try:
+            data = open(path, "rb").read()
+        except OSError as exc:
+            raise BackendError(f"{path}: cannot read the image for a request ({exc.strerror})") from None
         mime = mimetypes.guess_type(path)[0] or "image/png"
     else:
         from ...encoders.clip_image import open_image
