@@ -172,7 +172,7 @@ def test_images_travel_as_base64_data_urls(scripted, tmp_path):
     make_images([path])
     image = ImageRef("red", str(path), content="ab" * 32)
     backend = BackendConfig("openai", "m", base_url=server.url)
-    verify(Engine(Store(str(tmp_path / "s")), progress=False), backend, images=(image,)).value
+    _ = verify(Engine(Store(str(tmp_path / "s")), progress=False), backend, images=(image,)).value
     parts = server.bodies[0]["messages"][-1]["content"]
     assert parts[0]["type"] == "text" and parts[1]["image_url"]["url"].startswith("data:image/png;base64,iVBOR")
 
