@@ -140,7 +140,9 @@ def evaluate_inputs(config: None, references: tuple[ImageRef, ...], candidates: 
 
 
 @stage(version=1)
-def reason_inputs(config: None, fields: tuple[dict, ...], images: tuple[ImageRef | None, ...]) -> tuple[RoleInput, ...]:
+def reason_inputs(config: None, fields: tuple[dict, ...], images: tuple[ImageRef | None, ...] | None) -> tuple[RoleInput, ...]:
+    """``images`` may be None (text-only reasoning) or hold None for queries without an image."""
+    images = images if images is not None else (None,) * len(fields)
     return tuple(RoleInput(tuple(sorted((k, str(v)) for k, v in f.items())), (im,) if im is not None else ())
                  for f, im in zip(fields, images, strict=True))
 

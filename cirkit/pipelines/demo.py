@@ -7,9 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..builtin.benchmark import BuiltinConfig
-from ..builtin.files import ExportConfig, export_files
-from ..builtin.stages import checkpoint_ref, generate_builtin, train_builtin_clip
-from ..data.stage import BenchmarkConfig, load_benchmark
+from ..builtin.files import ExportConfig
 from ..encoders.stages import EmbedConfig, embed_images, embed_texts
 from ..engine import Engine, stage
 from ..evaluation.stages import EvalConfig, evaluate, evaluate_chat
@@ -17,6 +15,7 @@ from ..experiment.pipeline import pipeline
 from ..methods.baselines import MODES, BaselineConfig, TextsConfig, compose_queries, gallery_images, query_texts
 from ..retrieval.stages import RetrievalConfig, retrieve
 from ..training.clip_trainer import TrainConfig
+from .embedded import builtin_world, load_layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +60,8 @@ def metric_table(config: None, tasks: dict, splits: dict) -> dict:
 @pipeline("demo", DemoConfig)
 def demo(engine: Engine, config: DemoConfig) -> dict:
     """Built-in benchmark -> cirkit-trained CLIP -> CLIP baselines on all three tasks."""
-    files = engine.run(generate_builtin, config.benchmark)
-    root = engine.run(export_files, config.export, files=files, step="export_benchmark")
-    pairs = engine.run(load_benchmark, BenchmarkConfig("builtin_t2i", split="train"), root=root, step="load_train")
-    weights = engine.run(train_builtin_clip, config.train, pairs=pairs)
-    folder = engine.run(export_files, config.export, files=weights, step="export_clip")
-    model = engine.run(checkpoint_ref, None, directory=folder)
+    world = builtin_world(engine, config.benchmark, config.train, config.export)
+    model = world.clip
 
     def embed(split, name, texts_config=TextsConfig()):
         images = engine.run(gallery_images, None, split=split, step=f"{name}/gallery")
@@ -76,7 +71,7 @@ def demo(engine: Engine, config: DemoConfig) -> dict:
 
     tasks, splits = {}, {}
     evaluation = EvalConfig()
-    t2i = engine.run(load_benchmark, BenchmarkConfig("builtin_t2i", split="test"), root=root, step="t2i/load")
+    t2i = load_layout(engine, world, "t2i", step="t2i/load")
     gallery, texts = embed(t2i, "t2i")
     ranking = engine.run(retrieve, RetrievalConfig(k=config.k, exclude_reference=False), split=t2i, queries=texts,
                          gallery=gallery, index=None, step="t2i/retrieve")
@@ -85,9 +80,7 @@ def demo(engine: Engine, config: DemoConfig) -> dict:
     splits["text-to-image"] = t2i
 
     for layout in ("cirr", "circo"):
-        images_root = "images" if layout == "circo" else None
-        split = engine.run(load_benchmark, BenchmarkConfig(layout, split="val", images_root=images_root), root=root,
-                           step=f"{layout}/load")
+        split = load_layout(engine, world, layout, step=f"{layout}/load")
         gallery, texts = embed(split, layout)
         splits[f"composed {layout}"] = split
         for mode in config.modes:
@@ -102,7 +95,7 @@ def demo(engine: Engine, config: DemoConfig) -> dict:
             tasks[f"composed {layout} · {mode}"] = engine.run(evaluate, evaluation, split=split, ranking=ranking,
                                                               subset_ranking=subset, step=f"{layout}/{mode}/evaluate")
 
-    chat = engine.run(load_benchmark, BenchmarkConfig("visdial"), root=root, step="chat/load")
+    chat = load_layout(engine, world, "chat", step="chat/load")
     rounds = range(config.benchmark.chat_rounds + 1)
     chat_gallery = engine.run(embed_images, config.embed, model=model, step="chat/embed_gallery",
                               images=engine.run(gallery_images, None, split=chat, step="chat/gallery"))
@@ -115,4 +108,4 @@ def demo(engine: Engine, config: DemoConfig) -> dict:
     tasks["chat · text"] = engine.run(evaluate_chat, EvalConfig(ks=(10,)), split=chat, rankings=tuple(rankings))
     splits["chat"] = chat
     metrics = engine.run(metric_table, None, tasks=tasks, splits=splits)
-    return {"metrics": metrics, "model": folder, "benchmark": root}
+    return {"metrics": metrics, "model": world.clip_folder, "benchmark": world.root}

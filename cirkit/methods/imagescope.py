@@ -1,0 +1,138 @@
+"""ImageScope's stages 1-3 (WWW 2025): description ensembles, proposition verification, pairwise evaluation.
+
+Stage 1 parses the reasoner's operations and descriptions; stage 2 checks yes/no propositions on each of
+the top-k candidates and stably re-ranks them by how many hold; stage 3 asks the evaluator about the top
+alpha candidates in order and moves the first accepted one to rank 1. Candidates are never compared with
+each other, as in the paper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from ..data.model import ComposedQuery, ImageRef, Split
+from ..engine import stage
+from ..models.roles import Answers, RoleInput
+from ..retrieval.ranking import Ranking
+
+__all__ = ["DescriptionConfig", "descriptions", "group_rows", "proposition_fields", "RerankConfig",
+           "verification_inputs", "rerank_by_propositions", "evaluation_inputs", "promote_first_accepted"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DescriptionConfig:
+    n: int = 3  # descriptions per query (VisDial: 1)
+
+
+@stage(version=1)
+def descriptions(config: DescriptionConfig, answers: Answers, fallbacks: tuple[str, ...]) -> tuple[str, ...]:
+    """Exactly ``n`` descriptions per query, flattened (the reference caption fills in for missing ones)."""
+    out = []
+    for value, fallback in zip(answers.values, fallbacks, strict=True):
+        found = value.get("descriptions", []) if isinstance(value, dict) else []
+        texts = [str(d) for d in found if isinstance(d, (str, int, float)) and str(d).strip()][: config.n]
+        out += texts + [fallback] * (config.n - len(texts))
+    return tuple(out)
+
+
+@stage(version=1)
+def group_rows(config: DescriptionConfig, embeddings: np.ndarray) -> np.ndarray:
+    return np.asarray(embeddings).reshape(-1, config.n, embeddings.shape[-1])
+
+
+@stage(version=1)
+def proposition_fields(config: None, answers: Answers, instructions: tuple[str, ...]) -> tuple[dict, ...]:
+    ops = [v.get("operations", []) if isinstance(v, dict) else [] for v in answers.values]
+    return tuple({"instruction": t, "operations": json.dumps(o)[:2000]} for t, o in zip(instructions, ops, strict=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class RerankConfig:
+    top_k: int = 20  # stage 2: candidates verified per query
+    alpha: int = 3  # stage 3: candidates evaluated per query, in order
+
+
+def _propositions(answers: Answers) -> list[list[tuple[str, bool]]]:
+    out = []
+    for value in answers.values:
+        props = value.get("propositions", []) if isinstance(value, dict) else []
+        clean = []
+        for p in props if isinstance(props, list) else []:
+            if isinstance(p, dict) and isinstance(p.get("question"), str) and p["question"].strip():
+                clean.append((p["question"].strip(), str(p.get("answer", "yes")).strip().lower().startswith("y")))
+        out.append(clean)
+    return out
+
+
+def _gallery(split: Split) -> tuple[ImageRef, ...]:
+    return split.gallery.images
+
+
+@stage(version=1, helpers=[_propositions])
+def verification_inputs(config: RerankConfig, split: Split, ranking: Ranking, propositions: Answers) -> tuple[RoleInput, ...]:
+    """One verifier call per (query, top-k candidate, proposition), in that order."""
+    gallery = _gallery(split)
+    out = []
+    for q, props in enumerate(_propositions(propositions)):
+        for idx in ranking.indices[q, : config.top_k]:
+            if idx >= 0:
+                out += [RoleInput((("question", question),), (gallery[idx],)) for question, _ in props]
+    return tuple(out)
+
+
+def _reorder(ranking: Ranking, q: int, order: list[int], indices: np.ndarray, scores: np.ndarray) -> None:
+    head = len(order)
+    indices[q, :head] = ranking.indices[q, :head][order]
+    scores[q, :head] = ranking.scores[q, :head][order]
+
+
+@stage(version=1, helpers=[_propositions, _reorder])
+def rerank_by_propositions(config: RerankConfig, ranking: Ranking, propositions: Answers, verdicts: Answers) -> Ranking:
+    """Stable re-ranking of each query's top-k by the number of propositions whose answer matches."""
+    indices, scores = ranking.indices.copy(), ranking.scores.copy()
+    cursor = 0
+    for q, props in enumerate(_propositions(propositions)):
+        k = int(np.sum(ranking.indices[q, : config.top_k] >= 0))
+        counts = []
+        for _ in range(k):
+            answers = verdicts.values[cursor : cursor + len(props)]
+            cursor += len(props)
+            counts.append(sum(1 for (_, expected), got in zip(props, answers, strict=True) if bool(got) == expected))
+        order = sorted(range(k), key=lambda i: -counts[i])  # sorted() is stable: ties keep retrieval order
+        _reorder(ranking, q, order, indices, scores)
+    if cursor != len(verdicts.values):
+        raise ValueError(f"{len(verdicts.values)} verdicts for {cursor} checks")
+    return Ranking(ranking.query_ids, ranking.gallery_ids, indices, scores)
+
+
+@stage(version=1)
+def evaluation_inputs(config: RerankConfig, split: Split, ranking: Ranking, instructions: tuple[str, ...]) -> tuple[RoleInput, ...]:
+    """(reference, candidate, instruction) for each query's top alpha candidates, in rank order."""
+    gallery = _gallery(split)
+    index = {im.id: im for im in gallery}
+    out = []
+    for q, (query, text) in enumerate(zip(split.queries, instructions, strict=True)):
+        reference = index[query.reference] if isinstance(query, ComposedQuery) else None
+        for idx in ranking.indices[q, : config.alpha]:
+            if idx >= 0:
+                images = (reference, gallery[idx]) if reference is not None else (gallery[idx],)
+                out.append(RoleInput((("instruction", text),), images))
+    return tuple(out)
+
+
+@stage(version=1, helpers=[_reorder])
+def promote_first_accepted(config: RerankConfig, ranking: Ranking, verdicts: Answers) -> Ranking:
+    """Move the first of the top alpha candidates the evaluator accepts to rank 1 (others keep their order)."""
+    indices, scores = ranking.indices.copy(), ranking.scores.copy()
+    cursor = 0
+    for q in range(len(ranking.query_ids)):
+        a = int(np.sum(ranking.indices[q, : config.alpha] >= 0))
+        accepted = [bool(v) for v in verdicts.values[cursor : cursor + a]]
+        cursor += a
+        if True in accepted:
+            first = accepted.index(True)
+            _reorder(ranking, q, [first] + [i for i in range(first + 1) if i != first], indices, scores)
+    return Ranking(ranking.query_ids, ranking.gallery_ids, indices, scores)
