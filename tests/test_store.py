@@ -72,8 +72,34 @@ def test_reading_never_instantiates_unregistered_types(tmp_path):
     doc = json.loads(path.read_text())
     doc["tree"]["$dataclass"] = "os:system"
     path.write_text(json.dumps(doc))
-    with pytest.warns(CorruptionWarning), pytest.raises(MissingContent):
+    from cirkit.engine.codec import UnknownType
+
+    with pytest.raises(UnknownType, match="'os:system'"):
         store.get_value(content)
+    doc["tree"]["$dataclass"] = "cirkit.nonexistent:Thing"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UnknownType):
+        store.get_value(content)
+
+
+def test_reading_in_a_fresh_process_never_deletes_what_it_cannot_decode(tmp_path):
+    """cirkit's own types are imported on demand; an unknown type is an error, not corruption."""
+    import subprocess
+    import sys
+
+    from cirkit.data.model import ImageRef
+
+    store = Store(str(tmp_path))
+    known = store.put_value((ImageRef("a", "/x.png"),))
+    foreign = store.put_value(Caption("a", "b"))  # registered only in this test module
+    code = (
+        "import sys; from cirkit.engine import Store; from cirkit.engine.codec import UnknownType\n"
+        f"s = Store({str(tmp_path)!r}); print(type(s.get_value({known!r})[0]).__name__)\n"
+        f"try: s.get_value({foreign!r})\nexcept UnknownType as e: print('unknown', 'test_store' in str(e))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["ImageRef", "unknown", "True"]
+    assert store.has_value(foreign), "a value this process could not decode is kept"
 
 
 def flip_byte(path: pathlib.Path, offset: int = -5) -> None:

@@ -97,11 +97,30 @@ def _dec(t: Any, arrays: list[np.ndarray]) -> Any:  # noqa: C901
     if "$dict" in t:
         return {_hashable(_dec(k, arrays)): _dec(x, arrays) for k, x in t["$dict"]}
     if "$dataclass" in t:
-        cls = _TYPES.get(t["$dataclass"])
-        if cls is None:
-            raise CodecError(f"stored value has unregistered type {t['$dataclass']!r}; import the module that defines it")
+        cls = _registered(t["$dataclass"])
         return cls(**{k: _dec(x, arrays) for k, x in t["fields"].items()})
     return {k: _dec(x, arrays) for k, x in t.items()}
+
+
+class UnknownType(CodecError):
+    """A stored value names a dataclass this process has not registered (not corruption)."""
+
+
+def _registered(name: str) -> type:
+    """The registered class for ``module:QualName``; cirkit's own modules are imported on demand (only those:
+    a store's contents never choose which other code gets imported)."""
+    cls = _TYPES.get(name)
+    if cls is None and isinstance(name, str) and name.startswith("cirkit.") and ":" in name:
+        import importlib
+
+        try:
+            importlib.import_module(name.split(":", 1)[0])
+        except ImportError:
+            pass
+        cls = _TYPES.get(name)
+    if cls is None:
+        raise UnknownType(f"stored value has unregistered type {name!r}; import the module that defines it")
+    return cls
 
 
 def _hashable(k: Any) -> Any:

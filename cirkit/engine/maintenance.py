@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 
+from .codec import UnknownType
 from .hashing import digest
 from .store import Store
 
@@ -65,7 +66,11 @@ def verify_store(store: Store, *, repair: bool = False, progress=None) -> tuple[
         checked += 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CorruptionWarning)
-            ok, what = _check(store, area, entry)
+            try:
+                ok, what = _check(store, area, entry)
+            except UnknownType as exc:  # not corruption: this process cannot decode it, so never delete it
+                problems.append(Problem(entry, f"not checked: {exc}"))
+                continue
         if not ok:
             problems.append(Problem(entry, what))
             if repair:

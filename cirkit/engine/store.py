@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .codec import decode, encode
+from .codec import UnknownType, decode, encode
 from .fs import StoreFS, open_fs
 from .hashing import digest, digest_bytes
 
@@ -165,9 +165,9 @@ class Store:
             else:
                 value = decode(doc["tree"], [self._get_array(ref) for ref in doc["arrays"]])
             return value, digest(value) == content, doc
-        except MissingContent:
+        except (MissingContent, UnknownType):
             raise
-        except Exception:  # any failure to decode stored bytes means corruption
+        except Exception:  # any other failure to decode stored bytes means corruption
             return None, False, doc if isinstance(doc, dict) else None
 
     def put_gather(self, parts: list[str], rows: list[tuple[int, int]], content: str) -> str:

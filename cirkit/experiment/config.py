@@ -29,8 +29,11 @@ def _found(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def build(cls: type, data: Any, *, source: str, path: str = "") -> Any:
-    """Build an instance of the frozen dataclass ``cls`` from nested TOML data, strictly."""
+def build(cls: type, data: Any, *, source: str, path: str = "", base: Any = None) -> Any:
+    """Build an instance of the frozen dataclass ``cls`` from nested TOML data, strictly.
+
+    ``base`` (the field's default instance) supplies every key the table leaves out, so a partial table
+    overrides only what it names."""
     if not isinstance(data, dict):
         raise ConfigError(f"{_where(source, path)}: expected a table for {cls.__name__}, found {_found(data)}")
     hints = get_type_hints(cls)
@@ -44,8 +47,12 @@ def build(cls: type, data: Any, *, source: str, path: str = "") -> Any:
     kwargs = {}
     for name, f in fields.items():
         key = f"{path}.{name}" if path else name
+        default = getattr(base, name) if base is not None else f.default
         if name in data:
-            kwargs[name] = convert(hints[name], data[name], source=source, path=key)
+            nested_base = default if dataclasses.is_dataclass(default) and not isinstance(default, type) else None
+            kwargs[name] = convert(hints[name], data[name], source=source, path=key, base=nested_base)
+        elif base is not None:
+            kwargs[name] = default
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{_where(source, key)}: missing; expected {_type_name(hints[name])}")
     try:
@@ -54,7 +61,7 @@ def build(cls: type, data: Any, *, source: str, path: str = "") -> Any:
         raise ConfigError(f"{_where(source, path)}: {exc}") from exc
 
 
-def convert(tp: Any, value: Any, *, source: str, path: str) -> Any:  # noqa: C901
+def convert(tp: Any, value: Any, *, source: str, path: str, base: Any = None) -> Any:  # noqa: C901
     origin, args = get_origin(tp), get_args(tp)
     where = _where(source, path)
     if tp is Any:
@@ -74,7 +81,7 @@ def convert(tp: Any, value: Any, *, source: str, path: str) -> Any:  # noqa: C90
             return value
         raise ConfigError(f"{where}: expected one of {', '.join(repr(a) for a in args)}, found {_found(value)}")
     if dataclasses.is_dataclass(tp):
-        return build(tp, value, source=source, path=path)
+        return build(tp, value, source=source, path=path, base=base if isinstance(base, tp) else None)
     if origin in (tuple, list) or tp in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list ({_type_name(tp)}), found {_found(value)}")

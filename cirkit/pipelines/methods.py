@@ -1,0 +1,150 @@
+"""CIReVL, OSrCIR and ImageScope as short compositions of cached stages.
+
+Every paper knob is a config field; by default they run on the built-in benchmark with the embedded
+backends (SmolLM2 as reasoner, CLIP substitutes for the vision roles). ``experiments/paper/`` points the
+same pipelines at real benchmarks, CLIP checkpoints and model servers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..encoders.stages import embed_images, embed_texts
+from ..engine import Engine
+from ..evaluation.stages import EvalConfig, evaluate
+from ..experiment.pipeline import pipeline
+from ..methods.baselines import gallery_images
+from ..methods.common import AnswerTexts, FieldNames, answer_texts, instructions, reference_images, zip_fields
+from ..methods.imagescope import (DescriptionConfig, RerankConfig, descriptions, evaluation_inputs, group_rows,
+                                  promote_first_accepted, proposition_fields, rerank_by_propositions, verification_inputs)
+from ..models.roles import ParseConfig, RoleConfig, call_role
+from ..retrieval.stages import FusionConfig, RetrievalConfig, fuse_gallery, fuse_queries, retrieve
+from .setup import Setup, clip_substitute, embedded_llm, prepare
+
+
+def _retrieve_and_score(engine: Engine, setup: Setup, retrieval: RetrievalConfig, split, queries, gallery, name: str):
+    ranking = engine.run(retrieve, retrieval, split=split, queries=queries, gallery=gallery, index=None,
+                         step=f"{name}/retrieve")
+    subset = None
+    if setup.data.layout == "cirr":
+        subset = engine.run(retrieve, dataclasses.replace(retrieval, k=3, subset=True, exclude_reference=True),
+                            split=split, queries=queries, gallery=gallery, index=None, step=f"{name}/retrieve_subset")
+    metrics = engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=subset,
+                         step=f"{name}/evaluate")
+    return ranking, metrics
+
+
+def _gallery_embeddings(engine: Engine, setup: Setup, split, clip):
+    images = engine.run(gallery_images, None, split=split, step="gallery")
+    return engine.run(embed_images, setup.embed, images=images, model=clip, step="embed_gallery")
+
+
+@dataclasses.dataclass(frozen=True)
+class CIReVLConfig:
+    setup: Setup = Setup()
+    captioner: RoleConfig = clip_substitute("generic/captioner")
+    reasoner: RoleConfig = embedded_llm("cirevl/rewrite", 80)
+    retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=True)
+
+
+@pipeline("cirevl", CIReVLConfig)
+def cirevl(engine: Engine, config: CIReVLConfig) -> dict:
+    """CIReVL: caption the reference, rewrite the caption with the instruction (LLM), CLIP text-to-image."""
+    split, clip, roles = prepare(engine, config.setup, {"captioner": config.captioner, "reasoner": config.reasoner})
+    refs = engine.run(reference_images, None, split=split)
+    texts = engine.run(instructions, None, split=split)
+    captions = engine.run(answer_texts, AnswerTexts(), answers=roles.caption(config.captioner, refs), step="captions")
+    fields = engine.run(zip_fields, FieldNames(("reference", "instruction")), columns=(captions, texts))
+    rewrites = roles.reason(config.reasoner, fields, None, captions, ("target",))
+    targets = engine.run(answer_texts, AnswerTexts("target"), answers=rewrites, step="targets")
+    queries = engine.run(embed_texts, config.setup.embed, texts=targets, model=clip, step="embed_targets")
+    gallery = _gallery_embeddings(engine, config.setup, split, clip)
+    _, metrics = _retrieve_and_score(engine, config.setup, config.retrieval, split, queries, gallery, "cirevl")
+    return {"metrics": metrics, "targets": targets}
+
+
+@dataclasses.dataclass(frozen=True)
+class OSrCIRConfig:
+    setup: Setup = Setup()
+    reasoner: RoleConfig = clip_substitute("osrcir/reflective")  # a multimodal model; CLIP substitute by default
+    retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=True)
+
+
+@pipeline("osrcir", OSrCIRConfig)
+def osrcir(engine: Engine, config: OSrCIRConfig) -> dict:
+    """OSrCIR: one multimodal call with reflective chain-of-thought (JSON), then CLIP text-to-image retrieval."""
+    split, clip, roles = prepare(engine, config.setup, {"multimodal_reasoner": config.reasoner})
+    refs = engine.run(reference_images, None, split=split)
+    texts = engine.run(instructions, None, split=split)
+    answers = roles.reason_about_image(config.reasoner, refs, texts, texts)
+    targets = engine.run(answer_texts, AnswerTexts("Target Image Description"), answers=answers, step="targets")
+    queries = engine.run(embed_texts, config.setup.embed, texts=targets, model=clip, step="embed_targets")
+    gallery = _gallery_embeddings(engine, config.setup, split, clip)
+    _, metrics = _retrieve_and_score(engine, config.setup, config.retrieval, split, queries, gallery, "osrcir")
+    return {"metrics": metrics, "targets": targets}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageScopeConfig:
+    setup: Setup = Setup()
+    captioner: RoleConfig = clip_substitute("imagescope/captioner")
+    reasoner: RoleConfig = embedded_llm("imagescope/reasoner_understand", 160)
+    propositions: RoleConfig = embedded_llm("imagescope/reasoner_propositions", 120)
+    verifier: RoleConfig = clip_substitute("imagescope/verifier")
+    evaluator: RoleConfig = clip_substitute("imagescope/evaluator")
+    descriptions: DescriptionConfig = DescriptionConfig(3)
+    fusion: FusionConfig = FusionConfig(tau=0.15)
+    retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=False)  # ImageScope keeps the reference
+    rerank: RerankConfig = RerankConfig(top_k=20, alpha=3)
+    stages: tuple[str, ...] = ("s1", "s2", "s3")
+
+
+@pipeline("imagescope", ImageScopeConfig)
+def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
+    """ImageScope: caption the gallery; describe the target (3 granularities) and fuse text-to-image with
+    text-to-text scores; verify propositions on the top-k; let the evaluator promote one of the top alpha."""
+    cfg = config
+    split, clip, roles = prepare(engine, cfg.setup, {"captioner": cfg.captioner, "reasoner": cfg.reasoner,
+                                                     "propositions": cfg.propositions, "verifier": cfg.verifier,
+                                                     "evaluator": cfg.evaluator})
+    gallery_refs = engine.run(gallery_images, None, split=split, step="gallery")
+    gallery_captions = engine.run(answer_texts, AnswerTexts(), answers=roles.caption(cfg.captioner, gallery_refs,
+                                  name="s0_captioner"), step="s0/captions")
+    caption_emb = engine.run(embed_texts, cfg.setup.embed, texts=gallery_captions, model=clip, step="s0/embed_captions")
+    image_emb = engine.run(embed_images, cfg.setup.embed, images=gallery_refs, model=clip, step="embed_gallery")
+    refs = engine.run(reference_images, None, split=split)
+    ref_captions = roles.caption(cfg.captioner, refs, name="reference_captioner")
+    ref_texts = engine.run(answer_texts, AnswerTexts(), answers=ref_captions, step="reference_captions")
+    texts = engine.run(instructions, None, split=split)
+    fields = engine.run(zip_fields, FieldNames(("reference", "instruction")), columns=(ref_texts, texts))
+    understood = roles.reason(cfg.reasoner, fields, None, ref_texts, ("descriptions",), name="s1_reasoner")
+    descs = engine.run(descriptions, cfg.descriptions, answers=understood, fallbacks=ref_texts, step="s1/descriptions")
+    desc_emb = engine.run(embed_texts, cfg.setup.embed, texts=descs, model=clip, step="s1/embed_descriptions")
+    grouped = engine.run(group_rows, cfg.descriptions, embeddings=desc_emb, step="s1/group")
+    queries = engine.run(fuse_queries, cfg.fusion, descriptions=grouped, step="s1/fuse_queries")
+    gallery = engine.run(fuse_gallery, cfg.fusion, gallery_images=image_emb, gallery_captions=caption_emb,
+                         step="s1/fuse_gallery")
+    ranking, metrics = _retrieve_and_score(engine, cfg.setup, cfg.retrieval, split, queries, gallery, "s1")
+    out = {"metrics s1": metrics}
+    if "s2" in cfg.stages:
+        prop_fields = engine.run(proposition_fields, None, answers=understood, instructions=texts, step="s2/fields")
+        props = roles.reason(cfg.propositions, prop_fields, None, {"propositions": []}, ("propositions",),
+                             name="s2_reasoner")
+        checks = engine.run(verification_inputs, cfg.rerank, split=split, ranking=ranking, propositions=props,
+                            step="s2/checks")
+        verdicts = call_role(engine, "verifier", cfg.verifier, checks, False, name="s2_verifier",
+                             folder=roles.folders.get("verifier"))
+        ranking = engine.run(rerank_by_propositions, cfg.rerank, ranking=ranking, propositions=props, verdicts=verdicts,
+                             step="s2/rerank")
+        out["metrics s2"] = engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=None,
+                                       step="s2/evaluate")
+    if "s3" in cfg.stages:
+        pairs = engine.run(evaluation_inputs, cfg.rerank, split=split, ranking=ranking, instructions=texts,
+                           step="s3/pairs")
+        accepted = call_role(engine, "evaluator", cfg.evaluator, pairs, False, name="s3_evaluator",
+                             folder=roles.folders.get("evaluator"), parse=ParseConfig("yes_no"))
+        ranking = engine.run(promote_first_accepted, cfg.rerank, ranking=ranking, verdicts=accepted, step="s3/promote")
+        out["metrics s3"] = engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=None,
+                                       step="s3/evaluate")
+    out["metrics"] = out[f"metrics {[s for s in ('s1', 's2', 's3') if s == 's1' or s in cfg.stages][-1]}"]
+    return out
