@@ -15,10 +15,27 @@ from ..evaluation.stages import EvalConfig, evaluate
 from ..experiment.pipeline import pipeline
 from ..methods.baselines import gallery_images
 from ..methods.common import AnswerTexts, FieldNames, answer_texts, instructions, reference_images, zip_fields
-from ..methods.imagescope import (DescriptionConfig, RerankConfig, descriptions, evaluation_inputs, group_rows,
-                                  promote_first_accepted, proposition_fields, rerank_by_propositions, verification_inputs)
+from ..methods.imagescope import (
+    DescriptionConfig,
+    RerankConfig,
+    descriptions,
+    evaluation_inputs,
+    group_rows,
+    promote_first_accepted,
+    proposition_fields,
+    rerank_by_propositions,
+    verification_inputs,
+)
 from ..models.roles import ParseConfig, RoleConfig, call_role
-from ..retrieval.stages import FusionConfig, RetrievalConfig, fuse_gallery, fuse_queries, retrieve
+from ..retrieval.stages import (
+    FusionConfig,
+    RetrievalConfig,
+    SubsetOrderConfig,
+    fuse_gallery,
+    fuse_queries,
+    restrict_to_subset,
+    retrieve,
+)
 from .setup import Setup, clip_substitute, embedded_llm, prepare
 
 
@@ -32,6 +49,14 @@ def _retrieve_and_score(engine: Engine, setup: Setup, retrieval: RetrievalConfig
     metrics = engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=subset,
                          step=f"{name}/evaluate")
     return ranking, metrics
+
+
+def _score_reranked(engine: Engine, setup: Setup, split, ranking, name: str):
+    """Metrics of a re-ranked list; on CIRR the subset ranking follows the re-ranked order."""
+    subset = None
+    if setup.data.layout == "cirr":
+        subset = engine.run(restrict_to_subset, SubsetOrderConfig(), split=split, ranking=ranking, step=f"{name}/subset")
+    return engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=subset, step=f"{name}/evaluate")
 
 
 def _gallery_embeddings(engine: Engine, setup: Setup, split, clip):
@@ -136,15 +161,13 @@ def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
                              folder=roles.folders.get("verifier"))
         ranking = engine.run(rerank_by_propositions, cfg.rerank, ranking=ranking, propositions=props, verdicts=verdicts,
                              step="s2/rerank")
-        out["metrics s2"] = engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=None,
-                                       step="s2/evaluate")
+        out["metrics s2"] = _score_reranked(engine, cfg.setup, split, ranking, "s2")
     if "s3" in cfg.stages:
         pairs = engine.run(evaluation_inputs, cfg.rerank, split=split, ranking=ranking, instructions=texts,
                            step="s3/pairs")
         accepted = call_role(engine, "evaluator", cfg.evaluator, pairs, False, name="s3_evaluator",
                              folder=roles.folders.get("evaluator"), parse=ParseConfig("yes_no"))
         ranking = engine.run(promote_first_accepted, cfg.rerank, ranking=ranking, verdicts=accepted, step="s3/promote")
-        out["metrics s3"] = engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=None,
-                                       step="s3/evaluate")
+        out["metrics s3"] = _score_reranked(engine, cfg.setup, split, ranking, "s3")
     out["metrics"] = out[f"metrics {[s for s in ('s1', 's2', 's3') if s == 's1' or s in cfg.stages][-1]}"]
     return out

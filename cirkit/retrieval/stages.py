@@ -112,3 +112,25 @@ def retrieve(config: RetrievalConfig, split: Split, queries: np.ndarray, gallery
         indices, scores = exact_topk(queries, gallery, config.k, exclude=exclude, chunk_size=config.chunk_size,
                                      query_batch=config.query_batch)
     return Ranking(tuple(q.id for q in split.queries), split.gallery.ids(), indices, scores.astype(np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class SubsetOrderConfig:
+    k: int = 3
+    exclude_reference: bool = True
+
+
+@stage(version=1, helpers=[_reference_rows, _candidates])
+def restrict_to_subset(config: SubsetOrderConfig, split: Split, ranking: Ranking) -> Ranking:
+    """Each query's candidates (CIRR img_set) in the order a full ranking gives them (ImageScope's subset
+    protocol after re-ranking); candidates the ranking does not reach follow in their listed order."""
+    exclude = _reference_rows(split) if config.exclude_reference else None
+    candidates = _candidates(split)
+    indices = np.full((len(candidates), config.k), -1, np.int64)
+    for q, cands in enumerate(candidates):
+        allowed = [c for c in cands if exclude is None or c != exclude[q]]
+        ranked = [int(i) for i in ranking.indices[q] if i in allowed]
+        ordered = ranked + [c for c in allowed if c not in ranked]
+        indices[q, : min(config.k, len(ordered))] = ordered[: config.k]
+    scores = np.where(indices >= 0, 0.0, -np.inf).astype(np.float32)
+    return Ranking(ranking.query_ids, ranking.gallery_ids, indices, scores)
