@@ -229,6 +229,50 @@ def export(run_name: str, output: str, path: str, part: str | None, store_url: s
 
 
 @main.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as one JSON object.")
+@click.option("--tolerance", default=1e-3, show_default=True, help="Embeddings closer than this count as equal.")
+@store_option
+def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str) -> None:
+    """Compare two runs: config, shared and differing artifacts, metric deltas, rank changes, texts, drift."""
+    from .experiment.diff import diff_runs
+
+    try:
+        report = diff_runs(_open(store_url), run_a, run_b, tolerance=tolerance)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+        return
+    console.print(f"[bold]{run_a}[/bold] vs [bold]{run_b}[/bold]: {len(report['shared'])} steps shared, "
+                  f"{len(report['differ'])} differ, {len(report['only_a'])} only in A, {len(report['only_b'])} only in B")
+    for c in report["config"]:
+        console.print(f"config {c['field']}: {c['a']!r} -> {c['b']!r}")
+    for d in report["drift"]:
+        console.print(f"[red]drift[/red] in {d['step']}: {d['a']} -> {d['b']}")
+    table = Table(title="differing steps")
+    for col in ("step", "why", "content"):
+        table.add_column(col, overflow="fold")
+    for d in report["differ"]:
+        content = d.get("content", {})
+        summary = ", ".join(f"{k}={v}" for k, v in content.items() if k not in ("examples", "kind"))
+        table.add_row(d["step"], "; ".join(d["why"]) or ("same content" if d["same_content"] else ""), summary)
+    console.print(table)
+    for step, changes in report["rank_changes"].items():
+        if "moved" in changes:
+            console.print(f"{step}: targets moved in {changes['moved']} queries "
+                          f"({changes['better']} better, {changes['worse']} worse)")
+    if report["metrics"]:
+        mt = Table(title="metric deltas")
+        for col in ("metric", "a", "b", "delta"):
+            mt.add_column(col, justify="right" if col != "metric" else "left")
+        for m in report["metrics"]:
+            mt.add_row(m["metric"], str(m["a"]), str(m["b"]), "" if m["delta"] is None else f"{m['delta']:+.4g}")
+        console.print(mt)
+
+
+@main.command()
 @store_option
 def status(store_url: str) -> None:
     """Store size and entry counts."""
