@@ -214,8 +214,15 @@ def test_templates_are_versioned_files_and_errors_name_them(tmp_path):
         load_template(PromptConfig("nope/nothing"))
     with pytest.raises(PromptError, match="prompt file not found"):
         load_template(PromptConfig("x", str(tmp_path / "missing.txt")))
-    braces = Template("t", "t", "", 'Reply as {"a": "${x}"}')
-    assert braces.render(x="1") == ("", 'Reply as {"a": "1"}')
+    braces = Template("t", "t", (("user", 'Reply as {"a": "${x}"}'),))
+    assert braces.render(x="1") == [("user", 'Reply as {"a": "1"}')]
+    shots = tmp_path / "shots.txt"
+    shots.write_text("Be brief.\n---user---\nQ: 1+1\n---assistant---\n2\n---user---\nQ: ${q}\n")
+    turns = load_template(PromptConfig("x", str(shots))).render(q="2+2")
+    assert turns == [("system", "Be brief."), ("user", "Q: 1+1"), ("assistant", "2"), ("user", "Q: 2+2")]
+    shots.write_text("---user---\nQ\n---assistant---\nA\n")
+    with pytest.raises(PromptError, match="last turn"):
+        load_template(PromptConfig("x", str(shots)))
 
 
 def test_clip_substitutes_are_labelled_and_answer_every_vision_role(tmp_path):

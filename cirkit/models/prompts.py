@@ -1,8 +1,9 @@
 """Prompt templates: versioned text files in the package, or a method's official files from a user path.
 
 Templates use ``${name}`` placeholders (``string.Template``), so JSON braces in prompts need no escaping.
-A template's hash is part of every request built from it. A file may hold a system part and a user part
-separated by a line ``---user---``.
+A template's hash is part of every request built from it. A file is a sequence of turns: the text before
+the first marker is the system message, then ``---user---`` and ``---assistant---`` lines start turns, so
+few-shot examples can be real chat turns. The last turn must be the user's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from importlib import resources
 
 __all__ = ["PromptConfig", "Template", "load_template", "PromptError"]
 
-_SPLIT = "---user---"
+_MARKERS = {"---user---": "user", "---assistant---": "assistant", "---system---": "system"}
 
 
 class PromptError(ValueError):
@@ -34,17 +35,15 @@ class PromptConfig:
 class Template:
     name: str
     source: str  # where it was read from
-    system: str
-    user: str
+    turns: tuple[tuple[str, str], ...]  # (role, text), the last one the user's
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(f"{self.system}\0{self.user}".encode()).hexdigest()
+        return hashlib.sha256("\0".join(f"{r}\0{t}" for r, t in self.turns).encode()).hexdigest()
 
-    def render(self, **values: str) -> tuple[str, str]:
+    def render(self, **values: str) -> list[tuple[str, str]]:
         try:
-            return (string.Template(self.system).substitute(values) if self.system else "",
-                    string.Template(self.user).substitute(values))
+            return [(role, string.Template(text).substitute(values)) for role, text in self.turns]
         except KeyError as exc:
             raise PromptError(f"{self.source}: template needs ${{{exc.args[0]}}}, which was not given "
                               f"(given: {', '.join(sorted(values)) or 'nothing'})") from None
@@ -62,7 +61,16 @@ def load_template(config: PromptConfig) -> Template:
         if not ref.is_file():
             raise PromptError(f"no packaged prompt {config.name!r} (cirkit/prompts/{config.name}.txt)")
         text, source = ref.read_text(encoding="utf-8"), f"cirkit/prompts/{config.name}.txt"
-    system, sep, user = text.partition(_SPLIT)
-    if not sep:
-        system, user = "", text
-    return Template(config.name, source, system.strip(), user.strip())
+    turns: list[tuple[str, list[str]]] = [("system", [])]
+    for line in text.splitlines():
+        if line.strip() in _MARKERS:
+            turns.append((_MARKERS[line.strip()], []))
+        else:
+            turns[-1][1].append(line)
+    cleaned = tuple((role, "\n".join(lines).strip()) for role, lines in turns)
+    cleaned = tuple(t for i, t in enumerate(cleaned) if t[1] or i > 0)
+    if len(cleaned) == 1 and cleaned[0][0] == "system":  # no markers: the whole file is the user's turn
+        cleaned = (("user", cleaned[0][1]),)
+    if not cleaned or cleaned[-1][0] != "user":
+        raise PromptError(f"{source}: the last turn of a prompt must be the user's (a ---user--- section)")
+    return Template(config.name, source, cleaned)

@@ -55,8 +55,8 @@ def build_requests(config: BuildConfig, inputs: tuple[RoleInput, ...]) -> tuple[
     template = load_template(config.prompt)
     out = []
     for item in inputs:
-        system, user = template.render(**dict(item.fields))
-        messages = ((Message("system", system),) if system else ()) + (Message("user", user, item.images),)
+        turns = template.render(**dict(item.fields))
+        messages = tuple(Message(role, text) for role, text in turns[:-1]) + (Message("user", turns[-1][1], item.images),)
         out.append(ChatRequest(config.role, template.name, template.hash, messages, item.fields, config.decoding))
     return tuple(out)
 
