@@ -9,24 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cirkit.training.vocab import byte_symbols
+
 MERGES = ["t h", "th e</w>", "d o", "do g</w>", "c a", "ca t</w>", "r e", "re d</w>", "a n", "an d</w>"]
-
-
-def _byte_symbols() -> list[str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
 
 
 def write_tokenizer(directory: Path) -> int:
     """vocab.json + merges.txt in CLIP's format; returns the vocabulary size."""
-    symbols = _byte_symbols()
+    symbols = byte_symbols()
     vocab = symbols + [s + "</w>" for s in symbols] + [m.replace(" ", "") for m in MERGES]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
     directory.mkdir(parents=True, exist_ok=True)

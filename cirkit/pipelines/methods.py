@@ -59,9 +59,13 @@ def _score_reranked(engine: Engine, setup: Setup, split, ranking, name: str):
     return engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=subset, step=f"{name}/evaluate")
 
 
-def _gallery_embeddings(engine: Engine, setup: Setup, split, clip):
+def _text_to_image(engine: Engine, setup: Setup, retrieval: RetrievalConfig, split, clip, targets, name: str) -> dict:
+    """The shared tail of CIReVL and OSrCIR: embed the target descriptions and rank the gallery with CLIP."""
+    queries = engine.run(embed_texts, setup.embed, texts=targets, model=clip, step="embed_targets")
     images = engine.run(gallery_images, None, split=split, step="gallery")
-    return engine.run(embed_images, setup.embed, images=images, model=clip, step="embed_gallery")
+    gallery = engine.run(embed_images, setup.embed, images=images, model=clip, step="embed_gallery")
+    _, metrics = _retrieve_and_score(engine, setup, retrieval, split, queries, gallery, name)
+    return {"metrics": metrics, "targets": targets}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +86,7 @@ def cirevl(engine: Engine, config: CIReVLConfig) -> dict:
     fields = engine.run(zip_fields, FieldNames(("reference", "instruction")), columns=(captions, texts))
     rewrites = roles.reason(config.reasoner, fields, None, captions, ("target",))
     targets = engine.run(answer_texts, AnswerTexts("target"), answers=rewrites, step="targets")
-    queries = engine.run(embed_texts, config.setup.embed, texts=targets, model=clip, step="embed_targets")
-    gallery = _gallery_embeddings(engine, config.setup, split, clip)
-    _, metrics = _retrieve_and_score(engine, config.setup, config.retrieval, split, queries, gallery, "cirevl")
-    return {"metrics": metrics, "targets": targets}
+    return _text_to_image(engine, config.setup, config.retrieval, split, clip, targets, "cirevl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,10 +104,7 @@ def osrcir(engine: Engine, config: OSrCIRConfig) -> dict:
     texts = engine.run(instructions, None, split=split)
     answers = roles.reason_about_image(config.reasoner, refs, texts, texts)
     targets = engine.run(answer_texts, AnswerTexts("Target Image Description"), answers=answers, step="targets")
-    queries = engine.run(embed_texts, config.setup.embed, texts=targets, model=clip, step="embed_targets")
-    gallery = _gallery_embeddings(engine, config.setup, split, clip)
-    _, metrics = _retrieve_and_score(engine, config.setup, config.retrieval, split, queries, gallery, "osrcir")
-    return {"metrics": metrics, "targets": targets}
+    return _text_to_image(engine, config.setup, config.retrieval, split, clip, targets, "osrcir")
 
 
 @dataclasses.dataclass(frozen=True)
