@@ -7,6 +7,7 @@ read becomes a ChatResponse with ``error`` set, never an exception that ends the
 
 from __future__ import annotations
 
+import atexit
 import base64
 import io
 import math
@@ -109,6 +110,7 @@ class OpenAIBackend:
         self.config = config
         self.url = base_url_of(config)
         self.client = httpx.Client(timeout=config.timeout, headers=_headers(config))
+        atexit.register(self.client.close)
 
     def _post(self, body: dict) -> ChatResponse:
         cfg = self.config
