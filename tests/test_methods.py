@@ -45,6 +45,7 @@ name = "tiny-{pipeline}"
 {extra}
 [setup.data]
 max_queries = 4
+layout = "{layout}"
 [setup.benchmark]
 n_train = 120
 n_t2i = 10
@@ -62,24 +63,34 @@ directory = "{export}"
 """
 
 
-@pytest.mark.parametrize("pipeline,extra", [
-    ("osrcir", ""),
-    ("cirevl", "[reasoner.decoding]\nmax_tokens = 12"),
-    ("imagescope", "[reasoner.decoding]\nmax_tokens = 12\n[propositions.decoding]\nmax_tokens = 12"),
+SHORT = "[reasoner.decoding]\nmax_tokens = 12\n[propositions.decoding]\nmax_tokens = 12"
+
+
+@pytest.mark.parametrize("pipeline,layout,extra", [
+    ("osrcir", "cirr", ""),
+    ("cirevl", "cirr", "[reasoner.decoding]\nmax_tokens = 12"),
+    ("imagescope", "cirr", SHORT),
+    ("imagescope", "t2i", SHORT),
+    ("imagescope", "chat", "chat_rounds = 2\n" + SHORT),
 ])
-def test_methods_run_end_to_end_on_the_embedded_backends(pipeline, extra, smollm2_folder, tmp_path, monkeypatch):
+def test_methods_run_end_to_end_on_the_embedded_backends(pipeline, layout, extra, smollm2_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("CIRKIT_CACHE", str(tmp_path / "cache"))
     exp = tmp_path / f"{pipeline}.toml"
-    exp.write_text(TINY.format(pipeline=pipeline, extra=extra, export=tmp_path / "export"))
+    exp.write_text(TINY.format(pipeline=pipeline, extra=extra, layout=layout, export=tmp_path / "export"))
     store = tmp_path / "store"
     result = CliRunner().invoke(main, ["run", str(exp), "--store", str(store), "--quiet"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     record = json.loads(next((store / "runs").glob("*.json")).read_text())
-    assert {"R@1", "R@5", "R@10", "R@50", "Rs@1"} <= set(record["metrics"])
+    if layout == "t2i":
+        assert {"R@1", "R@5", "R@10", "R@50"} <= set(record["metrics"])
+    elif layout == "chat":
+        assert set(record["metrics"]) == {"Hits@10 r0", "Hits@10 r1", "Hits@10 r2"}
+    else:
+        assert {"R@1", "R@5", "R@10", "R@50", "Rs@1"} <= set(record["metrics"])
     steps = {s["step"]: s for s in record["steps"]}
     parse_steps = [s for name, s in steps.items() if name.endswith("/parse")]
     assert parse_steps and all("fallbacks" in s["report"] for s in parse_steps)
-    if pipeline == "imagescope":
+    if pipeline == "imagescope" and layout == "cirr":
         assert {"s1/evaluate", "s2/evaluate", "s3/evaluate"} <= set(steps)
     dry = CliRunner().invoke(main, ["run", str(exp), "--store", str(store), "--dry-run"], catch_exceptions=False)
     assert "miss" not in dry.output and "pending" not in dry.output

@@ -176,6 +176,7 @@ class EngineRoles:
 
     engine: Engine
     folders: dict = dataclasses.field(default_factory=dict)  # role -> model folder artifact (local backends)
+    clip: Any = None  # the CLIP checkpoint a method embeds with (set by the method's setup)
 
     def caption(self, config: RoleConfig, images: Any, *, name: str = "captioner") -> Artifact:
         inputs = self.engine.run(caption_inputs, None, images=images, step=f"{name}/inputs")

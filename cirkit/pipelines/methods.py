@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 
 from ..encoders.stages import embed_images, embed_texts
-from ..engine import Engine
-from ..evaluation.stages import EvalConfig, evaluate
+from ..engine import Engine, stage
+from ..evaluation.stages import EvalConfig, evaluate, evaluate_chat
 from ..experiment.pipeline import pipeline
-from ..methods.baselines import gallery_images
+from ..methods.baselines import TextsConfig, gallery_images, query_texts
 from ..methods.common import AnswerTexts, FieldNames, answer_texts, instructions, reference_images, zip_fields
 from ..methods.imagescope import (
     DescriptionConfig,
@@ -120,13 +120,39 @@ class ImageScopeConfig:
     retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=False)  # ImageScope keeps the reference
     rerank: RerankConfig = RerankConfig(top_k=20, alpha=3)
     stages: tuple[str, ...] = ("s1", "s2", "s3")
+    chat_rounds: int = 5  # chat layout: rounds 0..chat_rounds (VisDial: 10)
+
+
+@stage(version=1)
+def blank_references(config: None, split) -> tuple[str, ...]:
+    """Text-to-image and chat queries have no reference: ImageScope describes it as a blank image."""
+    return tuple("A blank image." for _ in split.queries)
+
+
+def _stage1(engine: Engine, cfg: ImageScopeConfig, roles, split, ref_texts, texts, image_emb, caption_emb, name: str,
+            fallbacks=None):
+    """Descriptions at several granularities, then hybrid (fused) retrieval averaged over them. A failed answer
+    falls back to ``fallbacks`` (the reference caption for composed queries, else the query text)."""
+    fields = engine.run(zip_fields, FieldNames(("reference", "instruction")), columns=(ref_texts, texts),
+                        step=f"{name}/fields")
+    fallbacks = fallbacks if fallbacks is not None else texts
+    understood = roles.reason(cfg.reasoner, fields, None, fallbacks, ("descriptions",), name=f"{name}_reasoner")
+    descs = engine.run(descriptions, cfg.descriptions, answers=understood, fallbacks=fallbacks, step=f"{name}/descriptions")
+    desc_emb = engine.run(embed_texts, cfg.setup.embed, texts=descs, model=roles.clip, step=f"{name}/embed_descriptions")
+    grouped = engine.run(group_rows, cfg.descriptions, embeddings=desc_emb, step=f"{name}/group")
+    queries = engine.run(fuse_queries, cfg.fusion, descriptions=grouped, step=f"{name}/fuse_queries")
+    gallery = engine.run(fuse_gallery, cfg.fusion, gallery_images=image_emb, gallery_captions=caption_emb,
+                         step=f"{name}/fuse_gallery")
+    return understood, queries, gallery
 
 
 @pipeline("imagescope", ImageScopeConfig)
 def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
-    """ImageScope: caption the gallery; describe the target (3 granularities) and fuse text-to-image with
-    text-to-text scores; verify propositions on the top-k; let the evaluator promote one of the top alpha."""
+    """ImageScope: caption the gallery; describe the target (several granularities) and fuse text-to-image
+    with text-to-text scores; verify propositions on the top-k; let the evaluator promote one of the top
+    alpha. Composed (cirr, circo layouts), text-to-image (t2i) and chat (per round) retrieval."""
     cfg = config
+    layout = cfg.setup.data.layout
     split, clip, roles = prepare(engine, cfg.setup, {"captioner": cfg.captioner, "reasoner": cfg.reasoner,
                                                      "propositions": cfg.propositions, "verifier": cfg.verifier,
                                                      "evaluator": cfg.evaluator})
@@ -135,18 +161,25 @@ def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
                                   name="s0_captioner"), step="s0/captions")
     caption_emb = engine.run(embed_texts, cfg.setup.embed, texts=gallery_captions, model=clip, step="s0/embed_captions")
     image_emb = engine.run(embed_images, cfg.setup.embed, images=gallery_refs, model=clip, step="embed_gallery")
-    refs = engine.run(reference_images, None, split=split)
-    ref_captions = roles.caption(cfg.captioner, refs, name="reference_captioner")
-    ref_texts = engine.run(answer_texts, AnswerTexts(), answers=ref_captions, step="reference_captions")
+    if layout in ("cirr", "circo"):
+        refs = engine.run(reference_images, None, split=split)
+        ref_captions = roles.caption(cfg.captioner, refs, name="reference_captioner")
+        ref_texts = engine.run(answer_texts, AnswerTexts(), answers=ref_captions, step="reference_captions")
+    else:
+        ref_texts = engine.run(blank_references, None, split=split)
+    if layout == "chat":  # per-round queries, per-round evaluation (cumulative Hits@10)
+        rankings = []
+        for r in range(cfg.chat_rounds + 1):
+            texts = engine.run(query_texts, TextsConfig(round=r), split=split, step=f"r{r}/texts")
+            _, queries, gallery = _stage1(engine, cfg, roles, split, ref_texts, texts, image_emb, caption_emb, f"r{r}/s1")
+            rankings.append(engine.run(retrieve, dataclasses.replace(cfg.retrieval, k=10, exclude_reference=False),
+                                       split=split, queries=queries, gallery=gallery, index=None, step=f"r{r}/retrieve"))
+        metrics = engine.run(evaluate_chat, EvalConfig(ks=(10,)), split=split, rankings=tuple(rankings))
+        return {"metrics": metrics}
     texts = engine.run(instructions, None, split=split)
-    fields = engine.run(zip_fields, FieldNames(("reference", "instruction")), columns=(ref_texts, texts))
-    understood = roles.reason(cfg.reasoner, fields, None, ref_texts, ("descriptions",), name="s1_reasoner")
-    descs = engine.run(descriptions, cfg.descriptions, answers=understood, fallbacks=ref_texts, step="s1/descriptions")
-    desc_emb = engine.run(embed_texts, cfg.setup.embed, texts=descs, model=clip, step="s1/embed_descriptions")
-    grouped = engine.run(group_rows, cfg.descriptions, embeddings=desc_emb, step="s1/group")
-    queries = engine.run(fuse_queries, cfg.fusion, descriptions=grouped, step="s1/fuse_queries")
-    gallery = engine.run(fuse_gallery, cfg.fusion, gallery_images=image_emb, gallery_captions=caption_emb,
-                         step="s1/fuse_gallery")
+    composed = layout in ("cirr", "circo")
+    understood, queries, gallery = _stage1(engine, cfg, roles, split, ref_texts, texts, image_emb, caption_emb, "s1",
+                                           fallbacks=ref_texts if composed else None)
     ranking, metrics = _retrieve_and_score(engine, cfg.setup, cfg.retrieval, split, queries, gallery, "s1")
     out = {"metrics s1": metrics}
     if "s2" in cfg.stages:
@@ -160,12 +193,12 @@ def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
         ranking = engine.run(rerank_by_propositions, cfg.rerank, ranking=ranking, propositions=props, verdicts=verdicts,
                              step="s2/rerank")
         out["metrics s2"] = _score_reranked(engine, cfg.setup, split, ranking, "s2")
-    if "s3" in cfg.stages:
+    if "s3" in cfg.stages and composed:  # the evaluator compares with a reference image
         pairs = engine.run(evaluation_inputs, cfg.rerank, split=split, ranking=ranking, instructions=texts,
                            step="s3/pairs")
         accepted = call_role(engine, "evaluator", cfg.evaluator, pairs, False, name="s3_evaluator",
                              folder=roles.folders.get("evaluator"), parse=ParseConfig("yes_no"))
         ranking = engine.run(promote_first_accepted, cfg.rerank, ranking=ranking, verdicts=accepted, step="s3/promote")
         out["metrics s3"] = _score_reranked(engine, cfg.setup, split, ranking, "s3")
-    out["metrics"] = out[f"metrics {[s for s in ('s1', 's2', 's3') if s == 's1' or s in cfg.stages][-1]}"]
+    out["metrics"] = out[max(k for k in out if k.startswith("metrics "))]
     return out

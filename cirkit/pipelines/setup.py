@@ -77,4 +77,4 @@ def prepare(engine: Engine, setup: Setup, roles: dict[str, RoleConfig]) -> tuple
         elif cfg.backend.kind == "transformers":
             reasoner = reasoner or embedded_reasoner(engine, setup.export)
             folders[name] = reasoner
-    return split, clip, EngineRoles(engine, folders)
+    return split, clip, EngineRoles(engine, folders, clip)
