@@ -178,3 +178,24 @@ def test_loading_errors_say_what_is_wrong(tmp_path):
     (d / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="no model.safetensors"):
         ClipEncoder(str(d))
+
+
+def test_data_parallel_over_several_devices_matches_one(tmp_path):
+    """Two XLA host devices (forced in a fresh process): the batch is sharded, results equal one device's."""
+    import os
+    import subprocess
+    import sys
+
+    make_clip_checkpoint(tmp_path / "ck")
+    code = (
+        "import jax, numpy as np; from cirkit.encoders.clip_encoder import ClipEncoder\n"
+        f"enc = ClipEncoder({str(tmp_path / 'ck')!r}, buckets=(1, 8))\n"
+        "assert jax.device_count() == 2, jax.devices()\n"
+        "assert enc.buckets == (2, 8)\n"
+        "out = enc.encode_texts(['the red dog', 'a cat', 'the dog and the cat'])\n"
+        "np.save(__import__('sys').argv[1], out)\n"
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "two.npy")], env=env, check=True)
+    one = ClipEncoder(str(tmp_path / "ck")).encode_texts(["the red dog", "a cat", "the dog and the cat"])
+    assert np.abs(np.load(tmp_path / "two.npy") - one).max() < 1e-5
