@@ -140,7 +140,7 @@ def _stage1(engine: Engine, cfg: ImageScopeConfig, roles, split, ref_texts, text
     descs = engine.run(descriptions, cfg.descriptions, answers=understood, fallbacks=fallbacks, step=f"{name}/descriptions")
     desc_emb = engine.run(embed_texts, cfg.setup.embed, texts=descs, model=roles.clip, step=f"{name}/embed_descriptions")
     grouped = engine.run(group_rows, cfg.descriptions, embeddings=desc_emb, step=f"{name}/group")
-    queries = engine.run(fuse_queries, cfg.fusion, descriptions=grouped, step=f"{name}/fuse_queries")
+    queries = engine.run(fuse_queries, None, descriptions=grouped, step=f"{name}/fuse_queries")
     gallery = engine.run(fuse_gallery, cfg.fusion, gallery_images=image_emb, gallery_captions=caption_emb,
                          step=f"{name}/fuse_gallery")
     return understood, queries, gallery

@@ -56,7 +56,8 @@ def fused_gallery(tau: float, gallery_images: np.ndarray, gallery_captions: np.n
 
 
 @stage(version=1, helpers=[fused_queries])
-def fuse_queries(config: FusionConfig, descriptions: np.ndarray) -> np.ndarray:
+def fuse_queries(config: None, descriptions: np.ndarray) -> np.ndarray:
+    """Query side of hybrid retrieval (independent of tau, so a tau sweep reuses it)."""
     return fused_queries(descriptions)
 
 
