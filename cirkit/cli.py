@@ -273,6 +273,38 @@ def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str
 
 
 @main.command()
+@click.argument("run_name", metavar="RUN")
+@click.argument("url")
+@store_option
+def push(run_name: str, url: str, store_url: str) -> None:
+    """Copy RUN's records and content to URL (any fsspec location); only what URL lacks is sent."""
+    from .engine.sharing import push_run
+
+    try:
+        report = push_run(_open(store_url), Store(url), run_name)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    console.print(f"pushed {run_name} to {url}: {report.files} files, {_size(report.bytes)}; "
+                  f"{report.skipped} entries were already there")
+
+
+@main.command()
+@click.argument("run_name", metavar="RUN")
+@click.argument("url")
+@store_option
+def pull(run_name: str, url: str, store_url: str) -> None:
+    """Fetch RUN from URL; everything is verified before anything is published into the local store."""
+    from .engine.sharing import VerificationError, pull_run
+
+    try:
+        report = pull_run(Store(url), _open(store_url), run_name)
+    except (KeyError, VerificationError) as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    console.print(f"pulled {run_name} from {url}: {report.files} files, {_size(report.bytes)}; "
+                  f"{report.skipped} entries were already here")
+
+
+@main.command()
 @store_option
 def status(store_url: str) -> None:
     """Store size and entry counts."""

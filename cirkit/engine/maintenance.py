@@ -149,7 +149,7 @@ def _mark_value(store: Store, content: str, found: Reachable) -> None:
         _mark_value(store, part, found)
 
 
-def collect_garbage(store: Store, *, dry_run: bool = True) -> tuple[list[str], int]:
+def collect_garbage(store: Store, *, dry_run: bool = True) -> tuple[list[str], int]:  # works on any fsspec store
     """Entries no named run reaches (and leftover temporaries); removed unless ``dry_run``."""
     keep = reachable_from_runs(store)
     doomed: dict[str, int] = {}
