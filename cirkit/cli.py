@@ -57,15 +57,25 @@ def main() -> None:
 @click.option("--dry-run", is_flag=True, help="Show per stage what is cached and what would be computed, and why.")
 @click.option("--name", default=None, help="Record the run under this name instead of the file's.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where item-mapping stages compute their missing shards.")
+@click.option("--ray-address", default=None, help="An existing Ray cluster (default: start a local one).")
 @store_option
-def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | None, quiet: bool, store_url: str) -> None:
+def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | None, quiet: bool, executor: str,
+        ray_address: str | None, store_url: str) -> None:
     """Run an experiment file (every run of its sweep), computing only what the store lacks."""
     try:
         exp = load_experiment(experiment, overrides, name=name)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     store = _open(store_url)
-    outcomes = run_experiment(exp, store, dry_run=dry_run, progress=not quiet and sys.stderr.isatty())
+    backend = None
+    if executor == "ray" and not dry_run:
+        from .engine.ray_executor import RayExecutor
+
+        backend = RayExecutor(address=ray_address)
+    outcomes = run_experiment(exp, store, dry_run=dry_run, progress=not quiet and sys.stderr.isatty(),
+                              executor=backend)
     for outcome in outcomes:
         _print_outcome(outcome, dry_run)
     if len(outcomes) > 1 and not dry_run:

@@ -48,6 +48,10 @@ def embed(config: EmbedConfig, items: tuple) -> np.ndarray:
     CALLS["embed"] += len(items)
     if config.delay:
         time.sleep(config.delay)
+    pids = os.environ.get("TOY_PID_LOG")
+    if pids:
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
     log = os.environ.get("TOY_EMBED_LOG")
     if log:
         with open(log, "a") as f:

@@ -1,0 +1,51 @@
+"""The Ray executor on a real local Ray cluster (a head and its worker processes): same results as local."""
+
+import json
+import os
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from cirkit.cli import main
+
+ray = pytest.importorskip("ray", reason="the Ray executor needs the ray extra")
+
+EXP = 'pipeline = "toy_pipeline:toy"\n[items]\nn = 60\n[embed]\ndim = 16\n'
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    pid_log = tmp_path_factory.mktemp("pids") / "pids.txt"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path), "TOY_PID_LOG": str(pid_log)}})
+    yield pid_log
+    ray.shutdown()
+
+
+def test_ray_executor_matches_the_local_one(cluster, tmp_path):
+    exp = tmp_path / "toy.toml"
+    exp.write_text(EXP)
+    runner = CliRunner()
+    for executor, store in (("local", tmp_path / "local"), ("ray", tmp_path / "ray")):
+        result = runner.invoke(main, ["run", str(exp), "--store", str(store), "--quiet", "--executor", executor],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    local = json.loads((tmp_path / "local" / "runs" / "toy.json").read_text())
+    remote = json.loads((tmp_path / "ray" / "runs" / "toy.json").read_text())
+    assert local["outputs"] == remote["outputs"] and local["metrics"] == remote["metrics"]
+    pids = set(cluster.read_text().split())
+    assert pids and str(os.getpid()) not in pids, "shards were computed in Ray worker processes"
+
+
+def test_ray_ships_only_missing_shards(cluster, tmp_path):
+    exp = tmp_path / "toy.toml"
+    exp.write_text(EXP)
+    store = tmp_path / "s"
+    CliRunner().invoke(main, ["run", str(exp), "--store", str(store), "--quiet"], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["run", str(exp), "--store", str(store), "--quiet", "--executor", "ray",
+                                       "--set", "items.n=73"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = json.loads((store / "runs" / "toy.json").read_text())
+    embed = next(s for s in record["steps"] if s["step"] == "embed")
+    assert (embed["items_cached"], embed["items_total"]) == (60, 73)
