@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def main(n: int = 2000) -> None:
+def main(n: int = 8000) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per task, so parallelism comes from the executor
     import ray
     from engine_bench import BenchConfig, bench_encode, bench_items
