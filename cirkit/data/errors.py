@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-__all__ = ["DataError", "read_json", "field", "find_file"]
+__all__ = ["DataError", "read_json", "read_json_list", "field", "find_file"]
 
 
 class DataError(ValueError):
@@ -21,6 +21,14 @@ def read_json(path: str) -> Any:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def read_json_list(path: str, what: str = "queries") -> list:
+    """A JSON file whose top level must be a list (of ``what``)."""
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a list of {what}, found {type(data).__name__}")
+    return data
 
 
 def field(entry: Any, name: str, expected: type | tuple[type, ...], *, file: str, where: str, optional: bool = False) -> Any:

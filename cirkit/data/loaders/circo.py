@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import DataError, field, find_file, read_json
+from ..errors import DataError, field, find_file, read_json, read_json_list
 from ..model import ComposedQuery, Gallery, ImageRef, Split, Truth
 
 SPLITS = ("val", "test")
@@ -55,9 +55,7 @@ def load(root: str, split: str = "val", require_gallery: bool = True, images_roo
     images = tuple(ImageRef(str(i), os.path.join(folder, n)) for i, n in zip(ids, names))
     known = {str(i) for i in ids}
     check = bool(images)
-    data = read_json(ann_file)
-    if not isinstance(data, list):
-        raise DataError(f"{ann_file}: expected a list of queries, found {type(data).__name__}")
+    data = read_json_list(ann_file, "queries")
     queries, truths = [], []
     for i, e in enumerate(data):
         where = f"entry {i}"

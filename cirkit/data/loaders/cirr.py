@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import DataError, field, find_file, read_json
+from ..errors import DataError, field, find_file, read_json, read_json_list
 from ..model import ComposedQuery, Gallery, ImageRef, Split, Truth
 
 SPLITS = ("train", "val", "test1")
@@ -31,9 +31,7 @@ def load(root: str, split: str = "val", images_root: str | None = None) -> Split
             raise DataError(f"{split_file}: image {name!r}: expected a relative path (str), found {type(rel).__name__}")
         images.append(ImageRef(name, os.path.normpath(os.path.join(base, rel))))
     known = set(names)
-    entries = read_json(cap_file)
-    if not isinstance(entries, list):
-        raise DataError(f"{cap_file}: expected a list of queries, found {type(entries).__name__}")
+    entries = read_json_list(cap_file, "queries")
     queries, truths = [], []
     for i, e in enumerate(entries):
         where = f"entry {i}"

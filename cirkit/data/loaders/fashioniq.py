@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import DataError, field, find_file, read_json
+from ..errors import DataError, field, find_file, read_json, read_json_list
 from ..model import ComposedQuery, Gallery, ImageRef, Split, Truth
 
 CATEGORIES = ("dress", "shirt", "toptee")
@@ -42,9 +42,7 @@ def load(root: str, split: str = "val", category: str = "dress", join: str = "{c
     folder = os.path.join(root, images_dir)
     images = tuple(ImageRef(n, os.path.join(folder, f"{n}.{image_ext}")) for n in names)
     known = set(names)
-    entries = read_json(cap_file)
-    if not isinstance(entries, list):
-        raise DataError(f"{cap_file}: expected a list of queries, found {type(entries).__name__}")
+    entries = read_json_list(cap_file, "queries")
     queries, truths = [], []
     for i, e in enumerate(entries):
         where = f"entry {i}"

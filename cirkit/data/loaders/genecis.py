@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import DataError, field, find_file, read_json
+from ..errors import DataError, field, find_file, read_json_list
 from ..model import ComposedQuery, Gallery, ImageRef, Split, Truth
 
 TASKS = ("change_attribute", "focus_attribute", "change_object", "focus_object")
@@ -35,9 +35,7 @@ def load(root: str, task: str = "change_object", coco_dir: str = "val2017", vg_d
     if task not in TASKS:
         raise DataError(f"GeneCIS has tasks {', '.join(TASKS)}, not {task!r}")
     (ann_file,) = annotation_files(root, task)
-    entries = read_json(ann_file)
-    if not isinstance(entries, list):
-        raise DataError(f"{ann_file}: expected a list of queries, found {type(entries).__name__}")
+    entries = read_json_list(ann_file, "queries")
     dirs = {"coco_dir": os.path.join(root, coco_dir), "vg_dir": os.path.join(root, vg_dir)}
     images: dict[str, ImageRef] = {}
     queries, truths, galleries = [], [], []

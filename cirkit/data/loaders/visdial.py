@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import DataError, field, find_file, read_json
+from ..errors import DataError, field, find_file, read_json, read_json_list
 from ..model import ChatQuery, Gallery, ImageRef, Split, Truth
 
 
@@ -25,9 +25,7 @@ def load(root: str, images_root: str | None = None) -> Split:
     base = os.path.join(root, images_root) if images_root else root
     images = tuple(ImageRef(p, os.path.join(base, p)) for p in space)
     known = set(space)
-    dialogs = read_json(dialog_file)
-    if not isinstance(dialogs, list):
-        raise DataError(f"{dialog_file}: expected a list of dialogues")
+    dialogs = read_json_list(dialog_file, "dialogues")
     queries, truths = [], []
     for i, e in enumerate(dialogs):
         img = field(e, "img", str, file=dialog_file, where=f"entry {i}")
