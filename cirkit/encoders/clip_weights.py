@@ -10,7 +10,7 @@ from .clip_config import CheckpointError, ClipConfig, read_clip_config
 from .clip_model import ClipText, ClipVision
 from .safetensors_io import checkpoint_files, read_safetensors
 
-__all__ = ["load_clip_params", "expected_shapes"]
+__all__ = ["load_clip_params", "expected_shapes", "flatten_params", "hf_name"]
 
 _IGNORED = {"text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"}
 _DENSE = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "text_projection", "visual_projection")
@@ -53,7 +53,7 @@ def _leaf(path: list[str], array: np.ndarray) -> tuple[list[str], np.ndarray]:
     return path, array
 
 
-def _hf_name(tower: str, key: tuple[str, ...]) -> str:
+def hf_name(tower: str, key: tuple[str, ...]) -> str:
     """Flax parameter path -> the Hugging Face tensor name it is read from."""
     if key[0] in ("text_projection", "visual_projection"):
         return f"{key[0]}.weight"
@@ -76,10 +76,10 @@ def expected_shapes(config: ClipConfig) -> dict[str, dict]:
     return {"text": text["params"], "vision": vision["params"]}
 
 
-def _flatten(tree: dict, prefix: tuple = ()) -> dict[tuple, object]:
+def flatten_params(tree: dict, prefix: tuple = ()) -> dict[tuple, object]:
     out = {}
     for k, v in tree.items():
-        out.update(_flatten(v, prefix + (k,)) if isinstance(v, dict) else {prefix + (k,): v})
+        out.update(flatten_params(v, prefix + (k,)) if isinstance(v, dict) else {prefix + (k,): v})
     return out
 
 
@@ -102,7 +102,7 @@ def load_clip_params(directory: str) -> tuple[ClipConfig, dict, float]:
         for name, arr in read_safetensors(path).items():
             tensors[name] = arr
             origin[name] = path
-    expected = {tower: _flatten(tree) for tower, tree in expected_shapes(config).items()}
+    expected = {tower: flatten_params(tree) for tower, tree in expected_shapes(config).items()}
     loaded: dict[str, dict[tuple, np.ndarray]] = {"text": {}, "vision": {}}
     extra = []
     logit_scale = float(np.asarray(tensors.get("logit_scale", config.logit_scale_init_value), np.float32))
@@ -125,7 +125,7 @@ def load_clip_params(directory: str) -> tuple[ClipConfig, dict, float]:
             raise CheckpointError(f"{origin[name]}: tensor {name} has shape {got}; this config expects "
                                   f"{want if value.shape == arr.shape else tuple(reversed(want))}")
         loaded[tower][key] = value
-    missing = [_hf_name(tower, k) for tower in expected for k in expected[tower] if k not in loaded[tower]]
+    missing = [hf_name(tower, k) for tower in expected for k in expected[tower] if k not in loaded[tower]]
     problems = []
     if missing:
         problems.append(f"missing tensors for {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")

@@ -158,7 +158,7 @@ class Engine:
         if record is not None and self.store.has_value(record["output"]):
             info.status, info.output, info.report = "hit", record["output"], record.get("report")
             artifact = Artifact(key, record["output"], self)
-            self._producers.setdefault(artifact.content, lambda: self._compute(stage, config, inputs, info, force=True))
+            self._producers.setdefault(artifact.content, lambda: self._compute(stage, config, inputs, info))
             return artifact
         if self.dry_run:
             info.status = "miss"
@@ -166,7 +166,7 @@ class Engine:
                 self._count_cached_items(stage, config_hash, inputs, hashes, info)
             return Pending(name)
         artifact = self._compute(stage, config, inputs, info)
-        self._producers.setdefault(artifact.content, lambda: self._compute(stage, config, inputs, info, force=True))
+        self._producers.setdefault(artifact.content, lambda: self._compute(stage, config, inputs, info))
         return artifact
 
     def _content_of(self, value: Any) -> str | None:
@@ -183,7 +183,7 @@ class Engine:
             return None
         return digest({"artifacts": parts, "kind": type(value).__name__})
 
-    def _compute(self, stage: Stage, config: Any, inputs: dict, info: Step, force: bool = False) -> Artifact:
+    def _compute(self, stage: Stage, config: Any, inputs: dict, info: Step) -> Artifact:
         start = time.perf_counter()
         values = {k: self._input_value(v) for k, v in inputs.items()}
         if stage.over is None:

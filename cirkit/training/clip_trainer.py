@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from ..encoders.clip_config import ClipConfig, TowerConfig
 from ..encoders.clip_image import OPENAI_MEAN, OPENAI_STD
 from ..encoders.clip_model import ClipText, ClipVision
-from ..encoders.clip_weights import _flatten, _hf_name
+from ..encoders.clip_weights import flatten_params, hf_name
 from .vocab import build_vocab, tokenizer_files
 
 __all__ = ["TrainConfig", "train_clip", "clip_model_config"]
@@ -135,9 +135,9 @@ def _hf_files(config: ClipConfig, params: dict, image_size: int) -> dict[str, by
 
     tensors = {"logit_scale": np.asarray(params["logit_scale"], np.float32)}
     for tower in ("text", "vision"):
-        for path, value in _flatten(jax.device_get(params[tower])).items():
+        for path, value in flatten_params(jax.device_get(params[tower])).items():
             arr = np.asarray(value, np.float32)
-            tensors[_hf_name(tower, path)] = np.ascontiguousarray(arr.T if path[-1] == "kernel" else arr)
+            tensors[hf_name(tower, path)] = np.ascontiguousarray(arr.T if path[-1] == "kernel" else arr)
     t, v = config.text, config.vision
     tower = lambda c: {"hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,  # noqa: E731
                        "num_attention_heads": c.num_attention_heads, "num_hidden_layers": c.num_hidden_layers,
