@@ -56,6 +56,12 @@ def test_load_stage_hashes_images_and_notices_replaced_files(cirr_val, tmp_path,
     assert engine2.steps[0].status == "read"
     changed = [a.id for a, b in zip(first.value.gallery.images, second.value.gallery.images) if a.content != b.content]
     assert changed == ["dev-0-img0"]
+    before = sorted(p for p in (tmp_path / "store").rglob("*") if p.is_file())
+    make_images([cirr_val / "dev" / "dev-1-img0.png"], size=(7, 7))
+    dry = Engine(Store(str(tmp_path / "store")), dry_run=True, progress=False)
+    third = dry.run(load_benchmark, config, root=str(cirr_val))
+    assert dry.steps[0].status == "read" and third.value.gallery.images[2].content != second.value.gallery.images[2].content
+    assert sorted(p for p in (tmp_path / "store").rglob("*") if p.is_file()) == before, "a dry run stores nothing"
 
 
 def test_genecis_tasks(tmp_path):
