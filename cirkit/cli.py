@@ -315,6 +315,23 @@ def pull(run_name: str, url: str, store_url: str) -> None:
 
 
 @main.command()
+@click.argument("run_name", metavar="RUN")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@store_option
+def report(run_name: str, path: str, store_url: str) -> None:
+    """Write a self-contained HTML report of RUN (metrics, steps, plots such as a loss curve) to PATH."""
+    from .html_report import run_report_html
+
+    try:
+        page = run_report_html(_open(store_url), run_name)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    console.print(f"wrote {path}")
+
+
+@main.command()
 @store_option
 def status(store_url: str) -> None:
     """Store size and entry counts."""

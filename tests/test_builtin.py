@@ -131,3 +131,8 @@ def test_demo_pipeline_end_to_end_and_cached_rerun(tmp_path, monkeypatch):
     metrics = record["metrics"]
     assert set(metrics["composed cirr · sum"]) >= {"R@1", "R@5", "R@10", "R@50", "Rs@1", "Rs@2", "Rs@3"}
     assert metrics["composed cirr · sum"] == metrics["composed cirr · average"], "same ranking under cosine"
+    page = tmp_path / "report.html"
+    result = runner.invoke(main, ["report", "tiny-demo", str(page), "--store", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    assert "<h2>text-to-image</h2>" in text and "loss_curve.png" in text and "<img" in text
