@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import diskcache
 
-from ..engine import file_digest
+from ..engine import digest, file_digest
 
 __all__ = ["JSONOnlyDisk", "FileDigests"]
 
@@ -55,3 +55,8 @@ class FileDigests:
     def digests(self, paths: Iterable[str], workers: int = 8) -> list[str]:
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(self.digest, paths))
+
+    def folder_digest(self, path: str) -> str:
+        """One digest for a model folder: its top-level files' names and contents (hidden files ignored)."""
+        files = sorted(f for f in os.listdir(path) if os.path.isfile(os.path.join(path, f)) and not f.startswith("."))
+        return digest(list(zip(files, self.digests([os.path.join(path, f) for f in files]))))

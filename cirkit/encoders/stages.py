@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.filehash import FileDigests
 from ..data.model import ImageRef
-from ..engine import artifact_type, digest, stage
+from ..engine import artifact_type, stage
 from .clip_encoder import load_encoder
 
 __all__ = ["ClipCheckpoint", "clip_checkpoint", "EmbedConfig", "embed_images", "embed_texts"]
@@ -27,9 +27,7 @@ class ClipCheckpoint:
 
 def clip_checkpoint(path: str) -> ClipCheckpoint:
     """Fingerprint a CLIPModel directory (config, weights, tokenizer, preprocessor files), memoised by stat."""
-    files = sorted(f for f in os.listdir(path) if os.path.isfile(os.path.join(path, f)) and not f.startswith("."))
-    digests = FileDigests().digests([os.path.join(path, f) for f in files])
-    return ClipCheckpoint(os.path.abspath(path), digest(list(zip(files, digests))))
+    return ClipCheckpoint(os.path.abspath(path), FileDigests().folder_digest(path))
 
 
 @dataclasses.dataclass(frozen=True)

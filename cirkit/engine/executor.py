@@ -20,7 +20,7 @@ from .hashing import digest
 from .progress import Progress
 from .provenance import package_versions
 from .stage import Stage
-from .store import MissingContent, Store
+from .store import MissingContent, Store, assemble, gather_runs
 
 __all__ = ["Engine", "Artifact", "Pending", "Step", "StageOutputError"]
 
@@ -71,6 +71,7 @@ class Step:
     seconds: float = 0.0
     output: str | None = None
     report: dict | None = None  # what the output says about itself (e.g. parse fallbacks), from its record
+    config_hash: str = ""
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -148,7 +149,7 @@ class Engine:
         if any(h is None for h in hashes.values()):
             info.status = "pending"
             return Pending(name)
-        config_hash = digest(config)
+        info.config_hash = config_hash = digest(config)
         info.key = key = digest({"stage": stage.identity, "config": config_hash, "inputs": hashes})
         if stage.volatile:
             if self.dry_run:  # read the world to know the content, but store nothing
@@ -205,7 +206,7 @@ class Engine:
         info.status, info.output = "computed", content
         record = {
             "kind": "map" if stage.over else "stage", "stage": stage.name, "version": stage.version,
-            "code": stage.code, "config": describe(config), "config_hash": digest(config),
+            "code": stage.code, "config": describe(config), "config_hash": info.config_hash,
             "inputs": info.inputs, "input_keys": info.input_keys, "output": content,
             "seconds": round(info.seconds, 6), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": package_versions(), **extra,
@@ -236,7 +237,7 @@ class Engine:
             info.status = "partial"
 
     def _compute_items(self, stage: Stage, config: Any, values: dict, inputs: dict, info: Step) -> tuple[str, dict]:
-        namespace = self._namespace(stage, digest(config), info.inputs)
+        namespace = self._namespace(stage, info.config_hash, info.inputs)
         items = self._items(stage, values)
         item_keys = [stage.item_digest(item) for item in items]
         for _attempt in range(3):
@@ -304,10 +305,11 @@ class Engine:
                 lost |= shards_of[p]
         if lost:
             raise _LostShards(lost)
-        assembled = _gather_values(loaded, rows)
+        runs = gather_runs(rows)
+        assembled = assemble(loaded, runs)
         content = digest(assembled)
         self._memo[content] = assembled
-        return self.store.put_gather(parts, rows, content)
+        return self.store.put_gather(parts, runs, content)
 
 
 def _has_artifacts(value: Any) -> bool:
@@ -336,15 +338,6 @@ class _LostShards(Exception):
     def __init__(self, shards: set[str]) -> None:
         super().__init__(f"{len(shards)} shards lost")
         self.shards = shards
-
-
-def _gather_values(parts: list[Any], rows: list[tuple[int, int]]) -> Any:
-    if rows and all(isinstance(p, np.ndarray) for p in parts):
-        idx_part = np.fromiter((p for p, _ in rows), dtype=np.int64, count=len(rows))
-        idx_row = np.fromiter((r for _, r in rows), dtype=np.int64, count=len(rows))
-        offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
-        return np.concatenate(parts)[offsets[idx_part] + idx_row]
-    return tuple(parts[p][r] for p, r in rows)
 
 
 def info_label(stage: Stage) -> str:

@@ -19,7 +19,7 @@ from .codec import decode
 from .fs import LocalFS
 from .hashing import digest
 from .maintenance import Reachable, reachable_from_runs
-from .store import Store
+from .store import Store, assemble
 
 __all__ = ["push_run", "pull_run", "TransferReport", "VerificationError"]
 
@@ -137,8 +137,7 @@ def _load_value(staging: Store, local: Store, content: str):
         raise VerificationError(f"value {content} is missing")
     doc = json.loads(raw)
     if "gather" in doc:
-        parts = [_load_value(staging, local, p) for p in doc["gather"]["parts"]]
-        return staging._gather(doc["gather"], lambda p: parts[doc["gather"]["parts"].index(p)])
+        return assemble([_load_value(staging, local, p) for p in doc["gather"]["parts"]], doc["gather"]["runs"])
     arrays = []
     for ref in doc["arrays"]:
         source = staging if "inline" in ref or staging.fs.exists(f"{staging.array_path(ref['digest'])}/zarr.json") else local

@@ -30,7 +30,7 @@ from .codec import UnknownType, decode, encode
 from .fs import StoreFS, open_fs
 from .hashing import digest, digest_bytes
 
-__all__ = ["Store", "CorruptionWarning", "MissingContent", "ShardRef"]
+__all__ = ["Store", "CorruptionWarning", "MissingContent", "ShardRef", "gather_runs", "assemble"]
 
 _INLINE_ARRAY_BYTES = 1024
 _CHUNK_BYTES = 8 << 20
@@ -54,6 +54,25 @@ class ShardRef:
 
 def _dumps(obj: Any, sort_keys: bool = True) -> bytes:
     return json.dumps(obj, sort_keys=sort_keys, separators=(",", ":"), allow_nan=False).encode()
+
+
+def gather_runs(rows: list[tuple[int, int]]) -> list[list[int]]:
+    """``rows[i] = (part, row)`` for item ``i``, run-length encoded as ``[part, first row, count]``."""
+    runs: list[list[int]] = []
+    for part, row in rows:
+        if runs and runs[-1][0] == part and runs[-1][1] + runs[-1][2] == row:
+            runs[-1][2] += 1
+        else:
+            runs.append([part, row, 1])
+    return runs
+
+
+def assemble(parts: list[Any], runs: list[list[int]]) -> Any:
+    """The value :func:`gather_runs` describes: an array if every part is one, else a tuple of items."""
+    pieces = [parts[p][start : start + count] for p, start, count in runs]
+    if pieces and all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(pieces)
+    return tuple(x for piece in pieces for x in piece)
 
 
 def _fan(prefix: str, name: str, suffix: str) -> str:
@@ -170,28 +189,15 @@ class Store:
         except Exception:  # any other failure to decode stored bytes means corruption
             return None, False, doc if isinstance(doc, dict) else None
 
-    def put_gather(self, parts: list[str], rows: list[tuple[int, int]], content: str) -> str:
-        """Store a value assembled from rows of other values (item shards) without copying them.
-
-        ``rows[i] = (part index, row)`` says where item ``i`` comes from; consecutive rows are run-length
-        encoded. The assembled value is an array if every part is one, else a tuple.
-        """
-        runs: list[list[int]] = []
-        for part, row in rows:
-            if runs and runs[-1][0] == part and runs[-1][1] + runs[-1][2] == row:
-                runs[-1][2] += 1
-            else:
-                runs.append([part, row, 1])
+    def put_gather(self, parts: list[str], runs: list[list[int]], content: str) -> str:
+        """Store a value assembled from rows of other values (item shards) without copying them; ``runs`` is
+        :func:`gather_runs`'s encoding of where each item comes from."""
         if not self.has_value(content):
             self.fs.write_atomic(self.value_path(content), _dumps({"gather": {"parts": parts, "runs": runs}}))
         return content
 
     def _gather(self, spec: dict, load_part) -> Any:
-        parts = [load_part(p) for p in spec["parts"]]
-        pieces = [parts[p][start : start + count] for p, start, count in spec["runs"]]
-        if pieces and all(isinstance(p, np.ndarray) for p in parts):
-            return np.concatenate(pieces)
-        return tuple(x for piece in pieces for x in piece)
+        return assemble([load_part(p) for p in spec["parts"]], spec["runs"])
 
     def discard_value(self, content: str, doc: dict | None = None) -> None:
         """Remove a (corrupt) value and the arrays it stores, so that a recompute can write it again."""

@@ -10,7 +10,7 @@ import numpy as np
 from ..engine import Store
 from ..engine.codec import UnknownType
 from ..engine.store import MissingContent
-from .runner import _diff
+from .runner import config_diff
 
 __all__ = ["diff_runs"]
 
@@ -79,7 +79,7 @@ def diff_runs(store: Store, run_a: str, run_b: str, *, tolerance: float = 1e-3, 
     steps_b = {s["step"]: s for s in b["steps"]}
     report: dict[str, Any] = {
         "runs": [run_a, run_b],
-        "config": [{"field": p, "a": x, "b": y} for p, x, y in _diff(a.get("config"), b.get("config"))],
+        "config": [{"field": p, "a": x, "b": y} for p, x, y in config_diff(a.get("config"), b.get("config"))],
         "shared": sorted(n for n in steps_a if n in steps_b and _same(steps_a[n], steps_b[n])),
         "only_a": sorted(set(steps_a) - set(steps_b)), "only_b": sorted(set(steps_b) - set(steps_a)),
         "differ": [], "metrics": [], "rank_changes": {}, "drift": [],
@@ -87,7 +87,7 @@ def diff_runs(store: Store, run_a: str, run_b: str, *, tolerance: float = 1e-3, 
     for name in sorted(n for n in steps_a if n in steps_b and not _same(steps_a[n], steps_b[n])):
         sa, sb = steps_a[name], steps_b[name]
         entry: dict[str, Any] = {"step": name, "same_content": sa["output"] == sb["output"],
-                                 "why": [f"{p}: {x!r} -> {y!r}" for p, x, y in _diff(sa["config"], sb["config"])]}
+                                 "why": [f"{p}: {x!r} -> {y!r}" for p, x, y in config_diff(sa["config"], sb["config"])]}
         entry["why"] += [f"input {k} changed" for k in sa["inputs"] if sa["inputs"].get(k) != sb["inputs"].get(k)]
         if sa["code"] != sb["code"] or sa["version"] != sb["version"]:
             entry["why"].append("stage code or version changed")

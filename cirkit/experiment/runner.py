@@ -12,7 +12,7 @@ from ..engine.hashing import digest
 from ..engine.provenance import package_versions
 from .experiment import Experiment, RunSpec
 
-__all__ = ["RunOutcome", "run_experiment", "explain_step", "artifact_keys"]
+__all__ = ["RunOutcome", "run_experiment", "explain_step", "artifact_keys", "config_diff"]
 
 
 @dataclasses.dataclass
@@ -70,7 +70,7 @@ def explain_step(step: Step, before: dict | None, had_previous_run: bool) -> lis
         reasons.append(f"stage version {before.get('version')} -> {step.version}")
     if before.get("code") != step.code:
         reasons.append("stage code changed")
-    for path, old, new in _diff(before.get("config"), step.config):
+    for path, old, new in config_diff(before.get("config"), step.config):
         reasons.append(f"config {path}: {old!r} -> {new!r}")
     for name, content in step.inputs.items():
         old = before.get("inputs", {}).get(name)
@@ -83,10 +83,10 @@ def explain_step(step: Step, before: dict | None, had_previous_run: bool) -> lis
     return reasons
 
 
-def _diff(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+def config_diff(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new)):
-            out += _diff(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            out += config_diff(old.get(key), new.get(key), f"{path}.{key}" if path else key)
         return out
     return [] if old == new else [(path or "(config)", old, new)]

@@ -7,16 +7,11 @@ import functools
 import os
 
 from ..data.filehash import FileDigests
-from ..engine import digest, stage
+from ..engine import stage
 from .config import BackendConfig, BackendError, BackendIdentity
 from .requests import ChatRequest, ChatResponse, request_identity
 
 __all__ = ["resolve_backend", "chat", "make_backend"]
-
-
-def _folder_digest(path: str) -> str:
-    files = sorted(f for f in os.listdir(path) if os.path.isfile(os.path.join(path, f)) and not f.startswith("."))
-    return digest(list(zip(files, FileDigests().digests([os.path.join(path, f) for f in files]))))
 
 
 @stage(version=1, volatile=True)
@@ -35,7 +30,7 @@ def resolve_backend(config: BackendConfig, folder: str | None) -> BackendIdentit
     if not os.path.isdir(path):
         raise BackendError(f"{path}: backend.model must be a local folder for kind {config.kind!r}")
     return BackendIdentity(config.kind, os.path.basename(os.path.normpath(path)),
-                           config.snapshot or _folder_digest(path), substitute=config.kind == "clip",
+                           config.snapshot or FileDigests().folder_digest(path), substitute=config.kind == "clip",
                            location=os.path.abspath(path))
 
 
