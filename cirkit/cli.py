@@ -261,6 +261,11 @@ def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str
         console.print(f"config {c['field']}: {c['a']!r} -> {c['b']!r}")
     for d in report["drift"]:
         console.print(f"[red]drift[/red] in {d['step']}: {d['a']} -> {d['b']}")
+    if report["environment"]:
+        shown = report["environment"][:8]
+        more = len(report["environment"]) - len(shown)
+        console.print("[yellow]computed under a different environment[/yellow]: " + "; ".join(shown)
+                      + (f"; and {more} more (--json lists all)" if more > 0 else ""))
     table = Table(title="differing steps")
     for col in ("step", "why", "content"):
         table.add_column(col, overflow="fold")

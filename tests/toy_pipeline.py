@@ -38,14 +38,28 @@ class ToyConfig:
 CALLS = {"embed": 0}
 
 
+def _gate(items) -> None:
+    """With ``TOY_GATE=DIR`` and ``TOY_GATE_AFTER=N``: once N items are logged, announce ``DIR/waiting`` and block
+    until ``DIR/release`` exists, so that a test can kill the process at a known point (no timing involved)."""
+    gate, log = os.environ.get("TOY_GATE"), os.environ.get("TOY_EMBED_LOG")
+    if not gate or not log:
+        return
+    done = len(open(log).read().split()) if os.path.exists(log) else 0
+    if done >= int(os.environ.get("TOY_GATE_AFTER", "0")):
+        open(os.path.join(gate, "waiting"), "w").close()
+        while not os.path.exists(os.path.join(gate, "release")):
+            time.sleep(0.01)
+
+
 @stage(version=1)
 def make_items(config: ItemsConfig) -> tuple:
     return tuple(f"{config.prefix}{i:05d}" for i in range(config.n))
 
 
-@stage(version=1, over="items", shard_size=5)
+@stage(version=1, over="items", shard_size=5, helpers=[_gate])
 def embed(config: EmbedConfig, items: tuple) -> np.ndarray:
     CALLS["embed"] += len(items)
+    _gate(items)
     if config.delay:
         time.sleep(config.delay)
     pids = os.environ.get("TOY_PID_LOG")

@@ -10,6 +10,7 @@ import numpy as np
 from ..engine import Store
 from ..engine.codec import UnknownType
 from ..engine.store import MissingContent
+from .environment import environment_changes
 from .runner import config_diff
 
 __all__ = ["diff_runs"]
@@ -83,6 +84,7 @@ def diff_runs(store: Store, run_a: str, run_b: str, *, tolerance: float = 1e-3, 
         "shared": sorted(n for n in steps_a if n in steps_b and _same(steps_a[n], steps_b[n])),
         "only_a": sorted(set(steps_a) - set(steps_b)), "only_b": sorted(set(steps_b) - set(steps_a)),
         "differ": [], "metrics": [], "rank_changes": {}, "drift": [],
+        "environment": environment_changes(a.get("environment"), b.get("environment")),
     }
     for name in sorted(n for n in steps_a if n in steps_b and not _same(steps_a[n], steps_b[n])):
         sa, sb = steps_a[name], steps_b[name]

@@ -10,6 +10,7 @@ from ..engine import Artifact, Engine, Step, Store
 from ..engine.codec import describe
 from ..engine.hashing import digest
 from ..engine.provenance import package_versions
+from .environment import environment
 from .experiment import Experiment, RunSpec
 
 __all__ = ["RunOutcome", "run_experiment", "explain_step", "artifact_keys", "config_diff"]
@@ -52,7 +53,7 @@ def _run_one(exp: Experiment, spec: RunSpec, store: Store, *, dry_run: bool, pro
         "outputs": {k: {"key": v.key, "content": v.content} for k, v in outputs.items() if isinstance(v, Artifact)},
         "artifacts": artifact_keys(engine.steps), "metrics": describe(outcome.metrics),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": round(outcome.seconds, 3), "versions": package_versions(),
+        "seconds": round(outcome.seconds, 3), "versions": package_versions(), "environment": environment(),
     })
     return outcome
 

@@ -33,18 +33,20 @@ def shard_files(store):
 
 
 def test_sigkill_mid_stage_then_resume_matches_a_clean_run(tmp_path):
-    exp = write_exp(tmp_path)
-    store, log = tmp_path / "store", tmp_path / "embedded.log"
+    exp = write_exp(tmp_path, delay=0.0)
+    store, log, gate = tmp_path / "store", tmp_path / "embedded.log", tmp_path / "gate"
+    gate.mkdir()
+    # The toy stage blocks inside its 4th shard (after 15 items) and says so: the kill lands mid-stage, always.
     proc = subprocess.Popen(cirkit_cmd("run", exp, "--store", store, "--quiet"),
-                            env=cli_env(TOY_EMBED_LOG=str(log)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while len(shard_files(store)) < 3 and time.time() < deadline and proc.poll() is None:
+                            env=cli_env(TOY_EMBED_LOG=str(log), TOY_GATE=str(gate), TOY_GATE_AFTER="15"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (gate / "waiting").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be interrupted"
+    assert proc.poll() is None, f"the run ended before reaching the gate: {proc.stderr.read().decode()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(shard_files(store))
-    assert 3 <= done_before < 12
+    assert len(shard_files(store)) == 3, "the three finished shards were published before the kill"
     assert not (store / "runs").exists(), "an interrupted run is not recorded as finished"
 
     result = subprocess.run(cirkit_cmd("run", exp, "--store", store, "--quiet"), env=cli_env(TOY_EMBED_LOG=str(log)),
@@ -52,10 +54,9 @@ def test_sigkill_mid_stage_then_resume_matches_a_clean_run(tmp_path):
     assert "computed" in result.stdout
     record = json.loads((store / "runs" / "slow.json").read_text())
     embed = next(s for s in record["steps"] if s["step"] == "embed")
-    assert embed["items_cached"] >= 5 * done_before
+    assert embed["items_cached"] == 15, "the resumed run reuses exactly the published shards"
     embedded = log.read_text().split()
-    assert len(embedded) <= 60 + 5, "at most the shard in flight is computed twice"
-    assert sorted(set(embedded)) == [f"x{i:05d}" for i in range(60)]
+    assert sorted(embedded) == [f"x{i:05d}" for i in range(60)], "no item computed twice, none lost"
 
     clean = tmp_path / "clean"
     run_cli("run", exp, "--store", clean, "--quiet")

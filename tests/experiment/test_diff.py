@@ -91,3 +91,43 @@ def test_diff_reports_model_drift(tmp_path):
     assert parse["content"]["changed"] == 1 and parse["content"]["examples"][0] == {"index": 0, "a": "True", "b": "False"}
     out = CliRunner().invoke(main, ["diff", "before", "after", "--store", str(tmp_path / "store")])
     assert "drift" in out.output
+
+
+def test_diff_reports_a_different_environment(tmp_path):
+    """Two runs of one experiment whose recorded environments differ (one record edited by hand to stand for a
+    run on another machine: installing a second environment here would cost minutes)."""
+    text = 'pipeline = "synthetic_retrieval"\n[gallery]\nn_items = 50\n[queries]\nn_queries = 10\n'
+    run(tmp_path, text, "here")
+    run(tmp_path, text, "there")
+    store = Store(str(tmp_path / "store"))
+    assert diff_runs(store, "here", "there")["environment"] == [], "same interpreter, same environment"
+    record = store.get_run("there")
+    env = record["environment"]
+    assert env["packages"]["numpy"] and len(env["digest"]) == 64
+    env["packages"] = {**env["packages"], "numpy": "1.0.0", "only-there": "2.0"}
+    env["digest"] = "0" * 64
+    store.put_run("there", record)
+    changes = diff_runs(store, "here", "there")["environment"]
+    assert any(c.startswith("numpy ") and c.endswith("-> 1.0.0") for c in changes)
+    assert "only-there absent -> 2.0" in changes
+    out = CliRunner().invoke(main, ["diff", "here", "there", "--store", str(tmp_path / "store")]).output
+    assert "computed under a different environment" in out and "numpy" in out
+
+
+def test_run_records_name_the_lock_they_match():
+    import os
+
+    import pytest
+
+    from cirkit.experiment.environment import environment, read_lock
+
+    if os.environ.get("CIRKIT_EXPECT_LOCK") == "0":
+        pytest.skip("nox -s tests_latest runs outside the lock on purpose")
+
+    env = environment()
+    locks = env["locks"]
+    assert "test.lock" in locks, "a source checkout records its lock files"
+    pins = read_lock(__import__("pathlib").Path(__file__).parents[2] / "requirements" / "test.lock")
+    assert pins["transformers"] and pins["numpy"]
+    # The suite runs in the locked environment (nox -s tests installs from test.lock).
+    assert locks["test.lock"]["matches"] is True, locks["test.lock"]["differs"]
