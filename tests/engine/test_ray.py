@@ -16,11 +16,23 @@ EXP = 'pipeline = "toy_pipeline:toy"\n[items]\nn = 60\n[embed]\ndim = 16\n'
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    """A local Ray head started by `ray start` in its own process (never forked from this JAX-initialised
+    one); the driver connects to it by address."""
+    import shutil
+    import subprocess
+
+    from conftest import free_port
+
     pid_log = tmp_path_factory.mktemp("pids") / "pids.txt"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path), "TOY_PID_LOG": str(pid_log)}})
+    port = free_port()
+    exe = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TOY_PID_LOG": str(pid_log)}
+    subprocess.run([exe, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=180)
+    ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
     yield pid_log
     ray.shutdown()
+    subprocess.run([exe, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 def test_ray_executor_matches_the_local_one(cluster, tmp_path):

@@ -41,25 +41,11 @@ def test_stage3_promotes_the_first_accepted_of_the_top_alpha():
 
 
 TINY = """pipeline = "{pipeline}"
-name = "tiny-{pipeline}"
+name = "tiny-{pipeline}-{layout}"
 {extra}
 [setup.data]
 max_queries = 4
 layout = "{layout}"
-[setup.benchmark]
-n_train = 120
-n_t2i = 10
-n_composed = 6
-n_chat = 3
-n_chat_distractors = 3
-[setup.train]
-steps = 4
-batch_size = 32
-width = 32
-layers = 1
-projection_dim = 16
-[setup.export]
-directory = "{export}"
 """
 
 
@@ -73,14 +59,15 @@ SHORT = "[reasoner.decoding]\nmax_tokens = 12\n[propositions.decoding]\nmax_toke
     ("imagescope", "t2i", SHORT),
     ("imagescope", "chat", "chat_rounds = 2\n" + SHORT),
 ])
-def test_methods_run_end_to_end_on_the_embedded_backends(pipeline, layout, extra, smollm2_folder, tmp_path, monkeypatch):
+def test_methods_run_end_to_end_on_the_embedded_backends(pipeline, layout, extra, smollm2_folder, builtin_world,
+                                                        tmp_path, monkeypatch):
     monkeypatch.setenv("CIRKIT_CACHE", str(tmp_path / "cache"))
     exp = tmp_path / f"{pipeline}.toml"
-    exp.write_text(TINY.format(pipeline=pipeline, extra=extra, layout=layout, export=tmp_path / "export"))
-    store = tmp_path / "store"
+    exp.write_text(TINY.format(pipeline=pipeline, extra=extra, layout=layout) + builtin_world["setup"])
+    store = builtin_world["store"]
     result = CliRunner().invoke(main, ["run", str(exp), "--store", str(store), "--quiet"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    record = json.loads(next((store / "runs").glob("*.json")).read_text())
+    record = json.loads((store / "runs" / f"tiny-{pipeline}-{layout}.json").read_text())
     if layout == "t2i":
         assert {"R@1", "R@5", "R@10", "R@50"} <= set(record["metrics"])
     elif layout == "chat":
