@@ -60,6 +60,7 @@ def bench(session: nox.Session) -> None:
     install_locked(session)
     session.run("python", "bench/engine_bench.py", env=ENV)
     session.run("python", "bench/clip_bench.py", env=ENV)
+    session.run("python", "bench/decode_bench.py", env=ENV)
     session.run("python", "bench/models_bench.py", env=ENV)
     session.run("python", "bench/sharing_bench.py", env=ENV)
     session.run("python", "bench/ray_bench.py", env=ENV)

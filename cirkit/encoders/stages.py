@@ -12,6 +12,7 @@ from ..data.filehash import FileDigests
 from ..data.model import ImageRef
 from ..engine import artifact_type, stage
 from .clip_encoder import load_encoder
+from .decode import pixel_batches
 
 __all__ = ["ClipCheckpoint", "clip_checkpoint", "EmbedConfig", "embed_images", "embed_texts"]
 
@@ -40,6 +41,7 @@ class EmbedConfig:
     target_ratio: float = 1.25
     normalise: bool = True
     batch_size: int = dataclasses.field(default=32, metadata={"hash": False})
+    decode_workers: int = dataclasses.field(default=0, metadata={"hash": False})  # 0: one per core (at most 8)
 
 
 def _finish(config: EmbedConfig, x: np.ndarray) -> np.ndarray:
@@ -61,10 +63,9 @@ def image_identity(image: ImageRef) -> tuple:
 def embed_images(config: EmbedConfig, images: tuple[ImageRef, ...], model: ClipCheckpoint) -> np.ndarray:
     """One embedding row per image (cached per image, keyed by its content hash and crop box)."""
     enc = _encoder(config, model)
-    out = [enc.encode_files([im.path for im in images[i : i + config.batch_size]],
-                            [im.box for im in images[i : i + config.batch_size]])
-           for i in range(0, len(images), config.batch_size)]
-    return _finish(config, np.concatenate(out))
+    batches = pixel_batches([im.path for im in images], [im.box for im in images], enc.prep, config.batch_size,
+                            config.decode_workers)
+    return _finish(config, np.concatenate([enc.encode_pixels(px) for px in batches]))
 
 
 @stage(version=1, over="texts", shard_size=1024, helpers=[_finish, _encoder])
