@@ -26,8 +26,9 @@ class RetrievalConfig:
     exclude_reference: bool = True  # CIRR and CIReVL remove it; ImageScope keeps it (its exclusion is commented out)
     subset: bool = False  # rank only within each query's candidates (CIRR img_set, GeneCIS galleries)
     leaves_to_search: int | None = None  # ScaNN search-time override
-    chunk_size: int = 65536
-    query_batch: int = 256
+    # exact search returns the same ranking whatever the blocking, so these stay out of the key
+    chunk_size: int = dataclasses.field(default=16384, metadata={"hash": False})
+    query_batch: int = dataclasses.field(default=1024, metadata={"hash": False})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _candidates(split: Split) -> list[list[int]]:
     return [[index[i] for i in ids] for ids in lists]
 
 
-@stage(version=1, helpers=[_reference_rows, _candidates])
+@stage(version=2, helpers=[_reference_rows, _candidates])  # 2: exact ties/chunking, -1 padding
 def retrieve(config: RetrievalConfig, split: Split, queries: np.ndarray, gallery: np.ndarray,
              index: ScannIndex | None) -> Ranking:
     """Rank the gallery for every query of ``split`` (rows of ``queries`` in query order)."""
