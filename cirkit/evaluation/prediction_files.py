@@ -37,11 +37,12 @@ def _repeats(ranked: Mapping[str, Sequence[str]]) -> int:
     return sum(len(set(r)) != len(r) for r in ranked.values())
 
 
-def _repeat_warning(n: int, official: str) -> list[str]:
+def _repeat_warning(n: int, official: str, counted_once: bool = True) -> list[str]:
     if not n:
         return []
-    return [f"{n} queries list an image more than once: cirkit counts a name at its first place only (a repeat "
-            f"keeps its place and never counts); {official}"]
+    how = ("cirkit counts a name at its first place only (a repeat keeps its place and never counts)" if counted_once
+           else "every occurrence counts (--duplicates official)")
+    return [f"{n} queries list an image more than once: {how}; {official}"]
 
 
 def score_cirr(split: Split, path: str, *, reference: Reference = "remove") -> Scored:
@@ -84,8 +85,8 @@ def score_circo(split: Split, path: str, *, duplicates: m.Duplicates = "once",
     """CIRCO mAP@K over all ground truths, R@K on the annotated target, mAP@10 per semantic aspect."""
     ranked = read_circo_submission(path, split)
     official = ("--duplicates official counts every occurrence, as the official script does" if duplicates == "once"
-                else "scored with --duplicates official: every occurrence counts, as in the official script")
-    warnings = _repeat_warning(_repeats(ranked), official)
+                else "as the official script does")
+    warnings = _repeat_warning(_repeats(ranked), official, counted_once=duplicates == "once")
     if split.truths is None:
         return Scored({}, tuple(warnings))
     truths = split.truths

@@ -54,9 +54,17 @@ def _scann():
     return scann
 
 
-def build_scann(gallery: np.ndarray, config: ScannConfig, k: int) -> ScannIndex:
-    """Build a searcher over (already normalised) gallery vectors and serialise it."""
+def build_scann(gallery: np.ndarray, config: ScannConfig, k: int, on_phase=None) -> ScannIndex:
+    """Build a searcher over (already normalised) gallery vectors and serialise it.
+
+    Memory: ScaNN keeps its own float32 copy of the data (for exact re-ordering) plus the quantised codes,
+    and trains the partitioner and quantiser on ``training_sample_size`` rows. Beyond that, the gallery is
+    passed without a copy when it is float32 and contiguous, the searcher is freed before its files are read
+    back, and each file is read once straight into its array (no intermediate bytes object). ``on_phase``
+    (optional) is called with each phase's name as it starts, for memory accounting."""
+    phase = on_phase or (lambda name: None)
     scann = _scann()
+    phase("train and build (ScaNN)")
     data = np.ascontiguousarray(gallery, dtype=np.float32)
     leaves = max(1, min(config.num_leaves, len(data)))
     builder = scann.scann_ops_pybind.builder(data, k, config.distance)
@@ -65,14 +73,20 @@ def build_scann(gallery: np.ndarray, config: ScannConfig, k: int) -> ScannIndex:
     builder = builder.score_ah(config.dimensions_per_block,
                                anisotropic_quantization_threshold=config.anisotropic_quantization_threshold)
     searcher = builder.reorder(config.reorder).build()
+    del builder
     with tempfile.TemporaryDirectory() as tmp:
+        phase("serialise")
         searcher.serialize(tmp)
+        del searcher
+        phase("read the files back")
         files = []
         for name in sorted(os.listdir(tmp)):
-            raw = open(os.path.join(tmp, name), "rb").read()
+            path = os.path.join(tmp, name)
             if name.endswith(".pbtxt"):
-                raw = raw.replace(tmp.encode(), _DIR.encode())
-            files.append((name, np.frombuffer(raw, np.uint8).copy()))
+                raw = open(path, "rb").read().replace(tmp.encode(), _DIR.encode())
+                files.append((name, np.frombuffer(raw, np.uint8).copy()))
+            else:
+                files.append((name, np.fromfile(path, np.uint8)))
     return ScannIndex(config, len(data), tuple(files))
 
 

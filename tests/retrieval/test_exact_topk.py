@@ -100,3 +100,15 @@ def test_excluded_reference_never_counts_toward_recall(tmp_path):
     assert ranking.value.ranked_ids(0) == ["b", "c"]
     metrics = engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=None).value
     assert metrics["R@50"] == 0.0
+
+
+def test_jax_and_numpy_matmuls_give_the_same_ranking():
+    rng = np.random.default_rng(4)
+    gallery = rng.standard_normal((3000, 32)).astype(np.float32)
+    gallery[1000:1100] = gallery[5]
+    queries = np.concatenate([gallery[5:6], rng.standard_normal((199, 32)).astype(np.float32)])
+    exclude = rng.integers(-1, 3000, 200)
+    a = exact_topk(queries, gallery, 20, exclude=exclude, chunk_size=1024, query_batch=128, matmul="jax")
+    b = exact_topk(queries, gallery, 20, exclude=exclude, chunk_size=700, query_batch=200, matmul="numpy")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.any(a[0] == exclude[:, None])
