@@ -1,16 +1,20 @@
 """Exact top-k by cosine similarity: a blocked matmul feeding a running top-k, memory bounded.
 
 The gallery is read in blocks of ``chunk_size`` rows (each normalised once) and scored against batches of
-``query_batch`` queries with one BLAS matmul; only scores that beat a query's current k-th best survive a
-single comparison pass, and survivors are merged into a running top-(2k + 16) pool (no full sort of any
-block). Peak extra memory is about ``query_batch x chunk_size`` scores plus the block, whatever the gallery.
+``query_batch`` queries with one matmul (a jitted XLA matmul fused with the exclusion and the threshold test
+for large searches, numpy's BLAS for small ones); only scores that beat a query's current pool minimum
+survive, and survivors are merged into a running top-(2k + 16) pool (a partition, never a full sort of a
+block). Peak extra memory is about ``query_batch x chunk_size x 13`` bytes (scores, the pass mask, partition
+indices), 200 MiB at the defaults, whatever the gallery size.
 
-A BLAS score's last bits depend on the matrix shapes, so the pool is re-scored canonically (float64 per
+A matmul score's last bits depend on the matrix shapes, so the pool is re-scored canonically (float64 per
 pair, rounded to float32) and the order is total and chunk-independent: canonical score descending, then
 gallery index ascending, at every position including the k-th. A rounding bound certifies that the pool
-held the exact top-k; a query with too many near-ties at the boundary is re-scored canonically in full. Per-query exclusions (the reference image) are applied inside the search and are never
-returned: when fewer than k rows remain (k >= gallery size), the row is padded with index -1 and score
--inf, which :class:`~cirkit.retrieval.ranking.Ranking` drops and the metrics never count.
+held the exact top-k; a query with too many near-ties at the boundary is re-scored canonically in full.
+
+Per-query exclusions (the reference image) are applied inside the search and are never returned: when
+fewer than k rows remain (k >= gallery size), the row is padded with index -1 and score -inf, which
+:class:`~cirkit.retrieval.ranking.Ranking` drops and the metrics never count.
 """
 
 from __future__ import annotations
