@@ -111,11 +111,11 @@ def search_scann(index: ScannIndex, queries: np.ndarray, k: int, *, leaves_to_se
             kwargs["leaves_to_search"] = leaves_to_search
         idx, scores = searcher.search_batched(np.ascontiguousarray(queries, np.float32), **kwargs)
     idx, scores = np.asarray(idx, np.int64), np.asarray(scores, np.float32)
-    if exclude is None:
-        return idx[:, :k], scores[:, :k]
-    out_i, out_s = [], []
-    for row_i, row_s, ex in zip(idx, scores, exclude):
-        keep = row_i != ex
-        out_i.append(row_i[keep][:k])
-        out_s.append(row_s[keep][:k])
-    return np.stack(out_i), np.stack(out_s)
+    width = min(k, index.size)
+    out_i = np.full((len(idx), width), -1, np.int64)  # -1 / -inf pad a query left with fewer rows
+    out_s = np.full((len(idx), width), -np.inf, np.float32)
+    for q, (row_i, row_s) in enumerate(zip(idx, scores)):
+        keep = row_i >= 0 if exclude is None else (row_i >= 0) & (row_i != exclude[q])
+        row_i, row_s = row_i[keep][:width], row_s[keep][:width]
+        out_i[q, : len(row_i)], out_s[q, : len(row_s)] = row_i, row_s
+    return out_i, out_s

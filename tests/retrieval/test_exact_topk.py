@@ -112,3 +112,16 @@ def test_jax_and_numpy_matmuls_give_the_same_ranking():
     b = exact_topk(queries, gallery, 20, exclude=exclude, chunk_size=700, query_batch=200, matmul="numpy")
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not np.any(a[0] == exclude[:, None])
+
+
+def test_scann_with_k_at_least_the_gallery_pads_the_excluded_reference(tmp_path):
+    """The same contract for ScaNN: an excluded row is never returned, the freed slot is -1."""
+    from cirkit.retrieval.scann_index import ScannConfig, build_scann, search_scann
+
+    gallery = normalise(np.random.default_rng(6).standard_normal((40, 8)).astype(np.float32))
+    index = build_scann(gallery, ScannConfig(num_leaves=2, num_leaves_to_search=2, training_sample_size=40,
+                                             reorder=40), k=10)
+    idx, scores = search_scann(index, gallery[:3], 50, exclude=[0, -1, 2])
+    assert idx.shape == (3, 40)
+    assert 0 not in idx[0].tolist() and idx[0, -1] == -1 and scores[0, -1] == -np.inf
+    assert sorted(idx[1].tolist()) == list(range(40))
