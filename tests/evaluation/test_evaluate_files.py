@@ -282,3 +282,29 @@ def test_visdial_cumulative_hits(tmp_path):
     ref.assert_close(ours, expected)
     values = [ours[f"Hits@10 r{r}"] for r in range(11)]
     assert values == sorted(values) and values[-1] > values[0], "cumulative over rounds"
+
+
+def test_bad_options_and_files_are_one_line_errors(real_annotations, tmp_path):
+    root = real_annotations / "circo"
+    no_task = cli("genecis", "--annotations", tmp_path, "--predictions", root / "submission_val_example.json")
+    assert no_task.exit_code == 1 and "genecis: --task is required" in no_task.output
+    bad_ks = cli("circo", "--annotations", root, "--predictions", root / "submission_val_example.json", "--ks", "5,x")
+    assert bad_ks.exit_code == 2 and "expected comma-separated integers" in bad_ks.output
+    (tmp_path / "list.json").write_text("[]")
+    not_object = cli("fashioniq", "--annotations", real_annotations / "fashioniq", "--predictions", tmp_path / "list.json")
+    assert not_object.exit_code == 1 and "expected an object mapping query ids" in not_object.output
+    for result in (no_task, bad_ks, not_object):
+        assert "Traceback" not in result.output
+
+
+def test_ks_override_and_circo_test_split_checks_only(real_annotations, tmp_path):
+    root = real_annotations / "circo"
+    preds = json.loads((root / "submission_val_example.json").read_text())
+    gts, targets, aspects = circo_truth(root)
+    ours, _ = cli_json("circo", "--annotations", root, "--predictions", root / "submission_val_example.json",
+                       "--ks", "1,3")
+    ref.assert_close(ours, ref.circo_official(preds, gts, targets, aspects, ks=(1, 3)))
+    test_queries = json.loads((root / "test.json").read_text())
+    (tmp_path / "test.json").write_text(json.dumps({str(e["id"]): [1, 2, 3] for e in test_queries}))
+    result = cli("circo", "--annotations", root, "--split", "test", "--predictions", tmp_path / "test.json", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout) == {} and "no public ground truth" in result.stderr
