@@ -33,6 +33,12 @@ def score_file(benchmark: str, root: str, predictions: str, *, split: str | None
                categories: tuple[str, ...] = (), task: str | None = None, reference: str | None = None,
                duplicates: str = "once", ks: tuple[int, ...] | None = None) -> pf.Scored:
     """The library call behind the command (see ``cirkit.evaluation.prediction_files``)."""
+    unused = [name for name, given, applies in (
+        ("--reference", reference is not None, ("cirr", "fashioniq")), ("--duplicates", duplicates != "once", ("circo",)),
+        ("--category", bool(categories), ("fashioniq",)), ("--task", task is not None, ("genecis",)),
+        ("--split", split is not None, tuple(DEFAULT_SPLIT))) if given and benchmark not in applies]
+    if unused:
+        raise DataError(f"{benchmark}: {', '.join(unused)} does not apply to this benchmark")
     split = split or DEFAULT_SPLIT.get(benchmark)
     if benchmark == "cirr":
         return pf.score_cirr(load_split("cirr", root, split=split), predictions, reference=reference or "remove")

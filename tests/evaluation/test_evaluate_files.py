@@ -293,7 +293,10 @@ def test_bad_options_and_files_are_one_line_errors(real_annotations, tmp_path):
     (tmp_path / "list.json").write_text("[]")
     not_object = cli("fashioniq", "--annotations", real_annotations / "fashioniq", "--predictions", tmp_path / "list.json")
     assert not_object.exit_code == 1 and "expected an object mapping query ids" in not_object.output
-    for result in (no_task, bad_ks, not_object):
+    stray = cli("circo", "--annotations", root, "--predictions", root / "submission_val_example.json",
+                "--reference", "keep")
+    assert stray.exit_code == 1 and "circo: --reference does not apply to this benchmark" in stray.output
+    for result in (no_task, bad_ks, not_object, stray):
         assert "Traceback" not in result.output
 
 
