@@ -1,19 +1,16 @@
-"""``cirkit data check`` and ``cirkit evaluate``: benchmark files and existing prediction files."""
+"""``cirkit data check`` (benchmark files); ``cirkit evaluate`` lives in ``cli_evaluate``."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 from rich.table import Table
 
+from .cli_evaluate import evaluate  # noqa: F401  (registered by cli.py from here)
 from .data.check import check_split
 from .data.errors import DataError
 from .data.loaders import BENCHMARKS, default_splits, load_split
-from .evaluation.stages import benchmark_metrics
-from .evaluation.submissions import read_circo_submission, read_cirr_submission
-from .report import metrics_table
 
 
 def _console():
@@ -64,35 +61,3 @@ def check(name, root, split, category, task, no_decode, full_decode, show) -> No
         console.print(f"... and more ({len(problems)} listed at most {show} per split)")
     if problems:
         sys.exit(1)
-
-
-@click.command()
-@click.argument("benchmark", type=click.Choice(["cirr", "circo"]))
-@click.option("--annotations", "root", required=True, type=click.Path(exists=True, file_okay=False),
-              help="The benchmark's annotation folder (official layout or flat).")
-@click.option("--predictions", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="A prediction file in the evaluation server's submission format.")
-@click.option("--split", default="val", show_default=True, help="A split with public ground truth.")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-def evaluate(benchmark, root, predictions, split, as_json) -> None:
-    """Score a server-format prediction file on a split with ground truth (no server needed)."""
-    try:
-        if benchmark == "cirr":
-            found = load_split("cirr", root, split=split)
-            metric, ranked = read_cirr_submission(predictions, found)
-            lists = [ranked[q.id] for q in found.queries]
-            if metric == "recall":
-                scores = benchmark_metrics(found, lists)
-            else:
-                scores = benchmark_metrics(found, lists, ks=(1, 2, 3))
-                scores = {k.replace("R@", "Rs@"): v for k, v in scores.items()}
-        else:
-            found = load_split("circo", root, split=split, require_gallery=False)
-            ranked = read_circo_submission(predictions, found)
-            scores = benchmark_metrics(found, [ranked[q.id] for q in found.queries])
-    except (DataError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(scores))
-    else:
-        _console().print(metrics_table(scores, title=f"{benchmark} {split}: {predictions}"))

@@ -41,13 +41,13 @@ def benchmark_metrics(split: Split, ranked: list[list[str]], subset_ranked: list
     return out
 
 
-@stage(version=1, helpers=[benchmark_metrics])
+@stage(version=2, helpers=[benchmark_metrics])  # 2: full-precision metrics
 def evaluate(config: EvalConfig, split: Split, ranking: Ranking, subset_ranking: Ranking | None) -> dict:
     subset = subset_ranking.all_ranked_ids() if subset_ranking is not None else None
     return benchmark_metrics(split, ranking.all_ranked_ids(), subset, config.ks)
 
 
-@stage(version=1)
+@stage(version=2)  # 2: full-precision metrics
 def evaluate_chat(config: EvalConfig, split: Split, rankings: tuple[Ranking, ...]) -> dict:
     """Hits@10 (or the first of ``ks``) per round, cumulative over rounds."""
     k = config.ks[0] if config.ks else 10

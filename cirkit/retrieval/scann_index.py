@@ -54,9 +54,17 @@ def _scann():
     return scann
 
 
-def build_scann(gallery: np.ndarray, config: ScannConfig, k: int) -> ScannIndex:
-    """Build a searcher over (already normalised) gallery vectors and serialise it."""
+def build_scann(gallery: np.ndarray, config: ScannConfig, k: int, on_phase=None) -> ScannIndex:
+    """Build a searcher over (already normalised) gallery vectors and serialise it.
+
+    Memory: ScaNN keeps its own float32 copy of the data (for exact re-ordering) plus the quantised codes,
+    and trains the partitioner and quantiser on ``training_sample_size`` rows. Beyond that, the gallery is
+    passed without a copy when it is float32 and contiguous, the searcher is freed before its files are read
+    back, and each file is read once straight into its array (no intermediate bytes object). ``on_phase``
+    (optional) is called with each phase's name as it starts, for memory accounting."""
+    phase = on_phase or (lambda name: None)
     scann = _scann()
+    phase("train and build (ScaNN)")
     data = np.ascontiguousarray(gallery, dtype=np.float32)
     leaves = max(1, min(config.num_leaves, len(data)))
     builder = scann.scann_ops_pybind.builder(data, k, config.distance)
@@ -65,14 +73,20 @@ def build_scann(gallery: np.ndarray, config: ScannConfig, k: int) -> ScannIndex:
     builder = builder.score_ah(config.dimensions_per_block,
                                anisotropic_quantization_threshold=config.anisotropic_quantization_threshold)
     searcher = builder.reorder(config.reorder).build()
+    del builder
     with tempfile.TemporaryDirectory() as tmp:
+        phase("serialise")
         searcher.serialize(tmp)
+        del searcher
+        phase("read the files back")
         files = []
         for name in sorted(os.listdir(tmp)):
-            raw = open(os.path.join(tmp, name), "rb").read()
+            path = os.path.join(tmp, name)
             if name.endswith(".pbtxt"):
-                raw = raw.replace(tmp.encode(), _DIR.encode())
-            files.append((name, np.frombuffer(raw, np.uint8).copy()))
+                raw = open(path, "rb").read().replace(tmp.encode(), _DIR.encode())
+                files.append((name, np.frombuffer(raw, np.uint8).copy()))
+            else:
+                files.append((name, np.fromfile(path, np.uint8)))
     return ScannIndex(config, len(data), tuple(files))
 
 
@@ -97,11 +111,11 @@ def search_scann(index: ScannIndex, queries: np.ndarray, k: int, *, leaves_to_se
             kwargs["leaves_to_search"] = leaves_to_search
         idx, scores = searcher.search_batched(np.ascontiguousarray(queries, np.float32), **kwargs)
     idx, scores = np.asarray(idx, np.int64), np.asarray(scores, np.float32)
-    if exclude is None:
-        return idx[:, :k], scores[:, :k]
-    out_i, out_s = [], []
-    for row_i, row_s, ex in zip(idx, scores, exclude):
-        keep = row_i != ex
-        out_i.append(row_i[keep][:k])
-        out_s.append(row_s[keep][:k])
-    return np.stack(out_i), np.stack(out_s)
+    width = min(k, index.size)
+    out_i = np.full((len(idx), width), -1, np.int64)  # -1 / -inf pad a query left with fewer rows
+    out_s = np.full((len(idx), width), -np.inf, np.float32)
+    for q, (row_i, row_s) in enumerate(zip(idx, scores)):
+        keep = row_i >= 0 if exclude is None else (row_i >= 0) & (row_i != exclude[q])
+        row_i, row_s = row_i[keep][:width], row_s[keep][:width]
+        out_i[q, : len(row_i)], out_s[q, : len(row_s)] = row_i, row_s
+    return out_i, out_s

@@ -26,8 +26,9 @@ class RetrievalConfig:
     exclude_reference: bool = True  # CIRR and CIReVL remove it; ImageScope keeps it (its exclusion is commented out)
     subset: bool = False  # rank only within each query's candidates (CIRR img_set, GeneCIS galleries)
     leaves_to_search: int | None = None  # ScaNN search-time override
-    chunk_size: int = 65536
-    query_batch: int = 256
+    # exact search returns the same ranking whatever the blocking, so these stay out of the key
+    chunk_size: int = dataclasses.field(default=16384, metadata={"hash": False})
+    query_batch: int = dataclasses.field(default=1024, metadata={"hash": False})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +67,24 @@ def fuse_gallery(config: FusionConfig, gallery_images: np.ndarray, gallery_capti
     return fused_gallery(config.tau, gallery_images, gallery_captions)
 
 
-@stage(version=1)
+def _unit_rows(x: np.ndarray, block: int = 65536, tolerance: float = 1e-5) -> np.ndarray:
+    """``x`` itself when it is float32 with unit rows already (stored embeddings usually are), else one
+    normalised float32 copy made block by block (no second full-size temporary)."""
+    if x.dtype == np.float32 and x.flags.c_contiguous and all(
+            np.abs(np.einsum("ij,ij->i", x[i : i + block], x[i : i + block]) - 1).max(initial=0) <= tolerance
+            for i in range(0, len(x), block)):
+        return x
+    out = np.array(x, dtype=np.float32, copy=True)
+    for i in range(0, len(out), block):
+        out[i : i + block] = normalise(out[i : i + block])
+    return out
+
+
+@stage(version=1, helpers=[_unit_rows])
 def build_index(config: ScannConfig, gallery: np.ndarray) -> ScannIndex:
     """A ScaNN index over the normalised gallery (cached: reused by every query set and top-k)."""
-    return build_scann(normalise(gallery), config, k=10)
+    return build_scann(_unit_rows(gallery), config, k=10)
+
 
 
 def _reference_rows(split: Split) -> np.ndarray:
@@ -89,7 +104,7 @@ def _candidates(split: Split) -> list[list[int]]:
     return [[index[i] for i in ids] for ids in lists]
 
 
-@stage(version=1, helpers=[_reference_rows, _candidates])
+@stage(version=2, helpers=[_reference_rows, _candidates])  # 2: exact ties/chunking, -1 padding
 def retrieve(config: RetrievalConfig, split: Split, queries: np.ndarray, gallery: np.ndarray,
              index: ScannIndex | None) -> Ranking:
     """Rank the gallery for every query of ``split`` (rows of ``queries`` in query order)."""
