@@ -39,7 +39,7 @@ def test_digest_depends_on_content_not_identity(v):
 
 
 # Golden digests: a change here silently invalidates (or, worse, aliases) every key in every user's store.
-GOLDEN = {
+GOLDEN_VALUES = {
     "none": None,
     "int": 1,
     "float": 1.0,
@@ -60,7 +60,7 @@ GOLDEN_DIGESTS = {
 
 
 def test_digests_are_stable_across_processes_and_versions():
-    here = {name: digest(value) for name, value in GOLDEN.items()}
+    here = {name: digest(value) for name, value in GOLDEN_VALUES.items()}
     code = ("import json, numpy as np; from cirkit.engine.hashing import digest; print(json.dumps({"
             "'nested': digest({'a': (None, False), 'b': [1, 2.5, 'x']}), 'array': digest(np.arange(6, dtype='>f4').reshape(2, 3))}))")
     there = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

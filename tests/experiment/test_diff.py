@@ -67,7 +67,8 @@ def test_diff_reports_model_drift(tmp_path):
     models_handler = server.server.RequestHandlerClass
 
     def do_get(self):
-        data = json.dumps({"data": [{"id": "m", "created": version["n"]}]}).encode()
+        # vLLM-like: ``created`` is the request time (ignored), ``root`` says which weights are served.
+        data = json.dumps({"data": [{"id": "m", "created": 1000 + version["n"], "root": f"/w/v{version['n']}"}]}).encode()
         self.send_response(200)
         self.send_header("content-length", str(len(data)))
         self.end_headers()
@@ -77,7 +78,7 @@ def test_diff_reports_model_drift(tmp_path):
     try:
         paths = [str(tmp_path / "a.png")]
         make_images(paths)
-        text = (f'pipeline = "test_diff:verify_once"\nbase_url = "{server.url}"\nimages = ["{paths[0]}"]\n')
+        text = (f'pipeline = "test-verify-once"\nbase_url = "{server.url}"\nimages = ["{paths[0]}"]\n')
         run(tmp_path, text, "before")
         version["n"] = 2  # the server now serves another snapshot under the same model name
         run(tmp_path, text, "after")
@@ -85,7 +86,7 @@ def test_diff_reports_model_drift(tmp_path):
         server.close()
     report = diff_runs(Store(str(tmp_path / "store")), "before", "after")
     drift = {d["step"]: d for d in report["drift"]}
-    assert drift["verifier/backend"]["a"].endswith("@m@1") and drift["verifier/backend"]["b"].endswith("@m@2")
+    assert drift["verifier/backend"]["a"] == "m@id=m;root=/w/v1" and drift["verifier/backend"]["b"] == "m@id=m;root=/w/v2"
     assert drift["verifier/parse"] == {"step": "verifier/parse", "a": ["m-2026-01"], "b": ["m-2026-02"]}
     parse = next(d for d in report["differ"] if d["step"] == "verifier/parse")
     assert parse["content"]["changed"] == 1 and parse["content"]["examples"][0] == {"index": 0, "a": "True", "b": "False"}
