@@ -1,4 +1,4 @@
-"""Stage identity: comments, docstrings and formatting do not matter; logic and declared helpers do."""
+"""Stage identity: comments, docstrings and formatting do not matter; logic, and every helper it reaches, does."""
 
 import importlib.util
 import sys
@@ -67,12 +67,15 @@ def test_version_is_part_of_identity_but_not_of_code(tmp_path):
     assert a.identity != b.identity
 
 
-def test_undeclared_helper_edit_does_not_invalidate(tmp_path):
-    """Only declared helpers are fingerprinted: that is the contract (declare what you depend on)."""
+def test_undeclared_helper_edit_invalidates(tmp_path):
+    """A helper the stage calls but does not declare is followed anyway (it used to be silently ignored)."""
     src = BASE.replace("helpers=[helper]", "helpers=[]")
     a = load_module(tmp_path, "fp_undeclared_a", src).s
     b = load_module(tmp_path, "fp_undeclared_b", src.replace("return x * 2", "return x * 3")).s
-    assert a.code == b.code
+    c = load_module(tmp_path, "fp_undeclared_c", src.replace("return x * 2", "return x * 2  # twice")).s
+    assert a.code != b.code
+    assert a.code == c.code
+    assert "fp_undeclared_a.helper" in a.analysis.deps
 
 
 def test_source_fingerprint_ignores_module_docstring_and_blank_lines():
