@@ -65,6 +65,13 @@ def main() -> None:
         cold_s = best_of(cold(dry))
         command = [sys.executable, "-m", "cirkit.cli", "run", "experiments/synthetic.toml", "--dry-run", "--store", tmp]
         cli_s = best_of(lambda: subprocess.run(command, cwd=ROOT, check=True, capture_output=True), repeats=3)
+        demo = load_experiment(str(ROOT / "experiments" / "demo.toml"))
+        demo_dry = lambda: run_experiment(demo, Store(tmp + "/empty"), dry_run=True, progress=False)  # noqa: E731
+        demo_dry()
+        demo_warm, demo_cold = best_of(demo_dry, 3), best_of(cold(demo_dry), 3)
+        n_demo = len({s.stage for s in demo_dry()[0].steps})
+    print(f"demo dry run on an empty store ({n_demo} stages) in process: {demo_cold * 1e3:.0f} ms with cold "
+          f"fingerprints, {demo_warm * 1e3:.0f} ms memoised")
     extra = cold_s - warm_s
     print(f"synthetic dry run in process: {cold_s * 1e3:.0f} ms with cold fingerprints, {warm_s * 1e3:.0f} ms memoised; "
           f"fingerprinting adds {extra * 1e3:.0f} ms = {extra / cli_s:.1%} of the whole `cirkit run "

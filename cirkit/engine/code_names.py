@@ -28,11 +28,16 @@ _RESOLVED: dict[tuple[str, str], tuple | None] = {}
 
 
 def track_package(module: str | None) -> bool:
-    """Follow code in ``module``'s top-level package too; True if that package is new."""
+    """Follow code in ``module``'s top-level package too; True if that package is new (and resolutions that
+    treated it as opaque were forgotten; parsed modules of other packages are kept)."""
     top = (module or "").split(".")[0]
     if not top or top in _TRACKED:
         return False
     _TRACKED.add(top)
+    _RESOLVED.clear()
+    for cache in (_MODULES, _FILES):
+        for name in [n for n in cache if n == top or n.startswith(top + ".")]:
+            del cache[name]
     return True
 
 

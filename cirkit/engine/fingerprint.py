@@ -68,16 +68,17 @@ def analyse(fn: Callable[..., Any], helpers: Iterable[Any] = ()) -> CodeAnalysis
         return found
     track_package(getattr(inspect.unwrap(fn), "__module__", None))
     roots = [_object_node(fn, strip_decorators=True)] + [_object_node(h, strip_decorators=False) for h in helpers]
-    deps: dict[str, str] = {}
-    packages: set[str] = set()
-    todo = list(roots)
-    while todo:
-        node = todo.pop()
-        if node.name in deps:
+    deps = {r.name: r.digest for r in reversed(roots)}
+    packages = set().union(*(r.packages for r in roots))
+    todo = [ref for r in roots for ref in r.refs]
+    while todo:  # breadth of the whole reachable graph; a visited name is never expanded twice (cycles)
+        ref = todo.pop()
+        name = f"{ref[0]}.{ref[1]}"
+        if name in deps or (node := _definition(*ref)) is None:
             continue
-        deps[node.name] = node.digest
+        deps[name] = node.digest
         packages |= node.packages
-        todo += [d for ref in node.refs if ref not in deps and (d := _definition(*ref)) is not None]
+        todo += node.refs
     # Location-free: moving an unchanged function to another module keeps the digest.
     body = [roots[0].digest, *sorted(r.digest for r in roots[1:]), *sorted(deps.values()), *sorted(packages)]
     analysis = CodeAnalysis(_sha("\n".join(body)), deps, tuple(sorted(packages)))
@@ -103,8 +104,9 @@ def code_changes(old: dict[str, str] | None, new: dict[str, str]) -> list[str]:
 
 def track_package(module: str | None) -> None:
     """Follow code inside ``module``'s top-level package too (done for every package that defines a stage)."""
-    if names.track_package(module):
-        clear_caches()  # earlier analyses treated this package as opaque
+    if names.track_package(module):  # earlier analyses treated this package as opaque
+        _ANALYSES.clear()
+        _DEFINITIONS.clear()
 
 
 def clear_caches() -> None:
