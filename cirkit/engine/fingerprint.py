@@ -186,19 +186,8 @@ def _object_node(obj: Any, *, strip_decorators: bool) -> _Node:
                 f"cannot read the source of {module}.{qualname} to fingerprint it ({exc}); stages and their "
                 "helpers must be defined in .py files"
             ) from exc
-    closure = []
-    code = getattr(target, "__code__", None)
-    if code is not None and getattr(target, "__closure__", None):
-        closure = [c.cell_contents for c in target.__closure__ if _has_contents(c)]
+    closure = inspect.getclosurevars(target).nonlocals.values() if inspect.isfunction(target) else ()
     return _make_node(f"{module}.{qualname}", [node], module, closure, strip_decorators)
-
-
-def _has_contents(cell: Any) -> bool:
-    try:
-        cell.cell_contents
-    except ValueError:
-        return False
-    return True
 
 
 def _find(index: Any, qualname: str, target: Any) -> ast.AST | None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from ..engine import Artifact, Engine, Step, Store
 from ..engine.codec import describe
-from ..engine.hashing import digest
 from ..engine.fingerprint import code_changes
+from ..engine.hashing import digest
 from ..engine.provenance import environment_changes, package_versions
 from .experiment import Experiment, RunSpec
 

@@ -92,3 +92,28 @@ def test_stage_declaration_errors():
         @stage(version=1, over="nope")
         def s(config, items):
             return items
+
+
+NESTED = """
+from cirkit.engine import stage
+
+def factor(x):
+    return x * 2
+
+def make(fn):
+    @stage(version=1)
+    def s(config, x):
+        return fn(x)
+    return s
+
+s = make(factor)
+"""
+
+
+def test_nested_stage_follows_its_closure(tmp_path):
+    """A stage built inside a function reaches what it closes over (here a module-level function)."""
+    a = load_module(tmp_path, "fp_nested_a", NESTED).s
+    b = load_module(tmp_path, "fp_nested_b", NESTED.replace("x * 2", "x * 5")).s
+    c = load_module(tmp_path, "fp_nested_c", NESTED.replace("x * 2", "x * 2  # doubled")).s
+    assert a.code != b.code and a.code == c.code
+    assert "fp_nested_a.factor" in a.analysis.deps
