@@ -7,7 +7,8 @@ Keyed distributions are those whose upgrade can change the numbers or text a sta
 (json_repair). Storage and transport (zarr, fsspec, safetensors, httpx), the command line (click, rich) and
 executors (ray) are recorded but never keyed: they move bytes, they do not compute values. A stage's key
 holds only the keyed distributions its code reaches, so a stage that never touches transformers does not
-miss when transformers changes. Another package can be keyed with :func:`key_distribution`.
+miss when transformers changes. Another package can be keyed with :func:`key_distribution`. Python itself
+is not keyed (cirkit supports one minor version).
 """
 
 from __future__ import annotations
