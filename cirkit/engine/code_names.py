@@ -120,13 +120,17 @@ def _index(name: str, is_package: bool, tree: ast.Module) -> _Module:
                         index.stars.append(spec[0])
                     else:
                         index.imports[bound] = spec
+                        import_nodes.setdefault(bound, []).append(st)
             elif isinstance(st, (ast.If, ast.Try, ast.With)):
                 for field in ("body", "orelse", "finalbody"):
                     visit(getattr(st, field, []))
                 for handler in getattr(st, "handlers", []):
                     visit(handler.body)
 
+    import_nodes: dict[str, list[ast.stmt]] = {}
     visit(tree.body)
+    for bound in set(index.symbols) & set(import_nodes):  # try: import x / except ImportError: x = None
+        index.symbols[bound] = import_nodes[bound] + index.symbols[bound]
     return index
 
 

@@ -153,6 +153,7 @@ def _make_node(name: str, nodes: list[ast.AST], module: str, closure: Iterable[A
         imports: list[ast.AST] = []
         texts.append(_scan(node, chains, imports, strip_decorators))
         local_imports = names.local_imports(imports, module)
+        chains += [[bound] for bound in local_imports]  # what an import inside the definition binds is reached
         for chain in chains:
             target = names.resolve_chain(module, chain, local_imports)
             if target is None:

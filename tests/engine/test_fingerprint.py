@@ -117,3 +117,24 @@ def test_nested_stage_follows_its_closure(tmp_path):
     c = load_module(tmp_path, "fp_nested_c", NESTED.replace("x * 2", "x * 2  # doubled")).s
     assert a.code != b.code and a.code == c.code
     assert "fp_nested_a.factor" in a.analysis.deps
+
+
+OPTIONAL_IMPORT = """
+from cirkit.engine import stage
+
+try:
+    import numpy as np
+except ImportError:
+    np = None
+
+@stage(version=1)
+def s(config, x):
+    return np.sum(x)
+"""
+
+
+def test_an_optional_import_still_keys_its_package(tmp_path):
+    """``try: import numpy as np / except: np = None`` binds np twice; the import still counts."""
+    s = load_module(tmp_path, "fp_optional", OPTIONAL_IMPORT).s
+    assert s.analysis.packages == ("numpy",)
+    assert set(s.environment) == {"numpy"}
