@@ -106,7 +106,8 @@ def stage(
     shard_size: int = 256, volatile: bool = False, item_key: Callable[[Any], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Stage]:
     """Declare a pure stage. ``helpers`` are functions or classes whose code is part of its identity
-    although its code never names them (dynamic dispatch); everything it names is followed by itself.
+    although its code never names them (dynamic dispatch); everything it names is followed by itself,
+    type annotations included (annotate an input whose methods the stage calls).
 
     ``item_key`` (item-mapping stages) maps an item to what identifies it for caching (default: the whole
     item); an image's content hash rather than its path, say, so that moving a dataset keeps its cache.
