@@ -48,7 +48,8 @@ def clear_caches() -> None:
 
 @dataclasses.dataclass
 class _Module:
-    """A tracked module's normalised AST, indexed: top-level definitions and imports by bound name."""
+    """A tracked module's AST, indexed: top-level definitions (and the statements assigning constants) and
+    imports by the name they bind."""
 
     name: str
     symbols: dict[str, list[ast.AST]]
@@ -61,7 +62,9 @@ def tracked(module: str) -> bool:
 
 
 def module_index(name: str, file_hint: str | None = None) -> _Module | None:
-    if name not in _MODULES:
+    """The index of a tracked module (None for anything else); ``file_hint`` locates a module that is not
+    in ``sys.modules`` (a stage's own module imported under another name, as pytest does)."""
+    if name not in _MODULES or (_MODULES[name] is None and file_hint):
         _MODULES[name] = None
         path = module_file(name) or file_hint
         if tracked(name) and path and path.endswith(".py"):

@@ -31,7 +31,6 @@ __all__ = ["CodeAnalysis", "analyse", "code_fingerprint", "source_fingerprint", 
            "track_package", "clear_caches", "FingerprintError"]
 
 
-
 class FingerprintError(ValueError):
     """The source of a stage or helper cannot be read."""
 
@@ -187,7 +186,10 @@ def _object_node(obj: Any, *, strip_decorators: bool) -> _Node:
                 f"cannot read the source of {module}.{qualname} to fingerprint it ({exc}); stages and their "
                 "helpers must be defined in .py files"
             ) from exc
-    closure = inspect.getclosurevars(target).nonlocals.values() if inspect.isfunction(target) else ()
+    try:
+        closure = inspect.getclosurevars(target).nonlocals.values() if inspect.isfunction(target) else ()
+    except ValueError:  # a cell not filled yet
+        closure = ()
     return _make_node(f"{module}.{qualname}", [node], module, closure, strip_decorators)
 
 
