@@ -32,7 +32,10 @@ def total(xs):
 '''
 
 STAGES = '''
+import dataclasses
+
 from cirkit.engine import stage
+from cirkit.experiment.pipeline import pipeline
 
 from . import helpers as h
 
@@ -75,6 +78,16 @@ def dispatch(config, x):
 @stage(version=1, helpers=[double, triple])
 def dispatch_declared(config, x):
     return globals()["tri" + "ple"](x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    x: float = 1.0
+
+
+@pipeline(__name__, Config)
+def pipe(engine, config):
+    return {n: engine.run(globals()[n], None, x=config.x) for n in ("scaled", "counted", "plain", "summed")}
 '''
 
 NAMES = ["scaled", "counted", "plain", "summed", "dispatch", "dispatch_declared"]
