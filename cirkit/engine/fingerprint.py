@@ -78,12 +78,19 @@ def analyse(fn: Callable[..., Any], helpers: Iterable[Any] = ()) -> CodeAnalysis
         deps[name] = node.digest
         packages |= node.packages
         todo += node.refs
-    # Location-free: moving an unchanged function to another module keeps the digest.
-    body = [roots[0].digest, *sorted(r.digest for r in roots[1:]), *sorted(deps.values()), *sorted(packages)]
+    # Names are part of the digest (which definition a name leads to matters as much as the texts), written
+    # relative to the stage's own module so that the same stage under another module name keeps its key.
+    home = getattr(inspect.unwrap(fn), "__module__", None) or "?"
+    lines = sorted(f"{_relative(n, home)}={d}" for n, d in deps.items())
+    body = [*lines, *sorted(packages)]
     analysis = CodeAnalysis(_sha("\n".join(body)), deps, tuple(sorted(packages)))
     if memo_key is not None:
         _ANALYSES[memo_key] = analysis
     return analysis
+
+
+def _relative(name: str, home: str) -> str:
+    return "." + name[len(home) + 1:] if name.startswith(home + ".") else name
 
 
 def short_deps(deps: dict[str, str]) -> dict[str, str]:

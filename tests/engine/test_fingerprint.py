@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from cirkit.engine import StageDefinitionError, source_fingerprint, stage
+from cirkit.engine import StageDefinitionError, fingerprint, source_fingerprint, stage
 
 
 def load_module(tmp_path, name, source):
@@ -138,3 +138,35 @@ def test_an_optional_import_still_keys_its_package(tmp_path):
     s = load_module(tmp_path, "fp_optional", OPTIONAL_IMPORT).s
     assert s.analysis.packages == ("numpy",)
     assert set(s.environment) == {"numpy"}
+
+
+SWAP = """
+from cirkit.engine import stage
+
+from . import a, b
+
+@stage(version=1)
+def s(config, x):
+    return a.f() + 2 * b.f()
+"""
+F = "from .g import g\n\ndef f():\n    return g()\n"
+
+
+def test_which_definition_a_name_reaches_is_part_of_the_key(tmp_path, monkeypatch):
+    """Swapping two definitions between modules keeps every text but changes the result (a's g returns 1
+    and b's 2, then the other way round: 1 + 2*2 = 5, then 2 + 2*1 = 4), so the key must change."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    pkg = tmp_path / "fp_swap"
+    for sub, body in (("", ""), ("a", F), ("b", F)):
+        (pkg / sub).mkdir(parents=True, exist_ok=True)
+        (pkg / sub / "__init__.py").write_text(body)
+    (pkg / "stages.py").write_text(SWAP)
+    codes = []
+    for ga, gb in (("1", "2"), ("2", "1")):
+        (pkg / "a" / "g.py").write_text(f"def g():\n    return {ga}\n")
+        (pkg / "b" / "g.py").write_text(f"def g():\n    return {gb}\n")
+        fingerprint.clear_caches()  # the analysis reads the files, as a new process would
+        codes.append(importlib.import_module("fp_swap.stages").s.code)
+    assert codes[0] != codes[1]
