@@ -154,6 +154,15 @@ def _make_node(name: str, nodes: list[ast.AST], module: str, closure: Iterable[A
     refs: set[tuple[str, str]] = set()
     packages: set[str] = set()
     texts = []
+    edges: set[str] = set()  # where each name leads: the same text importing another g is other code
+
+    def reach(label: str, target: tuple | None) -> None:
+        if target is not None and target[0] == "def":
+            refs.add((target[1], target[2]))
+            edges.add(f"{label}>{_relative(f'{target[1]}.{target[2]}', module)}")
+        elif target is not None and target[0] == "ext":
+            packages.update(target[1])
+
     for node in nodes:
         chains: list[list[str]] = []
         imports: list[ast.AST] = []
@@ -161,20 +170,10 @@ def _make_node(name: str, nodes: list[ast.AST], module: str, closure: Iterable[A
         local_imports = names.local_imports(imports, module)
         chains += [[bound] for bound in local_imports]  # what an import inside the definition binds is reached
         for chain in chains:
-            target = names.resolve_chain(module, chain, local_imports)
-            if target is None:
-                continue
-            if target[0] == "def":
-                refs.add((target[1], target[2]))
-            elif target[0] == "ext":
-                packages.update(target[1])
+            reach(".".join(chain), names.resolve_chain(module, chain, local_imports))
     for value in closure:  # nonlocal functions and classes of a nested stage
-        target = names.object_target(value)
-        if target is not None and target[0] == "def":
-            refs.add((target[1], target[2]))
-        elif target is not None and target[0] == "ext":
-            packages.update(target[1])
-    return _Node(name, _sha("\n".join(texts)), frozenset(refs), frozenset(packages))
+        reach("<closure>", names.object_target(value))
+    return _Node(name, _sha("\n".join(texts + sorted(edges))), frozenset(refs), frozenset(packages))
 
 
 def _object_node(obj: Any, *, strip_decorators: bool) -> _Node:

@@ -170,3 +170,25 @@ def test_which_definition_a_name_reaches_is_part_of_the_key(tmp_path, monkeypatc
         fingerprint.clear_caches()  # the analysis reads the files, as a new process would
         codes.append(importlib.import_module("fp_swap.stages").s.code)
     assert codes[0] != codes[1]
+
+
+def test_which_import_a_definition_uses_is_part_of_its_digest(tmp_path, monkeypatch):
+    """Module a imports g from x (returns 1) and b from y (returns 2), then the other way round: every
+    definition keeps its name and text, only the imports (outside any definition) change, and so does the
+    result (1 + 2*2 = 5, then 2 + 2*1 = 4)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    pkg = tmp_path / "fp_imports"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "x.py").write_text("def g():\n    return 1\n")
+    (pkg / "y.py").write_text("def g():\n    return 2\n")
+    (pkg / "stages.py").write_text(SWAP)
+    codes = []
+    for first, second in (("x", "y"), ("y", "x")):
+        (pkg / "a.py").write_text(f"from .{first} import g\n\ndef f():\n    return g()\n")
+        (pkg / "b.py").write_text(f"from .{second} import g\n\ndef f():\n    return g()\n")
+        fingerprint.clear_caches()
+        codes.append(importlib.import_module("fp_imports.stages").s.code)
+    assert codes[0] != codes[1]
