@@ -8,9 +8,11 @@ Code is followed inside cirkit (except this engine, whose changes alter every ke
 package that defines the stage (a user's own package). Third-party code is not read: the keyed
 distributions it belongs to (see :mod:`.provenance`) enter the key by their installed version instead.
 
-Docstrings, comments and formatting drop out (the AST is serialised with node names and non-empty fields
-only), and so do the root stage's decorators (its ``version`` is part of the identity on its own). Never
-bytecode, never pickle. What a static reading cannot see (a function picked at run time from a value the
+Each definition is digested from its AST serialised with node names and non-empty fields only, so
+docstrings, comments and formatting drop out (and so do the root stage's decorators: its ``version`` is
+part of the identity on its own), together with where each of its names leads. The stage's digest covers
+every definition reached by name (relative to the stage's own module), so swapping two definitions between
+modules, or importing another function under the same name, changes it. Never bytecode, never pickle. What a static reading cannot see (a function picked at run time from a value the
 code never names) must be declared with ``helpers=``.
 """
 
