@@ -3,42 +3,54 @@ names and attribute chains (``m.circo_metrics``, ``mod.sub.CONST``, ``Class.meth
 definition they reach, to a tracked module, or to a keyed third-party distribution.
 
 Modules are read from their files, never imported here. Code is *tracked* when it lives in cirkit (except
-this engine, whose changes alter every key or none) or in a package that defines a stage.
+this engine, whose changes alter every key or none), in the package of the stage being analysed, or in a
+package named with :func:`track_package`.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import inspect
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from . import provenance
 
-__all__ = ["track_package", "tracked", "module_index", "module_file", "local_imports", "resolve_chain",
+__all__ = ["track_package", "following", "tracked", "module_index", "module_file", "local_imports", "resolve_chain",
            "object_target", "clear_caches"]
 
 _ENGINE = __name__.rpartition(".")[0]  # "cirkit.engine"
-_TRACKED: set[str] = {__name__.split(".")[0]}  # "cirkit", and every package that defines a stage
+_TRACKED: set[str] = {__name__.split(".")[0]}  # "cirkit", and packages named with track_package
+_HOME = [""]  # the package of the stage being analysed: followed during that analysis only
 _MODULES: dict[str, "_Module | None"] = {}
 _FILES: dict[str, str | None] = {}
 _RESOLVED: dict[tuple[str, str], tuple | None] = {}
 
 
 def track_package(module: str | None) -> bool:
-    """Follow code in ``module``'s top-level package too; True if that package is new (and resolutions that
-    treated it as opaque were forgotten; parsed modules of other packages are kept)."""
+    """Follow code in ``module``'s top-level package in every analysis; True if that package is new (the
+    resolutions that treated it as opaque are then forgotten; parsed modules are kept)."""
     top = (module or "").split(".")[0]
     if not top or top in _TRACKED:
         return False
     _TRACKED.add(top)
     _RESOLVED.clear()
-    for cache in (_MODULES, _FILES):
-        for name in [n for n in cache if n == top or n.startswith(top + ".")]:
-            del cache[name]
     return True
+
+
+@contextlib.contextmanager
+def following(module: str | None) -> Iterator[None]:
+    """Analyse a stage of ``module``: its own top-level package is followed too, whatever else is imported,
+    so a stage's fingerprint never depends on which other packages this process happened to load."""
+    previous, _HOME[0] = _HOME[0], (module or "").split(".")[0]
+    try:
+        yield
+    finally:
+        _HOME[0] = previous
 
 
 def clear_caches() -> None:
@@ -58,16 +70,19 @@ class _Module:
 
 
 def tracked(module: str) -> bool:
-    return module.split(".")[0] in _TRACKED and not (module == _ENGINE or module.startswith(_ENGINE + "."))
+    top = module.split(".")[0]
+    return (top in _TRACKED or top == _HOME[0]) and not (module == _ENGINE or module.startswith(_ENGINE + "."))
 
 
 def module_index(name: str, file_hint: str | None = None) -> _Module | None:
     """The index of a tracked module (None for anything else); ``file_hint`` locates a module that is not
     in ``sys.modules`` (a stage's own module imported under another name, as pytest does)."""
+    if not tracked(name):
+        return None
     if name not in _MODULES or (_MODULES[name] is None and file_hint):
         _MODULES[name] = None
         path = module_file(name) or file_hint
-        if tracked(name) and path and path.endswith(".py"):
+        if path and path.endswith(".py"):
             try:
                 with open(path, encoding="utf-8") as fh:
                     tree = ast.parse(fh.read())

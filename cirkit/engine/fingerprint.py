@@ -67,7 +67,15 @@ def analyse(fn: Callable[..., Any], helpers: Iterable[Any] = ()) -> CodeAnalysis
         found, memo_key = None, None
     if found is not None:
         return found
-    track_package(getattr(inspect.unwrap(fn), "__module__", None))
+    home = getattr(inspect.unwrap(fn), "__module__", None) or "?"
+    with names.following(home):
+        analysis = _analyse(fn, helpers, home)
+    if memo_key is not None:
+        _ANALYSES[memo_key] = analysis
+    return analysis
+
+
+def _analyse(fn: Callable[..., Any], helpers: tuple, home: str) -> CodeAnalysis:
     roots = [_object_node(fn, strip_decorators=True)] + [_object_node(h, strip_decorators=False) for h in helpers]
     deps = {r.name: r.digest for r in reversed(roots)}
     packages = set().union(*(r.packages for r in roots))
@@ -82,13 +90,9 @@ def analyse(fn: Callable[..., Any], helpers: Iterable[Any] = ()) -> CodeAnalysis
         todo += node.refs
     # Names are part of the digest (which definition a name leads to matters as much as the texts), written
     # relative to the stage's own module so that the same stage under another module name keeps its key.
-    home = getattr(inspect.unwrap(fn), "__module__", None) or "?"
     lines = sorted(f"{_relative(n, home)}={d}" for n, d in deps.items())
     body = [*lines, *sorted(packages)]
-    analysis = CodeAnalysis(_sha("\n".join(body)), deps, tuple(sorted(packages)))
-    if memo_key is not None:
-        _ANALYSES[memo_key] = analysis
-    return analysis
+    return CodeAnalysis(_sha("\n".join(body)), deps, tuple(sorted(packages)))
 
 
 def _relative(name: str, home: str) -> str:
@@ -111,7 +115,8 @@ def code_changes(old: dict[str, str] | None, new: dict[str, str]) -> list[str]:
 
 
 def track_package(module: str | None) -> None:
-    """Follow code inside ``module``'s top-level package too (done for every package that defines a stage)."""
+    """Follow code inside ``module``'s top-level package in every analysis (a stage's own package always is):
+    for a library of your own that stages in another package call."""
     if names.track_package(module):  # earlier analyses treated this package as opaque
         _ANALYSES.clear()
         _DEFINITIONS.clear()

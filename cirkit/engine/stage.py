@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import provenance
-from .fingerprint import CodeAnalysis, analyse, track_package
+from .fingerprint import CodeAnalysis, analyse
 from .hashing import digest
 
 __all__ = ["Stage", "stage", "StageDefinitionError"]
@@ -65,7 +65,6 @@ class Stage:
         if self.shard_size < 1:
             raise StageDefinitionError(f"stage {self.name}: shard_size must be >= 1")
         functools.update_wrapper(self, fn)
-        track_package(getattr(fn, "__module__", None))
 
     @property
     def analysis(self) -> CodeAnalysis:

@@ -192,3 +192,33 @@ def test_which_import_a_definition_uses_is_part_of_its_digest(tmp_path, monkeypa
         fingerprint.clear_caches()
         codes.append(importlib.import_module("fp_imports.stages").s.code)
     assert codes[0] != codes[1]
+
+
+def test_a_stage_follows_its_own_package_whatever_else_is_imported(tmp_path, monkeypatch):
+    """A stage in package p calling a helper of package q (which also defines stages) gets one fingerprint,
+    whether or not q's stages were imported first; q is followed only when named with track_package."""
+    from cirkit.engine import code_names
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(code_names, "_TRACKED", set(code_names._TRACKED))  # track_package below stays local
+    import importlib
+
+    for pkg, files in {
+        "fp_order_q": {"helpers.py": "def f(x):\n    return x + 1\n",
+                       "stages.py": "from cirkit.engine import stage\n\n@stage(version=1)\ndef t(config, x):\n    return x\n"},
+        "fp_order_p": {"stages.py": "from cirkit.engine import stage\nfrom fp_order_q.helpers import f\n\n"
+                                    "@stage(version=1)\ndef s(config, x):\n    return f(x)\n"},
+    }.items():
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+        for name, text in files.items():
+            (tmp_path / pkg / name).write_text(text)
+    s = importlib.import_module("fp_order_p.stages").s
+    fingerprint.clear_caches()
+    alone = s.code
+    importlib.import_module("fp_order_q.stages")
+    fingerprint.clear_caches()
+    assert s.code == alone
+    fingerprint.track_package("fp_order_q")
+    assert s.code != alone and "fp_order_q.helpers.f" in s.analysis.deps
+    fingerprint.clear_caches()
