@@ -210,7 +210,8 @@ class Engine:
         info.status, info.output = "computed", content
         record = {
             "kind": "map" if stage.over else "stage", "stage": stage.name, "version": stage.version,
-            "code": stage.code, "code_deps": info.deps, "environment": info.environment, "config": describe(config), "config_hash": info.config_hash,
+            "code": stage.code, "config": describe(config), "config_hash": info.config_hash,
+            "code_deps": info.deps, "environment": info.environment,
             "inputs": info.inputs, "input_keys": info.input_keys, "output": content,
             "seconds": round(info.seconds, 6), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": package_versions(), **extra,
