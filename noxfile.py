@@ -59,6 +59,7 @@ def bench(session: nox.Session) -> None:
     """Measurements for the closing notes; each prints ratios against a reference taken in the same run."""
     install_locked(session)
     session.run("python", "bench/engine_bench.py", env=ENV)
+    session.run("python", "bench/fingerprint_bench.py", env=ENV)
     session.run("python", "bench/clip_bench.py", env=ENV)
     session.run("python", "bench/decode_bench.py", env=ENV)
     session.run("python", "bench/models_bench.py", env=ENV)

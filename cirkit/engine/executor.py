@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .codec import describe
+from .fingerprint import short_deps
 from .hashing import digest
 from .progress import Progress
 from .provenance import package_versions
@@ -72,6 +73,8 @@ class Step:
     output: str | None = None
     report: dict | None = None  # what the output says about itself (e.g. parse fallbacks), from its record
     config_hash: str = ""
+    deps: dict[str, str] = dataclasses.field(default_factory=dict)  # code reached -> short digest (explains misses)
+    environment: dict[str, str] = dataclasses.field(default_factory=dict)  # keyed distribution -> version
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -143,7 +146,8 @@ class Engine:
         info = Step(
             step=name, stage=stage.name, version=stage.version, code=stage.code, key=None,
             config=describe(config), inputs=hashes,
-            input_keys=dict(_artifact_keys(inputs)),
+            input_keys=dict(_artifact_keys(inputs)), deps=short_deps(stage.analysis.deps),
+            environment=stage.environment,
         )
         self.steps.append(info)
         if any(h is None for h in hashes.values()):
@@ -207,6 +211,7 @@ class Engine:
         record = {
             "kind": "map" if stage.over else "stage", "stage": stage.name, "version": stage.version,
             "code": stage.code, "config": describe(config), "config_hash": info.config_hash,
+            "code_deps": info.deps, "environment": info.environment,
             "inputs": info.inputs, "input_keys": info.input_keys, "output": content,
             "seconds": round(info.seconds, 6), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": package_versions(), **extra,

@@ -1,8 +1,11 @@
 """Stage declarations: a pure function over a frozen config and input artifacts, plus its identity.
 
-A stage's identity is its name, its explicit ``version`` and a fingerprint of its normalised source and
-of the helpers it declares. Bump ``version`` to invalidate on purpose (say, a dependency changed what the
-code computes); edit the logic of the function or a declared helper and its identity changes by itself.
+A stage's identity is its name, its explicit ``version``, the transitive fingerprint of its code (its own
+function and every function, class and constant of cirkit or of its own package that the code reaches; see
+:mod:`.fingerprint`) and the installed versions of the keyed third-party distributions that code reaches
+(see :mod:`.provenance`). Edit any of that logic and the identity changes by itself; bump ``version`` to
+invalidate for a reason the code does not show (a new model snapshot, say), and declare in ``helpers`` what
+the code reaches only dynamically (a function looked up at run time by a name the code never spells).
 
 An item-mapping stage (``over="images"``) receives a shard of items in that argument and returns one output
 per item, in order (a sequence, or an array whose first axis is the items). The engine caches every item
@@ -17,7 +20,8 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .fingerprint import code_fingerprint
+from . import provenance
+from .fingerprint import CodeAnalysis, analyse
 from .hashing import digest
 
 __all__ = ["Stage", "stage", "StageDefinitionError"]
@@ -62,13 +66,23 @@ class Stage:
             raise StageDefinitionError(f"stage {self.name}: shard_size must be >= 1")
         functools.update_wrapper(self, fn)
 
-    @functools.cached_property
-    def code(self) -> str:
-        return code_fingerprint(self.fn, self.helpers)
+    @property
+    def analysis(self) -> CodeAnalysis:
+        """The transitive code fingerprint and what went into it (memoised per process)."""
+        return analyse(self.fn, self.helpers)
 
-    @functools.cached_property
+    @property
+    def code(self) -> str:
+        return self.analysis.digest
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """Installed versions of the keyed distributions this stage's code reaches."""
+        return provenance.environment(self.analysis.packages)
+
+    @property
     def identity(self) -> str:
-        return digest({"name": self.name, "version": self.version, "code": self.code})
+        return digest({"name": self.name, "version": self.version, "code": self.code, "environment": self.environment})
 
     def item_digest(self, item: Any) -> str:
         return digest(item if self.item_key is None else self.item_key(item))
@@ -90,7 +104,9 @@ def stage(
     *, version: int | str, name: str | None = None, helpers: Iterable[Any] = (), over: str | None = None,
     shard_size: int = 256, volatile: bool = False, item_key: Callable[[Any], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Stage]:
-    """Declare a pure stage. ``helpers`` are functions or classes whose code is part of its identity.
+    """Declare a pure stage. ``helpers`` are functions or classes whose code is part of its identity
+    although its code never names them (dynamic dispatch); everything it names is followed by itself,
+    type annotations included (annotate an input whose methods the stage calls).
 
     ``item_key`` (item-mapping stages) maps an item to what identifies it for caching (default: the whole
     item); an image's content hash rather than its path, say, so that moving a dataset keeps its cache.

@@ -9,6 +9,8 @@ import numpy as np
 
 from ..engine import Store
 from ..engine.codec import UnknownType
+from ..engine.fingerprint import code_changes
+from ..engine.provenance import environment_changes
 from ..engine.store import MissingContent
 from .environment import environment_changes
 from .runner import config_diff
@@ -91,8 +93,12 @@ def diff_runs(store: Store, run_a: str, run_b: str, *, tolerance: float = 1e-3, 
         entry: dict[str, Any] = {"step": name, "same_content": sa["output"] == sb["output"],
                                  "why": [f"{p}: {x!r} -> {y!r}" for p, x, y in config_diff(sa["config"], sb["config"])]}
         entry["why"] += [f"input {k} changed" for k in sa["inputs"] if sa["inputs"].get(k) != sb["inputs"].get(k)]
-        if sa["code"] != sb["code"] or sa["version"] != sb["version"]:
-            entry["why"].append("stage code or version changed")
+        if sa["version"] != sb["version"]:
+            entry["why"].append(f"stage version {sa['version']} -> {sb['version']}")
+        if sa["code"] != sb["code"]:
+            entry["why"] += code_changes(sa.get("deps"), sb.get("deps") or {})
+        if "environment" in sa and "environment" in sb:
+            entry["why"] += environment_changes(sa["environment"], sb["environment"])
         if sa["key"] == sb["key"]:
             entry["why"].append("same inputs, new output (it reads files or a server)")
         if values and not entry["same_content"]:

@@ -8,8 +8,9 @@ from typing import Any
 
 from ..engine import Artifact, Engine, Step, Store
 from ..engine.codec import describe
+from ..engine.fingerprint import code_changes
 from ..engine.hashing import digest
-from ..engine.provenance import package_versions
+from ..engine.provenance import environment_changes, package_versions
 from .environment import environment
 from .experiment import Experiment, RunSpec
 
@@ -70,7 +71,9 @@ def explain_step(step: Step, before: dict | None, had_previous_run: bool) -> lis
     if before.get("version") != step.version:
         reasons.append(f"stage version {before.get('version')} -> {step.version}")
     if before.get("code") != step.code:
-        reasons.append("stage code changed")
+        reasons += code_changes(before.get("deps"), step.deps)
+    if "environment" in before:  # run records written before environments were keyed have none
+        reasons += environment_changes(before["environment"], step.environment)
     for path, old, new in config_diff(before.get("config"), step.config):
         reasons.append(f"config {path}: {old!r} -> {new!r}")
     for name, content in step.inputs.items():

@@ -1,0 +1,122 @@
+"""Keys follow the code that computes a value: edits deep inside cirkit turn exactly the dependent stages into
+misses, on a copy of the package in tmp (the working tree is never edited)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cirkit
+from cirkit.engine.fingerprint import code_changes
+
+STAGES = {
+    "evaluate": "cirkit.evaluation.stages:evaluate",
+    "evaluate_chat": "cirkit.evaluation.stages:evaluate_chat",
+    "recall": "cirkit.pipelines.synthetic:recall",
+    "exact_search": "cirkit.pipelines.synthetic:exact_search",
+    "make_gallery": "cirkit.pipelines.synthetic:make_gallery",
+    "retrieve": "cirkit.retrieval.stages:retrieve",
+    "embed_images": "cirkit.encoders.stages:embed_images",
+    "embed_texts": "cirkit.encoders.stages:embed_texts",
+    "train_builtin_clip": "cirkit.builtin.stages:train_builtin_clip",
+}
+
+# (file, old, new): each edit changes what the code computes
+PERCENT = ("evaluation/metrics.py", "100.0 * float(x)", "1.0 * float(x)")
+EPSILON = ("encoders/clip_model.py", 'nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="final_layer_norm")',
+           'nn.LayerNorm(epsilon=cfg.layer_norm_eps * 10, dtype=jnp.float32, name="final_layer_norm")')
+TIE_RULE = ("retrieval/exact.py", "np.lexsort((i, -s), axis=1)", "np.lexsort((-i, -s), axis=1)")
+# ... and these only change layout: a comment, a docstring, line breaks
+LAYOUT = [
+    ("evaluation/metrics.py", "def _pct(x: float) -> float:\n", 'def _pct(x: float) -> float:\n    """Percent."""\n    # as papers do\n'),
+    ("retrieval/exact.py", "np.lexsort((i, -s), axis=1)", "np.lexsort(\n        (i, -s),\n        axis=1,\n    )"),
+    ("encoders/clip_model.py", "epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name=\"final_layer_norm\")",
+     "epsilon=cfg.layer_norm_eps,  # the checkpoint's\n        dtype=jnp.float32, name=\"final_layer_norm\")"),
+]
+
+# Runs in a subprocess whose `cirkit` is the copy: imports the stages once, then for each variant edits the
+# copy's files, forgets the memoised analyses and fingerprints again (the analysis reads the files, so this
+# is what a fresh process would compute; test_fresh_process_agrees checks that), then restores the files.
+PROBE = r"""
+import importlib, json, pathlib, sys
+import cirkit
+from cirkit.engine import fingerprint
+spec = json.loads(sys.argv[1])
+assert pathlib.Path(cirkit.__file__).resolve().is_relative_to(pathlib.Path.cwd().resolve()), cirkit.__file__
+stages = {n: getattr(importlib.import_module(r.split(":")[0]), r.split(":")[1]) for n, r in spec["stages"].items()}
+out = {}
+for variant, edits in spec["variants"].items():
+    saved = {}
+    for name, old, new in edits:
+        path = pathlib.Path("cirkit", name)
+        text = saved.setdefault(path, path.read_text())
+        current = path.read_text()
+        if old not in current:
+            sys.exit(f"the edit {old!r} no longer matches {path}: update the test")
+        path.write_text(current.replace(old, new))
+    fingerprint.clear_caches()
+    out[variant] = {n: {"code": s.code, "identity": s.identity, "deps": s.analysis.deps} for n, s in stages.items()}
+    for path, text in saved.items():
+        path.write_text(text)
+print(json.dumps(out))
+"""
+
+
+def copy_package(tmp_path: Path) -> Path:
+    root = tmp_path / "copy"
+    shutil.copytree(Path(cirkit.__file__).parent, root / "cirkit", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def probe(root: Path, stages: dict, variants: dict) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(root), "JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps({"stages": stages, "variants": variants})],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory):
+    root = copy_package(tmp_path_factory.mktemp("keys"))
+    return probe(root, STAGES, {"base": [], "percent": [PERCENT], "epsilon": [EPSILON], "tie_rule": [TIE_RULE],
+                                "layout": LAYOUT})
+
+
+@pytest.mark.parametrize("edit,dependent", [
+    ("percent", {"evaluate", "evaluate_chat", "recall"}),
+    ("epsilon", {"embed_images", "embed_texts", "train_builtin_clip"}),
+    ("tie_rule", {"retrieve", "exact_search"}),
+])
+def test_deep_edit_changes_exactly_the_dependent_stages(variants, edit, dependent):
+    base, edited = variants["base"], variants[edit]
+    changed = {n for n in STAGES if edited[n]["identity"] != base[n]["identity"]}
+    assert changed == dependent
+
+
+@pytest.mark.parametrize("edit,stage,definition", [
+    ("percent", "evaluate", "cirkit.evaluation.metrics._pct"),
+    ("epsilon", "embed_images", "cirkit.encoders.clip_model.ClipText"),
+    ("tie_rule", "retrieve", "cirkit.retrieval.exact._merge"),
+])
+def test_the_changed_definition_is_named(variants, edit, stage, definition):
+    before, after = variants["base"][stage]["deps"], variants[edit][stage]["deps"]
+    assert code_changes(before, after) == [f"code changed: {definition}"]
+
+
+def test_layout_edits_change_nothing(variants):
+    assert variants["layout"] == variants["base"]
+
+
+def test_fresh_process_agrees(variants, tmp_path):
+    """Editing the copy *before* importing it gives the fingerprint the in-place probe computed."""
+    root = copy_package(tmp_path)
+    path = root / "cirkit" / PERCENT[0]
+    path.write_text(path.read_text().replace(PERCENT[1], PERCENT[2]))
+    fresh = probe(root, {"evaluate": STAGES["evaluate"], "retrieve": STAGES["retrieve"]}, {"x": []})["x"]
+    assert fresh["evaluate"]["code"] == variants["percent"]["evaluate"]["code"] != variants["base"]["evaluate"]["code"]
+    assert fresh["retrieve"]["code"] == variants["base"]["retrieve"]["code"]
