@@ -57,10 +57,18 @@ def code_fingerprint(fn: Callable[..., Any], helpers: Iterable[Any] = ()) -> str
     return analyse(fn, helpers).digest
 
 
-def analyse(fn: Callable[..., Any], helpers: Iterable[Any] = ()) -> CodeAnalysis:
-    """Follow ``fn`` and ``helpers`` through the code they name; memoised per process."""
+def qualified_name(obj: Any) -> str:
+    """``module.qualname`` of a function or class, the name the analysis gives its definition."""
+    obj = inspect.unwrap(obj)
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def analyse(fn: Callable[..., Any], helpers: Iterable[Any] = (), opaque: Iterable[Any] = ()) -> CodeAnalysis:
+    """Follow ``fn`` and ``helpers`` through the code they name; memoised per process. ``opaque`` definitions
+    are boundaries: their names count, their code (and what it reaches) does not."""
     helpers = tuple(helpers)
-    memo_key = (fn, helpers)
+    opaque = frozenset(qualified_name(o) for o in opaque)
+    memo_key = (fn, helpers, opaque)
     try:
         found = _ANALYSES.get(memo_key)
     except TypeError:  # an unhashable helper: analyse without memo
@@ -69,13 +77,13 @@ def analyse(fn: Callable[..., Any], helpers: Iterable[Any] = ()) -> CodeAnalysis
         return found
     home = getattr(inspect.unwrap(fn), "__module__", None) or "?"
     with names.following(home):
-        analysis = _analyse(fn, helpers, home)
+        analysis = _analyse(fn, helpers, home, opaque)
     if memo_key is not None:
         _ANALYSES[memo_key] = analysis
     return analysis
 
 
-def _analyse(fn: Callable[..., Any], helpers: tuple, home: str) -> CodeAnalysis:
+def _analyse(fn: Callable[..., Any], helpers: tuple, home: str, opaque: frozenset = frozenset()) -> CodeAnalysis:
     roots = [_object_node(fn, strip_decorators=True)] + [_object_node(h, strip_decorators=False) for h in helpers]
     deps = {r.name: r.digest for r in reversed(roots)}
     packages = set().union(*(r.packages for r in roots))
@@ -83,6 +91,9 @@ def _analyse(fn: Callable[..., Any], helpers: tuple, home: str) -> CodeAnalysis:
     while todo:  # breadth of the whole reachable graph; a visited name is never expanded twice (cycles)
         ref = todo.pop()
         name = f"{ref[0]}.{ref[1]}"
+        if name in opaque:
+            deps[name] = "opaque"
+            continue
         if name in deps or (node := _definition(*ref)) is None:
             continue
         deps[name] = node.digest

@@ -45,8 +45,10 @@ class Stage:
         shard_size: int = 256,
         volatile: bool = False,
         item_key: Callable[[Any], Any] | None = None,
+        opaque: Iterable[Any] = (),
     ) -> None:
         self.fn = fn
+        self.opaque = tuple(opaque)
         self.volatile = volatile
         self.item_key = item_key
         self.name = name or fn.__name__
@@ -69,7 +71,7 @@ class Stage:
     @property
     def analysis(self) -> CodeAnalysis:
         """The transitive code fingerprint and what went into it (memoised per process)."""
-        return analyse(self.fn, self.helpers)
+        return analyse(self.fn, self.helpers, self.opaque)
 
     @property
     def code(self) -> str:
@@ -103,6 +105,7 @@ class Stage:
 def stage(
     *, version: int | str, name: str | None = None, helpers: Iterable[Any] = (), over: str | None = None,
     shard_size: int = 256, volatile: bool = False, item_key: Callable[[Any], Any] | None = None,
+    opaque: Iterable[Any] = (),
 ) -> Callable[[Callable[..., Any]], Stage]:
     """Declare a pure stage. ``helpers`` are functions or classes whose code is part of its identity
     although its code never names them (dynamic dispatch); everything it names is followed by itself,
@@ -110,12 +113,15 @@ def stage(
 
     ``item_key`` (item-mapping stages) maps an item to what identifies it for caching (default: the whole
     item); an image's content hash rather than its path, say, so that moving a dataset keeps its cache.
-    It is fingerprinted like a helper. ``volatile=True`` marks a stage that reads the outside world (annotation files, image files): it runs
+    It is fingerprinted like a helper. ``opaque`` lists definitions the analysis must not look into: a
+    boundary whose behaviour enters the key another way (the ``chat`` stage stops at the backend factory;
+    who answers is its ``BackendIdentity`` input, so a retry-loop edit never discards cached answers).
+    ``volatile=True`` marks a stage that reads the outside world (annotation files, image files): it runs
     on every call, even in dry runs, and its output's content hash decides what downstream recomputes.
     """
 
     def wrap(fn: Callable[..., Any]) -> Stage:
         return Stage(fn, version=version, name=name, helpers=helpers, over=over, shard_size=shard_size,
-                     volatile=volatile, item_key=item_key)
+                     volatile=volatile, item_key=item_key, opaque=opaque)
 
     return wrap
