@@ -16,7 +16,7 @@ class Upper:
     pass
 
 
-@stage(version=1, over="items", shard_size=4)
+@stage(version=1, over="items", shard_size=8)
 def shout(config: Upper, items):
     done, failed = {}, None
     for i, item in enumerate(items):
