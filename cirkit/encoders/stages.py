@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from .. import config_checks as checks
 from ..data.filehash import FileDigests
 from ..data.model import ImageRef
 from ..engine import artifact_type, stage
@@ -40,6 +41,10 @@ class EmbedConfig:
     target_ratio: float = 1.25
     normalise: bool = True
     batch_size: int = dataclasses.field(default=32, metadata={"hash": False})
+
+    def __post_init__(self) -> None:
+        checks.numbers_at_least(self, 0, "target_ratio", strict=True)
+        checks.integers_at_least(self, 1, "batch_size")
 
 
 def _finish(config: EmbedConfig, x: np.ndarray) -> np.ndarray:

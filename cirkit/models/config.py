@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from .. import config_checks as checks
 from ..engine import artifact_type
 
 __all__ = ["BackendConfig", "BackendIdentity", "BackendError"]
@@ -30,6 +31,12 @@ class BackendConfig:
     retries: int = dataclasses.field(default=4, metadata={"hash": False})
     backoff: float = dataclasses.field(default=0.5, metadata={"hash": False})
     batch_size: int = dataclasses.field(default=8, metadata={"hash": False})
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "max_in_flight", "batch_size")
+        checks.integers_at_least(self, 0, "retries")
+        checks.numbers_at_least(self, 0, "timeout", strict=True)
+        checks.numbers_at_least(self, 0, "backoff")
 
 
 @artifact_type

@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 
+from .. import config_checks as checks
 from ..data.model import ComposedQuery, Split
 from ..engine import stage
 from .exact import exact_topk, normalise, rank_within
@@ -29,6 +30,11 @@ class RetrievalConfig:
     chunk_size: int = 65536
     query_batch: int = 256
 
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "k", "chunk_size", "query_batch")
+        if self.leaves_to_search is not None:
+            checks.integers_at_least(self, 1, "leaves_to_search")
+
 
 @dataclasses.dataclass(frozen=True)
 class FusionConfig:
@@ -36,6 +42,9 @@ class FusionConfig:
     averaged over a query's descriptions."""
 
     tau: float = 0.15
+
+    def __post_init__(self) -> None:
+        checks.number_between(self, "tau", 0.0, 1.0)
 
 
 def fused_queries(descriptions: np.ndarray) -> np.ndarray:
@@ -119,6 +128,9 @@ def retrieve(config: RetrievalConfig, split: Split, queries: np.ndarray, gallery
 class SubsetOrderConfig:
     k: int = 3
     exclude_reference: bool = True
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "k")
 
 
 @stage(version=1, helpers=[_reference_rows, _candidates])
