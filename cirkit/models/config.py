@@ -27,7 +27,7 @@ class BackendConfig:
     base_url: str = dataclasses.field(default="", metadata={"hash": False})  # else $CIRKIT_BASE_URL / $OPENAI_BASE_URL
     api_key: str = dataclasses.field(default="", metadata={"hash": False, "secret": True})  # else $OPENAI_API_KEY
     max_in_flight: int = dataclasses.field(default=4, metadata={"hash": False})
-    timeout: float = dataclasses.field(default=120.0, metadata={"hash": False})
+    timeout: float = dataclasses.field(default=600.0, metadata={"hash": False})  # per request, all attempts
     retries: int = dataclasses.field(default=4, metadata={"hash": False})
     backoff: float = dataclasses.field(default=0.5, metadata={"hash": False})
     batch_size: int = dataclasses.field(default=8, metadata={"hash": False})
