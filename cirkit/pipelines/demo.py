@@ -18,7 +18,6 @@ from ..retrieval.stages import RetrievalConfig, retrieve
 from ..training.clip_trainer import TrainConfig
 from .embedded import builtin_world, load_layout
 
-
 DEEPEST_K = max(k for ks in DEFAULT_KS.values() for k in ks)  # the largest K a benchmark's metrics use
 
 

@@ -20,8 +20,8 @@ from cirkit.models.backends.openai_compat import read_response
 from cirkit.models.config import BackendConfig, BackendError
 from cirkit.models.prompts import PromptConfig, PromptError, Template, load_template
 from cirkit.models.requests import Decoding
-from cirkit.models.stages import make_backend
 from cirkit.models.roles import EngineRoles, RoleConfig
+from cirkit.models.stages import make_backend
 from cirkit.models.structured import parse_json, parse_yes_no
 
 OK = {"model": "scripted-1", "choices": [{"message": {"content": "Yes"}, "finish_reason": "stop"}]}
