@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ from .engine import Store
 from .engine.maintenance import collect_garbage, store_status, verify_store
 from .experiment.config import ConfigError
 from .experiment.experiment import load_experiment
+from .experiment.run_record import RunRecordError, read_run
 from .experiment.runner import RunOutcome, run_experiment
 from .report import metrics_table, metrics_tables, preview, steps_table
 
@@ -41,8 +43,31 @@ store_option = click.option(
 )
 
 
-def _open(store_url: str) -> Store:
-    return Store(store_url)
+def _open(store_url: str, what: str = "--store") -> Store:
+    """The store at ``store_url``; a file, an unknown URL scheme or a place that cannot be opened is a one-line
+    error, not a traceback."""
+    scheme = store_url.split("://", 1)[0] if "://" in store_url else ""
+    if scheme and scheme != "file":
+        from fsspec.registry import available_protocols
+
+        if scheme not in available_protocols():
+            raise click.ClickException(f"{what} {store_url}: unknown URL scheme {scheme!r}; expected a folder or an "
+                                       "fsspec URL (file://, s3://, gs://, memory://, ...)")
+    elif os.path.isfile(store_url.removeprefix("file://")):
+        raise click.ClickException(f"{what} {store_url}: expected a store folder or URL, found a file")
+    try:
+        return Store(store_url)
+    except (OSError, ValueError, ImportError) as exc:
+        reason = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise click.ClickException(f"{what} {store_url}: cannot open the store ({reason})") from None
+
+
+def _run(store: Store, name: str) -> dict | None:
+    """A named run's record, checked; a malformed one is a one-line error naming the file and the field."""
+    try:
+        return read_run(store, name)
+    except RunRecordError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -110,7 +135,10 @@ def demo(experiment: str, quiet: bool, steps: bool, store_url: str) -> None:
 
     start = time.perf_counter()
     if os.path.isfile(experiment):
-        exp = load_experiment(experiment)
+        try:
+            exp = load_experiment(experiment)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     else:
         pipe = get_pipeline("demo")
         exp = Experiment("(built-in defaults)", "demo", pipe.description, pipe, (RunSpec("demo", pipe.config_type()),))
@@ -159,14 +187,15 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 def show(target: str, as_json: bool, store_url: str) -> None:
     """Show a run (its steps and metrics) or an artifact KEY (record, lineage, a preview of the value)."""
     store = _open(store_url)
-    run_record = store.get_run(target)
+    run_record = _run(store, target)
     if run_record is not None:
         if as_json:
             click.echo(json.dumps(run_record, indent=2))
             return
         from .engine import Step
 
-        steps = [Step(**{k: v for k, v in s.items()}) for s in run_record["steps"]]
+        known = {f.name for f in dataclasses.fields(Step)}
+        steps = [Step(**{k: v for k, v in s.items() if k in known}) for s in run_record["steps"]]
         console.print(steps_table(steps, {}, title=f"run {target} ({run_record.get('pipeline')})"))
         if run_record.get("metrics"):
             for table in metrics_tables(run_record["metrics"], title="metrics"):
@@ -223,7 +252,7 @@ def export(run_name: str, output: str, path: str, part: str | None, store_url: s
     from .engine.codec import describe
 
     store = _open(store_url)
-    record = store.get_run(run_name)
+    record = _run(store, run_name)
     if record is None:
         raise click.ClickException(f"no run named {run_name!r} in {store.location}")
     if output not in record.get("outputs", {}):
@@ -248,8 +277,11 @@ def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str
     """Compare two runs: config, shared and differing artifacts, metric deltas, rank changes, texts, drift."""
     from .experiment.diff import diff_runs
 
+    store = _open(store_url)
+    for name in (run_a, run_b):
+        _run(store, name)
     try:
-        report = diff_runs(_open(store_url), run_a, run_b, tolerance=tolerance)
+        report = diff_runs(store, run_a, run_b, tolerance=tolerance)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     if as_json:
@@ -296,7 +328,7 @@ def push(run_name: str, url: str, store_url: str) -> None:
     from .engine.sharing import push_run
 
     try:
-        report = push_run(_open(store_url), Store(url), run_name)
+        report = push_run(_open(store_url), _open(url, "URL"), run_name)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     console.print(f"pushed {run_name} to {url}: {report.files} files, {_size(report.bytes)}; "
@@ -312,7 +344,7 @@ def pull(run_name: str, url: str, store_url: str) -> None:
     from .engine.sharing import VerificationError, pull_run
 
     try:
-        report = pull_run(Store(url), _open(store_url), run_name)
+        report = pull_run(_open(url, "URL"), _open(store_url), run_name)
     except (KeyError, VerificationError) as exc:
         raise click.ClickException(str(exc.args[0])) from None
     console.print(f"pulled {run_name} from {url}: {report.files} files, {_size(report.bytes)}; "
@@ -327,8 +359,10 @@ def report(run_name: str, path: str, store_url: str) -> None:
     """Write a self-contained HTML report of RUN (metrics, steps, plots such as a loss curve) to PATH."""
     from .html_report import run_report_html
 
+    store = _open(store_url)
+    _run(store, run_name)
     try:
-        page = run_report_html(_open(store_url), run_name)
+        page = run_report_html(store, run_name)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     with open(path, "w", encoding="utf-8") as f:

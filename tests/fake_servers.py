@@ -6,16 +6,25 @@ on cue (timeouts, 5xx, malformed bodies).
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conftest import free_port
 
 
+class Trickle:
+    """A response body sent one byte every ``interval`` seconds (a server that never quite stops answering)."""
+
+    def __init__(self, data: bytes, interval: float):
+        self.data, self.interval = data, interval
+
+
 class Scripted:
-    """Answers request n with ``script(n, body)`` -> (status, body, headers)."""
+    """Answers request n with ``script(n, body)`` -> (status, body, headers); ``times`` holds each request's
+    arrival (time.monotonic), so tests can check waits between attempts from the server's side."""
 
     def __init__(self, script):
-        self.script, self.bodies, self.lock = script, [], threading.Lock()
+        self.script, self.bodies, self.times, self.lock = script, [], [], threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -24,14 +33,25 @@ class Scripted:
                 with outer.lock:
                     n = len(outer.bodies)
                     outer.bodies.append(body)
+                    outer.times.append(time.monotonic())
                 status, payload, headers = outer.script(n, body)
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                trickle = payload if isinstance(payload, Trickle) else None
+                data = trickle.data if trickle else payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if trickle is None:
+                    self.wfile.write(data)
+                    return
+                for i in range(len(data)):
+                    try:
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                    except OSError:  # the client hung up
+                        return
+                    time.sleep(trickle.interval)
 
             def do_GET(self):
                 self.send_response(404)

@@ -112,3 +112,78 @@ def test_gc_removes_only_what_no_run_reaches(env):
     out = cli("run", exp, "--set", "embed.dim=4")
     assert "computed" not in out.split("results")[0], "gc kept everything the named run needs"
     assert "0 corrupt" in cli("verify")
+
+
+SYNTHETIC = '''pipeline = "synthetic_retrieval"
+[gallery]
+n_items = 60
+[queries]
+n_queries = 10
+'''
+
+
+@pytest.mark.parametrize("override,key", [
+    ("search.k=0", "search.k"), ("metrics.ks=[1,500]", "metrics.ks"), ("metrics.ks=[]", "metrics.ks"),
+    ("metrics.ks=[0]", "metrics.ks"), ("encoder.dim=0", "encoder.dim"), ("gallery.n_items=0", "gallery.n_items"),
+    ("gallery.n_clusters=0", "gallery.n_clusters"), ("encoder.storage_dtype=float7", "encoder.storage_dtype"),
+])
+def test_nonsense_config_is_a_one_line_error_naming_the_key(env, tmp_path, override, key):
+    _, store, cli = env
+    exp = tmp_path / "synthetic.toml"
+    exp.write_text(SYNTHETIC)
+    out = cli("run", exp, "--set", override, code=1)
+    assert out.startswith(f"Error: {exp}: key '{key}': expected ") and out.count("\n") == 1, out
+    assert not store.joinpath("runs").exists(), "nothing ran"
+
+
+def test_unreadable_experiment_files_are_one_line_errors(env, tmp_path):
+    _, _, cli = env
+    exp = tmp_path / "bad.toml"
+    exp.write_bytes(b'pipeline = "synthetic_retrieval"\n# \xff\xfe\n')
+    out = cli("run", exp, code=1)
+    assert out == f"Error: {exp}: expected UTF-8 text, found byte 0xff at offset 35 (experiment files are UTF-8 TOML)\n"
+    demo = tmp_path / "demo.toml"
+    demo.write_text('pipeline = "demo"\nk = 10\n')
+    out = cli("demo", "--experiment", demo, code=1)
+    assert out.startswith(f"Error: {demo}: key 'k': expected an integer >= 50") and out.count("\n") == 1, out
+
+
+@pytest.mark.parametrize("store_arg,message", [
+    ("a-file", "expected a store folder or URL, found a file"),
+    ("nosuch://bucket/store", "unknown URL scheme 'nosuch'"),
+    ("a-file/store", "cannot open the store (Not a directory"),
+])
+def test_a_store_that_cannot_be_one_is_a_one_line_error(tmp_path, store_arg, message):
+    (tmp_path / "a-file").write_text("not a store")
+    url = store_arg if "://" in store_arg else str(tmp_path / store_arg)
+    for command in (["ls"], ["status"], ["show", "toy"], ["verify"]):
+        result = CliRunner().invoke(main, [*command, "--store", url], catch_exceptions=False)
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert result.output.startswith(f"Error: --store {url}: {message}"), result.output
+
+
+@pytest.mark.parametrize("damage,field", [
+    (lambda r: r.pop("steps"), "steps': missing"),
+    (lambda r: r.update(steps="x"), "steps': expected a list, found str 'x'"),
+    (lambda r: r["steps"][1].pop("stage"), "steps[1].stage': missing"),
+    (lambda r: r["steps"][0].update(inputs=[1]), "steps[0].inputs': expected a table, found list [1]"),
+    (lambda r: r.update(outputs=3), "outputs': expected a table, found int 3"),
+    (lambda r: r.update(metrics="good"), "metrics': expected a table or null, found str 'good'"),
+])
+def test_a_malformed_run_record_is_a_one_line_error_in_show_diff_and_report(env, tmp_path, damage, field):
+    from cirkit.engine import Store
+
+    exp, store, cli = env
+    cli("run", exp)
+    cli("run", exp, "--name", "bad")
+    s = Store(str(store))
+    record = s.get_run("bad")
+    record.pop("checksum", None)
+    damage(record)
+    s.put_run("bad", record)  # a record with a valid checksum: whole, but not the shape cirkit writes
+    where = f"Error: {store}/runs/bad.json: field '{field}"
+    for command in (["show", "bad"], ["show", "bad", "--json"], ["diff", "toy", "bad"], ["diff", "bad", "toy"],
+                    ["report", "bad", tmp_path / "r.html"], ["export", "bad", "metrics", tmp_path / "m.json"]):
+        out = cli(*command, code=1)
+        assert out.startswith(where) and out.count("\n") == 1, (command, out)
+    assert "toy" in cli("show", "toy"), "the intact run is still shown"

@@ -20,6 +20,7 @@ import json
 
 import numpy as np
 
+from .. import config_checks as checks
 from .edits import near_misses, random_edit, valid_targets
 from .scenes import POSITIONS, Scene, caption, png_bytes, random_scene, render
 
@@ -37,6 +38,10 @@ class BuiltinConfig:
     n_chat_distractors: int = 1700
     alternatives: int = 2  # extra valid targets rendered per composed query (when the edit allows them)
     chat_rounds: int = 5
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "image_size", "n_train", "n_t2i", "n_composed", "n_chat", "chat_rounds")
+        checks.integers_at_least(self, 0, "n_chat_distractors", "alternatives")
 
 
 class _Images:

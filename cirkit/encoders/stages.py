@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from .. import config_checks as checks
 from ..data.filehash import FileDigests
 from ..data.model import ImageRef
 from ..engine import artifact_type, stage
@@ -42,6 +43,10 @@ class EmbedConfig:
     normalise: bool = True
     batch_size: int = dataclasses.field(default=32, metadata={"hash": False})
     decode_workers: int = dataclasses.field(default=0, metadata={"hash": False})  # 0: one per core (at most 8)
+
+    def __post_init__(self) -> None:
+        checks.numbers_at_least(self, 0, "target_ratio", strict=True)
+        checks.integers_at_least(self, 1, "batch_size")
 
 
 def _finish(config: EmbedConfig, x: np.ndarray) -> np.ndarray:

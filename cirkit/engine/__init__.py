@@ -5,11 +5,12 @@ from .codec import CodecError, artifact_type
 from .executor import Artifact, Engine, Pending, StageOutputError, Step
 from .fingerprint import code_fingerprint, source_fingerprint
 from .hashing import FileRef, HashError, digest, file_digest
+from .partial import PartialShard
 from .stage import Stage, StageDefinitionError, stage
 from .store import CorruptionWarning, MissingContent, Store
 
 __all__ = [
     "Artifact", "CodecError", "CorruptionWarning", "Engine", "FileRef", "HashError", "MissingContent",
-    "Pending", "Stage", "StageDefinitionError", "StageOutputError", "Step", "Store", "artifact_type",
+    "PartialShard", "Pending", "Stage", "StageDefinitionError", "StageOutputError", "Step", "Store", "artifact_type",
     "code_fingerprint", "digest", "file_digest", "source_fingerprint", "stage",
 ]

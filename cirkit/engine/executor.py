@@ -18,6 +18,7 @@ import numpy as np
 from .codec import describe
 from .fingerprint import short_deps
 from .hashing import digest
+from .partial import PartialShard
 from .progress import Progress
 from .provenance import package_versions
 from .stage import Stage
@@ -270,7 +271,13 @@ class Engine:
 
         def compute(task: list[tuple[str, int]]) -> int:
             batch = tuple(items[i] for _, i in task)
-            out = stage.fn(config, **{stage.over: batch}, **others)
+            try:
+                out = stage.fn(config, **{stage.over: batch}, **others)
+            except PartialShard as partial:  # keep the items that finished, then fail as the stage did
+                rows = sorted(i for i in partial.done if 0 <= i < len(task))
+                if rows:
+                    self.store.put_shard(namespace, [task[i][0] for i in rows], tuple(partial.done[i] for i in rows))
+                raise partial.error from None
             if len(out) != len(batch):
                 raise StageOutputError(f"stage {stage.name} returned {len(out)} outputs for {len(batch)} items")
             shard_value = np.asarray(out) if isinstance(out, np.ndarray) else tuple(out)

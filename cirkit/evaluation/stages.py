@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .. import config_checks as checks
 from ..data.model import Split
 from ..engine import stage
 from ..retrieval.ranking import Ranking
@@ -15,6 +16,9 @@ __all__ = ["EvalConfig", "evaluate", "evaluate_chat", "benchmark_metrics"]
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     ks: tuple[int, ...] = ()  # empty: the benchmark's own (see benchmark_metrics)
+
+    def __post_init__(self) -> None:
+        checks.positive_ks(self, "ks", allow_empty=True)
 
 
 DEFAULT_KS = {"cirr": (1, 5, 10, 50), "circo": (5, 10, 25, 50), "flickr30k": (1, 5, 10), "mscoco": (1, 5, 10)}

@@ -1,6 +1,7 @@
 """Strict loading of experiment settings into frozen dataclasses.
 
-Every error names the file, the dotted key, what was found and what was expected; unknown keys are errors.
+Every error names the file, the dotted key, what was found and what was expected; unknown keys are errors, and
+so are values of the right type that make no sense (the checks in each config's ``__post_init__``).
 Lists become tuples, ints are accepted where floats are expected (never the reverse), and bools are never
 taken for numbers.
 """
@@ -13,6 +14,8 @@ import tomllib
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from ..config_checks import InvalidConfig
 
 __all__ = ["ConfigError", "build", "parse_override", "apply_override", "expand_sweep"]
 
@@ -57,6 +60,9 @@ def build(cls: type, data: Any, *, source: str, path: str = "", base: Any = None
             raise ConfigError(f"{_where(source, key)}: missing; expected {_type_name(hints[name])}")
     try:
         return cls(**kwargs)
+    except InvalidConfig as exc:  # a value of the right type that makes no sense (a check in __post_init__)
+        key = f"{path}.{exc.key}" if path else exc.key
+        raise ConfigError(f"{_where(source, key)}: expected {exc.expected}, found {_found(exc.found)}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{_where(source, path)}: {exc}") from exc
 

@@ -49,9 +49,20 @@ def load_experiment(path: str, overrides: tuple[str, ...] = (), *, name: str | N
         raise ConfigError(f"{source}: experiment file not found")
     try:
         with open(source, "rb") as f:
-            data = tomllib.load(f)
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the experiment file ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: expected UTF-8 text, found byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+                          "(experiment files are UTF-8 TOML)") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML (nested too deeply)") from None
     for key, expected in (("pipeline", str), ("name", str), ("description", str), ("sweep", dict)):
         if key in data and not isinstance(data[key], expected):
             raise ConfigError(f"{source}: key '{key}': expected {expected.__name__}, found {type(data[key]).__name__} {data[key]!r}")

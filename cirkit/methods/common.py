@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .. import config_checks as checks
 from ..data.model import ComposedQuery, ImageRef, Split
 from ..engine import stage
 from ..models.roles import Answers
@@ -15,6 +16,9 @@ __all__ = ["SubsetConfig", "take_queries", "reference_images", "instructions", "
 @dataclasses.dataclass(frozen=True)
 class SubsetConfig:
     max_queries: int = 0  # 0: all (ImageScope itself cuts CIRR val to the first 2400)
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 0, "max_queries")
 
 
 @stage(version=1)

@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from .. import config_checks as checks
 from ..data.model import ComposedQuery, ImageRef, Split
 from ..engine import stage
 from ..models.roles import Answers, RoleInput
@@ -25,6 +26,9 @@ __all__ = ["DescriptionConfig", "descriptions", "group_rows", "proposition_field
 @dataclasses.dataclass(frozen=True)
 class DescriptionConfig:
     n: int = 3  # descriptions per query (VisDial: 1)
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "n")
 
 
 @stage(version=1)
@@ -53,6 +57,12 @@ def proposition_fields(config: None, answers: Answers, instructions: tuple[str, 
 class RerankConfig:
     top_k: int = 20  # stage 2: candidates verified per query
     alpha: int = 3  # stage 3: candidates evaluated per query, in order
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "top_k", "alpha")
+        if self.alpha > self.top_k:
+            checks.fail(self, "alpha", f"at most top_k = {self.top_k} (stage 3 evaluates stage 2's candidates)",
+                        self.alpha)
 
 
 def _propositions(answers: Answers) -> list[list[tuple[str, bool]]]:

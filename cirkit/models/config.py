@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from .. import config_checks as checks
 from ..engine import artifact_type
 
 __all__ = ["BackendConfig", "BackendIdentity", "BackendError"]
@@ -26,10 +27,16 @@ class BackendConfig:
     base_url: str = dataclasses.field(default="", metadata={"hash": False})  # else $CIRKIT_BASE_URL / $OPENAI_BASE_URL
     api_key: str = dataclasses.field(default="", metadata={"hash": False, "secret": True})  # else $OPENAI_API_KEY
     max_in_flight: int = dataclasses.field(default=4, metadata={"hash": False})
-    timeout: float = dataclasses.field(default=120.0, metadata={"hash": False})
+    timeout: float = dataclasses.field(default=600.0, metadata={"hash": False})  # per request, all attempts
     retries: int = dataclasses.field(default=4, metadata={"hash": False})
     backoff: float = dataclasses.field(default=0.5, metadata={"hash": False})
     batch_size: int = dataclasses.field(default=8, metadata={"hash": False})
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "max_in_flight", "batch_size")
+        checks.integers_at_least(self, 0, "retries")
+        checks.numbers_at_least(self, 0, "timeout", strict=True)
+        checks.numbers_at_least(self, 0, "backoff")
 
 
 @artifact_type

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .. import config_checks as checks
 from ..data.model import ImageRef
 from ..engine import artifact_type
 
@@ -32,6 +33,10 @@ class Decoding:
     temperature: float = 0.0
     seed: int = 0
     want_probability: bool = False  # ask for P(yes) (token log-probabilities) where the backend gives them
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "max_tokens")
+        checks.numbers_at_least(self, 0, "temperature")
 
 
 @artifact_type

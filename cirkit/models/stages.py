@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
+import threading
 
 from ..data.filehash import FileDigests
 from ..engine import stage
@@ -33,9 +33,21 @@ def resolve_backend(config: BackendConfig, folder: str | None) -> BackendIdentit
                            location=os.path.abspath(path))
 
 
-@functools.lru_cache(maxsize=4)
+_BACKENDS: dict[tuple[BackendConfig, str], object] = {}
+_BACKENDS_LOCK = threading.Lock()
+
+
 def make_backend(config: BackendConfig, location: str = ""):
-    """One live backend per config in a process (loading a model once, keeping one HTTP client)."""
+    """One live backend per (config, location) for the life of the process: a model is loaded once and an HTTP
+    client kept, however many roles a method uses (ImageScope has five). Never evicted, never reloaded."""
+    with _BACKENDS_LOCK:
+        backend = _BACKENDS.get((config, location))
+        if backend is None:
+            backend = _BACKENDS[(config, location)] = _load_backend(config, location)
+        return backend
+
+
+def _load_backend(config: BackendConfig, location: str):
     if location:
         config = dataclasses.replace(config, model=location)
     if config.kind == "openai":
@@ -55,5 +67,6 @@ def make_backend(config: BackendConfig, location: str = ""):
 def chat(config: BackendConfig, requests: tuple[ChatRequest, ...], backend: BackendIdentity) -> tuple[ChatResponse, ...]:
     """One response per request, each cached under (backend identity, template, prompt, images, decoding).
 
-    Shards are small, so a server that fails mid-run loses at most 16 answers; the rest stay cached."""
+    A request that fails is never stored; the answers that came back are (the backend raises PartialShard),
+    so a rerun asks only for what failed."""
     return tuple(make_backend(config, backend.location).complete(list(requests)))

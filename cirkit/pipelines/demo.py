@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import dataclasses
 
+from .. import config_checks as checks
 from ..builtin.benchmark import BuiltinConfig
 from ..builtin.files import ExportConfig
 from ..encoders.stages import EmbedConfig, embed_images, embed_texts
 from ..engine import Engine, stage
-from ..evaluation.stages import EvalConfig, evaluate, evaluate_chat
+from ..evaluation.stages import DEFAULT_KS, EvalConfig, evaluate, evaluate_chat
 from ..experiment.pipeline import pipeline
 from ..methods.baselines import MODES, BaselineConfig, TextsConfig, compose_queries, gallery_images, query_texts
 from ..retrieval.stages import RetrievalConfig, retrieve
 from ..training.clip_trainer import TrainConfig
 from .embedded import builtin_world, load_layout
+
+DEEPEST_K = max(k for ks in DEFAULT_KS.values() for k in ks)  # the largest K a benchmark's metrics use
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +29,13 @@ class DemoConfig:
     embed: EmbedConfig = EmbedConfig()
     k: int = 50
     modes: tuple[str, ...] = MODES
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.k, int) and self.k >= DEEPEST_K):  # CIRR's R@50 and CIRCO's mAP@50 need 50
+            checks.fail(self, "k", f"an integer >= {DEEPEST_K} (the largest K the demo reports)", self.k)
+        for mode in self.modes:
+            if mode not in MODES:
+                checks.fail(self, "modes", "modes among " + ", ".join(MODES), list(self.modes))
 
 
 def chance_level(metric: str, gallery: int, subset: int = 5) -> float | None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from .. import config_checks as checks
 from ..encoders.stages import embed_images, embed_texts
 from ..engine import Engine, stage
-from ..evaluation.stages import EvalConfig, evaluate, evaluate_chat
+from ..evaluation.stages import DEFAULT_KS, EvalConfig, evaluate, evaluate_chat
 from ..experiment.pipeline import pipeline
 from ..methods.baselines import TextsConfig, gallery_images, query_texts
 from ..methods.common import AnswerTexts, FieldNames, answer_texts, instructions, reference_images, zip_fields
@@ -68,12 +69,25 @@ def _text_to_image(engine: Engine, setup: Setup, retrieval: RetrievalConfig, spl
     return {"metrics": metrics, "targets": targets}
 
 
+DEEPEST_K = max(k for ks in DEFAULT_KS.values() for k in ks)  # the largest K a benchmark's metrics use
+
+
+def _deep_enough(config) -> None:
+    """Metrics at K deeper than the retrieved list would silently be the metrics at ``retrieval.k``."""
+    if config.retrieval.k < DEEPEST_K:
+        checks.fail(config, "retrieval.k", f"an integer >= {DEEPEST_K} (the largest K the benchmark metrics report)",
+                    config.retrieval.k)
+
+
 @dataclasses.dataclass(frozen=True)
 class CIReVLConfig:
     setup: Setup = Setup()
     captioner: RoleConfig = clip_substitute("generic/captioner")
     reasoner: RoleConfig = embedded_llm("cirevl/rewrite", 80)
     retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=True)
+
+    def __post_init__(self) -> None:
+        _deep_enough(self)
 
 
 @pipeline("cirevl", CIReVLConfig)
@@ -94,6 +108,9 @@ class OSrCIRConfig:
     setup: Setup = Setup()
     reasoner: RoleConfig = clip_substitute("osrcir/reflective")  # a multimodal model; CLIP substitute by default
     retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=True)
+
+    def __post_init__(self) -> None:
+        _deep_enough(self)
 
 
 @pipeline("osrcir", OSrCIRConfig)
@@ -121,6 +138,15 @@ class ImageScopeConfig:
     rerank: RerankConfig = RerankConfig(top_k=20, alpha=3)
     stages: tuple[str, ...] = ("s1", "s2", "s3")
     chat_rounds: int = 5  # chat layout: rounds 0..chat_rounds (VisDial: 10)
+
+    def __post_init__(self) -> None:
+        _deep_enough(self)
+        if self.rerank.top_k > self.retrieval.k:
+            checks.fail(self, "rerank.top_k", f"at most retrieval.k = {self.retrieval.k} (it reranks that list)",
+                        self.rerank.top_k)
+        if not self.stages or any(s not in ("s1", "s2", "s3") for s in self.stages):
+            checks.fail(self, "stages", "a non-empty list among 's1', 's2', 's3'", list(self.stages))
+        checks.integers_at_least(self, 0, "chat_rounds")
 
 
 @stage(version=1)

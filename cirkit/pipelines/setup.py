@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from .. import config_checks as checks
 from ..builtin.benchmark import BuiltinConfig
 from ..builtin.files import ExportConfig
 from ..builtin.stages import checkpoint_ref
@@ -33,6 +34,11 @@ class DataConfig:
     split: str = "val"
     clip: str = ""
     max_queries: int = 0
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 0, "max_queries")
+        if self.source == "files" and not self.root:
+            checks.fail(self, "root", "the benchmark's folder (source = 'files')", self.root)
 
 
 @dataclasses.dataclass(frozen=True)

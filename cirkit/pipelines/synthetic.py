@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from .. import config_checks as checks
 from ..engine import Engine, artifact_type, stage
 from ..evaluation.metrics import recall_at_k
 from ..experiment.pipeline import pipeline
@@ -35,6 +36,9 @@ class GalleryConfig:
     n_clusters: int = 50
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "n_items", "n_clusters")
+
 
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
@@ -45,11 +49,19 @@ class EncoderConfig:
     seed: int = 0
     storage_dtype: str = "float32"
 
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "latent_dim", "hidden_dim", "dim")
+        checks.numbers_at_least(self, 0, "noise")
+        checks.one_of(self, "storage_dtype", ("float16", "float32", "float64"))
+
 
 @dataclasses.dataclass(frozen=True)
 class QueryConfig:
     n_queries: int = 500
     seed: int = 1
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "n_queries")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +69,16 @@ class SearchConfig:
     k: int = 50
     chunk_size: int = 4096
 
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "k", "chunk_size")
+
 
 @dataclasses.dataclass(frozen=True)
 class MetricsConfig:
     ks: tuple[int, ...] = (1, 5, 10, 50)
+
+    def __post_init__(self) -> None:
+        checks.positive_ks(self, "ks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +88,11 @@ class SyntheticConfig:
     queries: QueryConfig = QueryConfig()
     search: SearchConfig = SearchConfig()
     metrics: MetricsConfig = MetricsConfig()
+
+    def __post_init__(self) -> None:
+        if max(self.metrics.ks) > self.search.k:  # R@K beyond the search depth would be R@k, silently
+            checks.fail(self, "metrics.ks", f"values <= search.k = {self.search.k} (the search depth)",
+                        list(self.metrics.ks))
 
 
 @stage(version=1)

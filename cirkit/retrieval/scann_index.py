@@ -13,6 +13,7 @@ import tempfile
 
 import numpy as np
 
+from .. import config_checks as checks
 from ..engine import artifact_type
 
 __all__ = ["ScannConfig", "ScannIndex", "build_scann", "search_scann"]
@@ -31,6 +32,15 @@ class ScannConfig:
     anisotropic_quantization_threshold: float = 0.2
     reorder: int = 200
     distance: str = "dot_product"
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "num_leaves", "num_leaves_to_search", "training_sample_size",
+                                 "dimensions_per_block", "reorder")
+        if self.num_leaves_to_search > self.num_leaves:
+            checks.fail(self, "num_leaves_to_search", f"at most num_leaves = {self.num_leaves}",
+                        self.num_leaves_to_search)
+        checks.numbers_at_least(self, 0, "anisotropic_quantization_threshold")
+        checks.one_of(self, "distance", ("dot_product", "squared_l2"))
 
 
 @artifact_type

@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 
+from .. import config_checks as checks
 from ..data.model import ComposedQuery, Split
 from ..engine import stage
 from .exact import exact_topk, normalise, rank_within
@@ -30,6 +31,11 @@ class RetrievalConfig:
     chunk_size: int = dataclasses.field(default=16384, metadata={"hash": False})
     query_batch: int = dataclasses.field(default=1024, metadata={"hash": False})
 
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "k", "chunk_size", "query_batch")
+        if self.leaves_to_search is not None:
+            checks.integers_at_least(self, 1, "leaves_to_search")
+
 
 @dataclasses.dataclass(frozen=True)
 class FusionConfig:
@@ -37,6 +43,9 @@ class FusionConfig:
     averaged over a query's descriptions."""
 
     tau: float = 0.15
+
+    def __post_init__(self) -> None:
+        checks.number_between(self, "tau", 0.0, 1.0)
 
 
 def fused_queries(descriptions: np.ndarray) -> np.ndarray:
@@ -134,6 +143,9 @@ def retrieve(config: RetrievalConfig, split: Split, queries: np.ndarray, gallery
 class SubsetOrderConfig:
     k: int = 3
     exclude_reference: bool = True
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "k")
 
 
 @stage(version=1, helpers=[_reference_rows, _candidates])

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from PIL import Image, ImageDraw
 
+from .. import config_checks as checks
 from ..encoders.clip_config import ClipConfig, TowerConfig
 from ..encoders.clip_image import OPENAI_MEAN, OPENAI_STD
 from ..encoders.clip_model import ClipText, ClipVision
@@ -41,6 +42,15 @@ class TrainConfig:
     context_length: int = 32
     projection_dim: int = 128
     act: str = "quick_gelu"
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "steps", "batch_size", "width", "layers", "heads", "patch_size",
+                                 "context_length", "projection_dim")
+        checks.integers_at_least(self, 0, "warmup_steps")
+        checks.numbers_at_least(self, 0, "learning_rate", strict=True)
+        checks.numbers_at_least(self, 0, "weight_decay")
+        if self.width % self.heads:
+            checks.fail(self, "heads", f"a divisor of width = {self.width}", self.heads)
 
 
 def clip_model_config(cfg: TrainConfig, vocab_size: int, image_size: int) -> ClipConfig:

@@ -119,3 +119,70 @@ def test_shipped_experiments_load():
 
     for path in sorted(pathlib.Path(__file__).parents[2].joinpath("experiments").rglob("*.toml")):
         assert load_experiment(str(path)).runs
+
+
+SYNTHETIC = '''pipeline = "synthetic_retrieval"
+[gallery]
+n_items = 60
+[search]
+k = 50
+'''
+
+
+@pytest.mark.parametrize("override,message", [
+    ("search.k=0", "key 'search.k': expected an integer >= 1, found int 0"),
+    ("metrics.ks=[1,500]", "key 'metrics.ks': expected values <= search.k = 50 (the search depth), found list [1, 500]"),
+    ("metrics.ks=[]", "key 'metrics.ks': expected a non-empty list of integers >= 1 (the K of each metric), found list []"),
+    ("metrics.ks=[0]", "key 'metrics.ks': expected integers >= 1 (the K of each metric), found list [0]"),
+    ("encoder.dim=0", "key 'encoder.dim': expected an integer >= 1, found int 0"),
+    ("gallery.n_items=0", "key 'gallery.n_items': expected an integer >= 1, found int 0"),
+    ("gallery.n_items=-3", "key 'gallery.n_items': expected an integer >= 1, found int -3"),
+    ("gallery.n_clusters=0", "key 'gallery.n_clusters': expected an integer >= 1, found int 0"),
+    ("encoder.storage_dtype=float7", "key 'encoder.storage_dtype': expected one of 'float16', 'float32', 'float64', "
+                                     "found str 'float7'"),
+    ("encoder.noise=nan", "key 'encoder.noise': expected a number >= 0, found float nan"),
+])
+def test_nonsense_values_name_the_file_and_key(tmp_path, override, message):
+    path = write(tmp_path, SYNTHETIC)
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, (override,))
+    assert str(info.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("pipeline,override,key", [
+    ("imagescope", "retrieval.k=10", "retrieval.k"),  # R@50 and mAP@50 from a list of 10 would be R@10
+    ("imagescope", "rerank.top_k=80", "rerank.top_k"),
+    ("imagescope", "rerank.alpha=30", "rerank.alpha"),
+    ("imagescope", "stages=['s4']", "stages"),
+    ("imagescope", "fusion.tau=1.5", "fusion.tau"),
+    ("cirevl", "retrieval.k=10", "retrieval.k"),
+    ("osrcir", "retrieval.chunk_size=0", "retrieval.chunk_size"),
+    ("cirevl", "reasoner.backend.max_in_flight=0", "reasoner.backend.max_in_flight"),
+    ("cirevl", "reasoner.decoding.max_tokens=0", "reasoner.decoding.max_tokens"),
+    ("demo", "k=10", "k"),
+    ("demo", "train.heads=3", "train.heads"),
+    ("demo", "embed.batch_size=0", "embed.batch_size"),
+    ("demo", "benchmark.n_t2i=0", "benchmark.n_t2i"),
+])
+def test_every_pipeline_checks_its_config(tmp_path, pipeline, override, key):
+    path = write(tmp_path, f'pipeline = "{pipeline}"\n')
+    load_experiment(path)  # the defaults are sound
+    with pytest.raises(ConfigError, match=rf"^{path}: key '{key}': expected .+, found "):
+        load_experiment(path, (override,))
+
+
+def test_scann_knobs_are_checked_where_they_are_made():
+    from cirkit.config_checks import InvalidConfig
+    from cirkit.retrieval.scann_index import ScannConfig
+
+    with pytest.raises(InvalidConfig, match="ScannConfig: key 'num_leaves': expected an integer >= 1, found int 0"):
+        ScannConfig(num_leaves=0)
+    with pytest.raises(InvalidConfig, match="key 'num_leaves_to_search': expected at most num_leaves = 10"):
+        ScannConfig(num_leaves=10, num_leaves_to_search=20)
+
+
+def test_experiment_files_must_be_utf8(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('pipeline = "synthetic_retrieval"\ndescription = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.toml: expected UTF-8 text, found byte 0xe9 at offset 51"):
+        load_experiment(str(path))

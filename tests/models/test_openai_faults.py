@@ -5,11 +5,12 @@ The misbehaving server here is a real HTTP server on 127.0.0.1 (stdlib), scripte
 """
 
 import json
+import time
 
 import numpy as np
 import pytest
 from conftest import free_port, make_images
-from fake_servers import Scripted
+from fake_servers import Scripted, Trickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ from cirkit.models.config import BackendConfig, BackendError
 from cirkit.models.prompts import PromptConfig, PromptError, Template, load_template
 from cirkit.models.requests import Decoding
 from cirkit.models.roles import EngineRoles, RoleConfig
+from cirkit.models.stages import make_backend
 from cirkit.models.structured import parse_json, parse_yes_no
 
 OK = {"model": "scripted-1", "choices": [{"message": {"content": "Yes"}, "finish_reason": "stop"}]}
@@ -71,7 +73,7 @@ def test_retries_on_429_and_5xx(scripted, tmp_path):
 
 def test_unreachable_server_gives_a_clear_error(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/v1"
-    backend = BackendConfig("openai", "m", base_url=url, retries=2, backoff=0.01, timeout=2)
+    backend = BackendConfig("openai", "m", snapshot="pinned", base_url=url, retries=2, backoff=0.01, timeout=2)
     with pytest.raises(BackendError, match=r"127.0.0.1:\d+/v1/chat/completions failed after 3 attempts \(Connect"):
         _ = verify(Engine(Store(str(tmp_path)), progress=False), backend).value
 
@@ -101,7 +103,79 @@ def test_a_server_failing_mid_run_keeps_what_finished(scripted, tmp_path):
     assert (step.items_cached, step.items_total) == (16, 20)
 
 
-ADVERSARIAL = [b"not json at all", b"[]", b"null", json.dumps({"choices": []}).encode(),
+def test_a_non_json_200_is_retried_and_the_retry_answers(scripted, tmp_path):
+    server = scripted(lambda n, b: (200, b"<html>502 from a proxy</html>", {}) if n == 0 else (200, OK, {}))
+    backend = BackendConfig("openai", "m", base_url=server.url, max_in_flight=1, retries=2, backoff=0.01)
+    answers = verify(Engine(Store(str(tmp_path)), progress=False), backend, n=1).value
+    assert answers.values == (True,) and answers.ok == (True,) and len(server.bodies) == 2
+
+
+HOSTILE = b"[" * 100_000  # nested deep enough to exhaust the JSON parser's recursion
+
+
+@pytest.mark.parametrize("bad_body", [b"not json at all", HOSTILE], ids=["not-json", "100k-brackets"])
+def test_a_request_that_keeps_failing_is_never_cached_while_the_answers_are(scripted, tmp_path, bad_body):
+    state = {"broken": True}
+
+    def script(n, body):
+        asks_number_1 = "number 1?" in json.dumps(body)
+        return (200, bad_body, {}) if state["broken"] and asks_number_1 else (200, OK, {})
+
+    server = scripted(script)
+    backend = BackendConfig("openai", "m", base_url=server.url, max_in_flight=1, retries=1, backoff=0.01)
+    store = Store(str(tmp_path))
+    with pytest.raises(BackendError, match=r"failed after 2 attempts \(HTTP 200 but the body is not JSON"):
+        _ = verify(Engine(store, progress=False), backend, n=3).value
+    assert len(server.bodies) == 4, "the failing request was tried twice, the others once"
+    state["broken"] = False
+    before = len(server.bodies)
+    engine = Engine(store, progress=False)
+    answers = verify(engine, backend, n=3).value
+    assert answers.values == (True, True, True) and all(answers.ok)
+    assert len(server.bodies) - before == 1, "only the failed request is asked again; the two answers were kept"
+    step = next(s for s in engine.steps if s.step == "verifier/chat")
+    assert (step.items_cached, step.items_total) == (2, 3)
+
+
+def test_a_trickling_server_cannot_keep_a_request_alive_past_its_deadline(scripted, tmp_path):
+    body = json.dumps(OK).encode()
+    server = scripted(lambda n, b: (200, Trickle(body, 0.25), {}))  # the whole answer would take about 20 s
+    backend = BackendConfig("openai", "m", base_url=server.url, retries=3, backoff=0.01, timeout=1.0)
+    start = time.monotonic()
+    with pytest.raises(BackendError, match="deadline"):
+        _ = verify(Engine(Store(str(tmp_path)), progress=False), backend, n=1).value
+    assert time.monotonic() - start < len(body) * 0.25 / 2, "the call ended long before the body did"
+    assert len(server.bodies) == 1, "the deadline covers every attempt: none starts after it has passed"
+
+
+def test_no_wait_after_the_last_attempt(scripted, tmp_path):
+    server = scripted(lambda n, b: (429, {"error": "slow down"}, {"retry-after": "1"}))
+    backend = BackendConfig("openai", "m", base_url=server.url, retries=1, timeout=30)
+    with pytest.raises(BackendError, match=r"failed after 2 attempts \(HTTP 429"):
+        _ = verify(Engine(Store(str(tmp_path)), progress=False), backend, n=1).value
+    failed_at = time.monotonic()
+    assert len(server.bodies) == 2
+    assert server.times[1] - server.times[0] >= 0.95, "Retry-After is honoured between attempts"
+    assert failed_at - server.times[1] < 0.95, "but not after the last one"
+
+
+def test_a_retry_after_beyond_the_deadline_fails_at_once(scripted, tmp_path):
+    server = scripted(lambda n, b: (503, {"error": "busy"}, {"retry-after": "50"}))
+    backend = BackendConfig("openai", "m", base_url=server.url, retries=4, timeout=20)
+    with pytest.raises(BackendError, match=r"after 1 attempts; the next one would start after the 20s deadline"):
+        _ = verify(Engine(Store(str(tmp_path)), progress=False), backend, n=1).value
+    assert len(server.bodies) == 1
+
+
+def test_backends_are_made_once_per_config_however_many_roles():
+    configs = [BackendConfig("openai", f"role-{i}", base_url="http://127.0.0.1:9/v1") for i in range(6)]
+    first = [make_backend(c) for c in configs]
+    again = [make_backend(c) for c in configs]
+    assert all(a is b for a, b in zip(first, again)), "no backend is evicted and made again"
+    assert make_backend(configs[0], "/elsewhere") is not first[0], "another location is another backend"
+
+
+ADVERSARIAL = [b"[]", b"null", json.dumps({"choices": []}).encode(),
                json.dumps({"choices": [{"message": {"content": 42}}]}).encode(),
                json.dumps({"choices": [{"message": {"content": "maybe?" * 10000}}]}).encode(),
                json.dumps({"model": 7, "choices": [{"message": {"content": "Yes"}, "logprobs": {"content": "x"}}]}).encode(),
@@ -116,7 +190,7 @@ def test_malformed_answers_never_crash_a_run_and_are_counted(scripted, tmp_path)
     assert len(answers.values) == len(ADVERSARIAL)
     assert answers.values[-2] is True and answers.values[-1] is False  # usable answers still parse
     report = next(s.report for s in engine.steps if s.step == "verifier/parse")
-    assert report["fallbacks"] == 6 and report["answers"] == 8, "fallbacks per stage appear in the run's report"
+    assert report["fallbacks"] == 5 and report["answers"] == 7, "fallbacks per stage appear in the run's report"
 
 
 def test_missing_image_file_is_named(scripted, tmp_path):

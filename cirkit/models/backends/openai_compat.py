@@ -1,8 +1,10 @@
 """OpenAI-compatible chat completions over HTTP, with concurrency limits, timeouts and retries.
 
-Images go as base64 data URLs. 429, 5xx and connection errors are retried with exponential backoff
-(honouring Retry-After); other 4xx fail at once. Whatever the server answers, a response that cannot be
-read becomes a ChatResponse with ``error`` set, never an exception that ends the run.
+Images go as base64 data URLs. 429, 5xx, connection errors, timeouts and HTTP-200 bodies that are not JSON
+are retried with exponential backoff (honouring Retry-After), within one deadline per request; other 4xx fail
+at once. A request that still fails raises BackendError: it is never recorded, so it is never cached as an
+answer. A JSON answer of the wrong shape is the server's answer: it becomes a ChatResponse with ``error``
+set (counted as a fallback downstream), never an exception that ends the run.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import atexit
 import base64
 import io
+import json
 import math
 import mimetypes
 import os
@@ -19,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from ...engine import PartialShard
 from ..config import BackendConfig, BackendError
 from ..requests import ChatRequest, ChatResponse
 
@@ -105,42 +109,104 @@ def read_response(body: Any, requested_model: str) -> ChatResponse:
     return ChatResponse(text, model, finish, prob)
 
 
+# An answer larger than this is not a chat completion; stop reading rather than fill memory.
+MAX_ANSWER_BYTES = 64 * 2**20
+# The longest Retry-After honoured; a server asking for more is waited on only this long.
+MAX_RETRY_AFTER = 60.0
+
+
+class _Transient(Exception):
+    """An attempt failed in a way worth retrying; ``wait`` is the server's Retry-After, if it gave one."""
+
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.wait = reason, wait
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after", "")
+    return min(float(value), MAX_RETRY_AFTER) if value.replace(".", "", 1).isdigit() else None
+
+
 class OpenAIBackend:
+    """Chat completions from one server. Each request has one deadline, ``config.timeout`` seconds, for all of
+    its attempts and the waits between them; a failed request raises :class:`BackendError` and is never
+    turned into an answer (so it is never cached)."""
+
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.url = base_url_of(config)
         self.client = httpx.Client(timeout=config.timeout, headers=_headers(config))
         atexit.register(self.client.close)
 
+    def _attempt(self, body: dict, deadline: float) -> ChatResponse:
+        """One POST within the deadline: an answer, :class:`_Transient`, or BackendError (not worth retrying)."""
+        endpoint = f"{self.url}/chat/completions"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Transient(f"the {self.config.timeout:g}s deadline passed")
+        try:
+            with self.client.stream("POST", endpoint, json=body, timeout=httpx.Timeout(remaining)) as r:
+                data = _read_within(r, deadline, self.config.timeout)
+        except httpx.TransportError as exc:
+            raise _Transient(f"{type(exc).__name__}: {exc}") from None
+        if r.status_code == 200:
+            try:
+                parsed = json.loads(data)
+            except (ValueError, RecursionError):
+                raise _Transient(f"HTTP 200 but the body is not JSON ({data[:80]!r})") from None
+            return read_response(parsed, body["model"])
+        reason = f"HTTP {r.status_code}: {data[:200].decode('utf-8', 'replace')}"
+        if r.status_code != 429 and r.status_code < 500:
+            raise BackendError(f"{endpoint} refused the request ({reason})")
+        raise _Transient(reason, _retry_after(r.headers))
+
     def _post(self, body: dict) -> ChatResponse:
         cfg = self.config
-        last = ""
+        deadline = time.monotonic() + cfg.timeout
         for attempt in range(cfg.retries + 1):
             try:
-                r = self.client.post(f"{self.url}/chat/completions", json=body)
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if r.status_code == 200:
-                    try:
-                        return read_response(r.json(), body["model"])
-                    except ValueError:
-                        return ChatResponse("", body["model"], error="malformed response: not JSON")
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-                if r.status_code != 429 and r.status_code < 500:
-                    raise BackendError(f"{self.url}/chat/completions refused the request ({last})")
-                retry_after = r.headers.get("retry-after")
-                if retry_after and retry_after.replace(".", "", 1).isdigit():
-                    time.sleep(min(float(retry_after), 60.0))
-                    continue
-            if attempt < cfg.retries:
-                time.sleep(cfg.backoff * 2**attempt)
-        raise BackendError(f"{self.url}/chat/completions failed after {cfg.retries + 1} attempts ({last})")
+                return self._attempt(body, deadline)
+            except _Transient as exc:
+                last = exc
+            if attempt == cfg.retries:
+                break  # no wait after the last attempt
+            wait = last.wait if last.wait is not None else cfg.backoff * 2**attempt
+            if time.monotonic() + wait >= deadline:
+                raise BackendError(f"{self.url}/chat/completions failed after {attempt + 1} attempts; the next one "
+                                   f"would start after the {cfg.timeout:g}s deadline ({last.reason})")
+            time.sleep(wait)
+        raise BackendError(f"{self.url}/chat/completions failed after {cfg.retries + 1} attempts ({last.reason})")
 
     def complete(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+        """Answers in order. If some requests fail, the others still finish and are handed to the engine with
+        the first failure (:class:`~cirkit.engine.PartialShard`), so they are cached and the run then fails."""
         bodies = [payload(self.config.model, r) for r in requests]
         with ThreadPoolExecutor(max(1, self.config.max_in_flight)) as pool:
-            return list(pool.map(self._post, bodies))
+            futures = [pool.submit(self._post, b) for b in bodies]
+        done, errors = {}, []
+        for i, future in enumerate(futures):
+            try:
+                done[i] = future.result()
+            except BackendError as exc:
+                errors.append(exc)
+        if errors:
+            raise PartialShard(done, errors[0])
+        return [done[i] for i in range(len(bodies))]
+
+
+def _read_within(response: httpx.Response, deadline: float, timeout: float) -> bytes:
+    """The whole body, or :class:`_Transient` once the deadline passes (a server trickling bytes cannot keep a
+    request alive) or the body outgrows :data:`MAX_ANSWER_BYTES`."""
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if time.monotonic() > deadline:
+            raise _Transient(f"the server did not finish its answer within the {timeout:g}s deadline")
+        if size > MAX_ANSWER_BYTES:
+            raise _Transient(f"the answer is larger than {MAX_ANSWER_BYTES} bytes")
+    return b"".join(chunks)
 
 
 def list_models(config: BackendConfig) -> list[dict]:
