@@ -49,3 +49,4 @@ class BackendIdentity:
     snapshot: str
     substitute: bool = False  # CLIP stand-ins for vision-language models
     location: str = dataclasses.field(default="", metadata={"hash": False})  # the folder a local backend loads
+    runtime: str = ""  # digest of the code (and library versions) that decide the answers; see models.stages

@@ -7,7 +7,8 @@ import os
 import threading
 
 from ..data.filehash import FileDigests
-from ..engine import stage
+from ..engine import digest, provenance, stage
+from ..engine.fingerprint import analyse
 from .config import BackendConfig, BackendError, BackendIdentity
 from .requests import ChatRequest, ChatResponse, request_identity
 
@@ -19,18 +20,43 @@ def resolve_backend(config: BackendConfig, folder: str | None) -> BackendIdentit
     """Ask the backend who it is: the server's model entry, or the content digest of a local folder.
 
     ``folder`` (an upstream artifact, e.g. an exported checkpoint) replaces ``config.model`` for local kinds."""
+    runtime = answer_code_digest(config.kind)
     if config.kind == "openai":
         from .backends.openai_compat import list_models, server_snapshot
 
-        if config.snapshot:
-            return BackendIdentity("openai", config.model, config.snapshot)
-        return BackendIdentity("openai", config.model, server_snapshot(config.model, list_models(config)))
+        snapshot = config.snapshot or server_snapshot(config.model, list_models(config))
+        return BackendIdentity("openai", config.model, snapshot, runtime=runtime)
     path = folder or config.model
     if not os.path.isdir(path):
         raise BackendError(f"{path}: backend.model must be a local folder for kind {config.kind!r}")
     return BackendIdentity(config.kind, os.path.basename(os.path.normpath(path)),
                            config.snapshot or FileDigests().folder_digest(path), substitute=config.kind == "clip",
-                           location=os.path.abspath(path))
+                           location=os.path.abspath(path), runtime=runtime)
+
+
+def _answer_code(kind: str) -> tuple:
+    """The code that decides *what* a backend of ``kind`` answers, as opposed to how answers are delivered
+    (retries, timeouts, concurrency): the request body and how a response is read for a server; the whole
+    implementation for a backend that computes answers in this process."""
+    if kind == "openai":
+        from .backends.openai_compat import payload, read_response
+
+        return payload, read_response
+    if kind == "transformers":
+        from .backends.local_transformers import TransformersBackend
+
+        return (TransformersBackend,)
+    from .backends.clip_substitutes import ClipSubstituteBackend
+
+    return (ClipSubstituteBackend,)
+
+
+def answer_code_digest(kind: str) -> str:
+    """Digest of :func:`_answer_code` (followed transitively) and of the keyed packages it reaches. It enters
+    every call's key through the backend identity, because ``chat`` treats the backend as opaque."""
+    first, *rest = _answer_code(kind)
+    found = analyse(first, rest)
+    return digest({"code": found.digest, "packages": provenance.environment(found.packages)})
 
 
 _BACKENDS: dict[tuple[BackendConfig, str], object] = {}
@@ -63,7 +89,7 @@ def _load_backend(config: BackendConfig, location: str):
     return ClipSubstituteBackend(config)
 
 
-@stage(version=1, over="requests", shard_size=16, item_key=request_identity)
+@stage(version=1, over="requests", shard_size=16, item_key=request_identity, opaque=[make_backend])
 def chat(config: BackendConfig, requests: tuple[ChatRequest, ...], backend: BackendIdentity) -> tuple[ChatResponse, ...]:
     """One response per request, each cached under (backend identity, template, prompt, images, decoding).
 

@@ -23,6 +23,7 @@ STAGES = {
     "embed_images": "cirkit.encoders.stages:embed_images",
     "embed_texts": "cirkit.encoders.stages:embed_texts",
     "train_builtin_clip": "cirkit.builtin.stages:train_builtin_clip",
+    "chat": "cirkit.models.stages:chat",
 }
 
 # (file, old, new): each edit changes what the code computes
@@ -30,6 +31,9 @@ PERCENT = ("evaluation/metrics.py", "100.0 * float(x)", "1.0 * float(x)")
 EPSILON = ("encoders/clip_model.py", 'nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="final_layer_norm")',
            'nn.LayerNorm(epsilon=cfg.layer_norm_eps * 10, dtype=jnp.float32, name="final_layer_norm")')
 TIE_RULE = ("retrieval/exact.py", "np.lexsort((i, -s), axis=1)", "np.lexsort((-i, -s), axis=1)")
+# How answers are delivered (retry timing) vs what is asked (the request body)
+RETRY = ("models/backends/openai_compat.py", "cfg.backoff * 2**attempt", "cfg.backoff * 3**attempt")
+BODY = ("models/backends/openai_compat.py", '"max_tokens": d.max_tokens,', '"max_tokens": d.max_tokens + 1,')
 # ... and these only change layout: a comment, a docstring, line breaks
 LAYOUT = [
     ("evaluation/metrics.py", "def _pct(x: float) -> float:\n", 'def _pct(x: float) -> float:\n    """Percent."""\n    # as papers do\n'),
@@ -84,7 +88,7 @@ def probe(root: Path, stages: dict, variants: dict) -> dict:
 def variants(tmp_path_factory):
     root = copy_package(tmp_path_factory.mktemp("keys"))
     return probe(root, STAGES, {"base": [], "percent": [PERCENT], "epsilon": [EPSILON], "tie_rule": [TIE_RULE],
-                                "layout": LAYOUT})
+                                "layout": LAYOUT, "retry": [RETRY], "body": [BODY]})
 
 
 @pytest.mark.parametrize("edit,dependent", [
@@ -101,11 +105,41 @@ def test_deep_edit_changes_exactly_the_dependent_stages(variants, edit, dependen
 @pytest.mark.parametrize("edit,stage,definition", [
     ("percent", "evaluate", "cirkit.evaluation.metrics._pct"),
     ("epsilon", "embed_images", "cirkit.encoders.clip_model.ClipText"),
-    ("tie_rule", "retrieve", "cirkit.retrieval.exact._merge"),
+    ("tie_rule", "retrieve", "cirkit.retrieval.exact._sorted_top"),
 ])
 def test_the_changed_definition_is_named(variants, edit, stage, definition):
     before, after = variants["base"][stage]["deps"], variants[edit][stage]["deps"]
     assert code_changes(before, after) == [f"code changed: {definition}"]
+
+
+@pytest.mark.parametrize("edit", ["retry", "body"])
+def test_model_calls_stop_at_the_backend(variants, edit):
+    """No edit of a backend's code changes ``chat``'s own key: cached answers are precious. What the backend
+    asks and how it reads answers enters through the backend identity instead (next test)."""
+    assert variants[edit] == variants["base"]
+    assert variants["base"]["chat"]["deps"]["cirkit.models.stages.make_backend"] == "opaque"
+    assert not [d for d in variants["base"]["chat"]["deps"] if d.startswith("cirkit.models.backends.")]
+
+
+def test_the_backend_identity_follows_what_is_asked_not_how_it_is_delivered(tmp_path):
+    root = copy_package(tmp_path)
+    code = ("import json, sys; from cirkit.models.stages import answer_code_digest; "
+            "print(json.dumps({k: answer_code_digest(k) for k in ('openai', 'clip')}))")
+    env = {**os.environ, "PYTHONPATH": str(root), "JAX_PLATFORMS": "cpu"}
+
+    def digests(*edits):
+        for name, old, new in edits:
+            path = root / "cirkit" / name
+            path.write_text(path.read_text().replace(old, new))
+        out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    base = digests()
+    retry = digests(RETRY)
+    assert retry == base, "retry timing is delivery, not content"
+    body = digests(BODY)
+    assert body["openai"] != base["openai"] and body["clip"] == base["clip"]
 
 
 def test_layout_edits_change_nothing(variants):
