@@ -45,7 +45,20 @@ def _open(store_url: str) -> Store:
     return Store(store_url)
 
 
-@click.group()
+class _Group(click.Group):
+    """Store I/O errors and paths refused for leaving the store are one-line errors, not tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        from .engine.fs import UnsafePath
+        from .engine.store import StoreIOError
+
+        try:
+            return super().invoke(ctx)
+        except (StoreIOError, UnsafePath) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="cirkit")
 def main() -> None:
     """cirkit: reproducible language-guided image retrieval from pure, cached stages."""
@@ -168,6 +181,7 @@ def show(target: str, as_json: bool, store_url: str) -> None:
 
         steps = [Step(**{k: v for k, v in s.items()}) for s in run_record["steps"]]
         console.print(steps_table(steps, {}, title=f"run {target} ({run_record.get('pipeline')})"))
+        console.print(f"run digest {_run_digest(store, target)}", soft_wrap=True)
         if run_record.get("metrics"):
             for table in metrics_tables(run_record["metrics"], title="metrics"):
                 console.print(table)
@@ -182,6 +196,15 @@ def show(target: str, as_json: bool, store_url: str) -> None:
     console.print_json(json.dumps({"config": record["config"]}))
     console.print(_lineage(store, key))
     console.print(preview(store.get_value(record["output"])))
+
+
+def _run_digest(store: Store, run: str) -> str:
+    from .engine.sharing import VerificationError, run_digest
+
+    try:
+        return run_digest(store, run)
+    except VerificationError as exc:
+        return f"unavailable: {exc}"
 
 
 def _resolve_key(store: Store, prefix: str) -> str:
@@ -288,26 +311,28 @@ def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str
 @store_option
 def push(run_name: str, url: str, store_url: str) -> None:
     """Copy RUN's records and content to URL (any fsspec location); only what URL lacks is sent."""
-    from .engine.sharing import push_run
+    from .engine.sharing import VerificationError, push_run
 
     try:
         report = push_run(_open(store_url), Store(url), run_name)
-    except KeyError as exc:
+    except (KeyError, VerificationError) as exc:
         raise click.ClickException(str(exc.args[0])) from None
     console.print(f"pushed {run_name} to {url}: {report.files} files, {_size(report.bytes)}; "
                   f"{report.skipped} entries were already there")
+    console.print(f"run digest {report.digest} (pin it: cirkit pull {run_name} URL --expect DIGEST)", soft_wrap=True)
 
 
 @main.command()
 @click.argument("run_name", metavar="RUN")
 @click.argument("url")
+@click.option("--expect", default=None, metavar="DIGEST", help="Accept only the run with this digest (from push/show).")
 @store_option
-def pull(run_name: str, url: str, store_url: str) -> None:
+def pull(run_name: str, url: str, expect: str | None, store_url: str) -> None:
     """Fetch RUN from URL; everything is verified before anything is published into the local store."""
     from .engine.sharing import VerificationError, pull_run
 
     try:
-        report = pull_run(Store(url), _open(store_url), run_name)
+        report = pull_run(Store(url), _open(store_url), run_name, expect=expect)
     except (KeyError, VerificationError) as exc:
         raise click.ClickException(str(exc.args[0])) from None
     console.print(f"pulled {run_name} from {url}: {report.files} files, {_size(report.bytes)}; "
@@ -363,9 +388,12 @@ def verify(repair: bool, store_url: str) -> None:
     """Re-hash every entry; report corrupt ones and exit non-zero if any."""
     store = _open(store_url)
     checked, problems = verify_store(store, repair=repair)
+    incomplete = [p for p in problems if p.what.startswith("incomplete")]
     for p in problems:
-        err.print(f"[red]corrupt[/red] {p.path}: {p.what}{' (removed)' if repair else ''}")
-    console.print(f"checked {checked} entries: {len(problems)} corrupt")
+        label = "incomplete" if p in incomplete else "corrupt"
+        removed = " (removed)" if repair and p not in incomplete and not p.what.startswith("not checked") else ""
+        err.print(f"[red]{label}[/red] {p.path}: {p.what}{removed}", soft_wrap=True)
+    console.print(f"checked {checked} entries: {len(problems) - len(incomplete)} corrupt, {len(incomplete)} runs incomplete")
     if problems:
         sys.exit(1)
 
