@@ -188,6 +188,8 @@ def show(target: str, as_json: bool, store_url: str) -> None:
         return
     key = _resolve_key(store, target)
     record = store.get_record(key)
+    if record is None:
+        raise click.ClickException(f"the record of {key} in {store.location} is corrupt (run `cirkit verify`)")
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return

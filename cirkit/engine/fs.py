@@ -89,10 +89,9 @@ class LocalFS(StoreFS):
             return None
 
     def write_atomic(self, path: str, data: bytes) -> None:
-        full = self._p(path)
+        full = self._w(path)  # checked before any folder is made
         directory = os.path.dirname(full)
         os.makedirs(directory, exist_ok=True)
-        full = self._w(path)
         tmp = os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
         with open(tmp, "wb") as f:
             f.write(data)
@@ -148,16 +147,14 @@ class LocalFS(StoreFS):
         return LocalStore(self._p(path))
 
     def temp_dir(self) -> str:
-        tmp_root = self._p("tmp")
+        tmp_root = os.path.dirname(self._w("tmp/x"))
         os.makedirs(tmp_root, exist_ok=True)
-        self._w("tmp/x")
         return os.path.relpath(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=tmp_root), self.root).replace(os.sep, "/")
 
     def publish_dir(self, tmp: str, path: str) -> None:
         """Rename a finished temporary directory into place; if another writer won the race, keep theirs."""
-        full = self._p(path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
         full = self._w(path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
         try:
             os.rename(self._p(tmp), full)
         except OSError:
