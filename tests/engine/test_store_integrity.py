@@ -283,3 +283,28 @@ def test_pull_pins_the_run_digest_the_collaborator_publishes(tmp_path):
     result = CliRunner().invoke(main, ["pull", "toy", str(remote), "--store", str(tmp_path / "b"), "--expect", published])
     assert result.exit_code == 0, result.output
     assert run_digest(Store(str(tmp_path / "b")), "toy") == published
+
+
+def test_the_cli_reports_an_io_error_in_one_line_and_deletes_nothing(tmp_path, monkeypatch):
+    """Simulated (root ignores chmod): every read of a value file raises PermissionError."""
+    from cirkit.engine.fs import LocalFS
+
+    root = tmp_path / "store"
+    run_toy(tmp_path, root)
+    before = sorted(p for p in root.rglob("*") if p.is_file())
+    real_read = LocalFS.read
+
+    def read(self, path):
+        if path.startswith("values/"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_read(self, path)
+
+    monkeypatch.setattr(LocalFS, "read", read)
+    result = CliRunner().invoke(main, ["export", "toy", "metrics", str(tmp_path / "m.json"), "--store", str(root)])
+    assert result.exit_code == 1 and "Permission denied" in result.output and "nothing was changed" in result.output
+    assert isinstance(result.exception, SystemExit), "a one-line error, not a traceback"
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "toy.toml"), "--store", str(root), "--quiet",
+                                       "--set", "total.offset=2.0"])
+    assert result.exit_code == 1 and "Permission denied" in result.output, result.output
+    assert sorted(p for p in root.rglob("*") if p.is_file() and "/runs/" not in str(p)) == \
+        [p for p in before if "/runs/" not in str(p)]
