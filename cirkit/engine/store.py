@@ -117,10 +117,16 @@ def _fan(prefix: str, name: str, suffix: str) -> str:
     return f"{prefix}/{name[:2]}/{name}{suffix}"
 
 
+def _check_optional(name: Any) -> None:
+    if name is not None:
+        check_name(name)
+
+
 def _check_record(doc: dict) -> None:
     check_name(doc.get("output"))
-    if doc.get("namespace") is not None:
-        check_name(doc["namespace"])
+    _check_optional(doc.get("namespace"))
+    for name in (*doc.get("inputs", {}).values(), *doc.get("input_keys", {}).values()):
+        _check_optional(name)
 
 
 def _check_shard(doc: dict) -> None:
@@ -137,6 +143,10 @@ def _check_run(doc: dict) -> None:
     for output in doc.get("outputs", {}).values():
         check_name(output.get("key"))
         check_name(output.get("content"))
+    for step in doc.get("steps", []):  # what show, diff and report look up
+        for name in (step.get("key"), step.get("output"), *step.get("inputs", {}).values(),
+                     *step.get("input_keys", {}).values()):
+            _check_optional(name)
 
 
 _LOADING = object()  # marks a value being loaded, so that a gather naming itself is caught

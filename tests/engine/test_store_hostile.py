@@ -285,3 +285,24 @@ def test_push_then_pull_through_a_folder_still_works(tmp_path):
     push_run(Store(str(tmp_path / "a")), Store(str(tmp_path / "remote")), "toy")
     pull_run(Store(str(tmp_path / "remote")), Store(str(tmp_path / "b")), "toy")
     assert "computed" not in run_toy(tmp_path, tmp_path / "b").split("results")[0]
+
+
+def test_every_name_a_run_or_record_gives_to_show_diff_or_report_is_checked(tmp_path):
+    root = tmp_path / "store"
+    run_toy(tmp_path, root)
+    store = Store(str(root))
+    run_path = root / "runs" / "toy.json"
+    run = json.loads(run_path.read_text())
+    key = run["artifacts"][0]
+    record_path = root / store.record_path(key)
+    record = json.loads(record_path.read_text())
+    for field in ("output", "key"):
+        step = dict(run["steps"][-1], **{field: "../victim"})
+        run_path.write_bytes(checked({**run, "steps": [*run["steps"][:-1], step]}))
+        with pytest.warns(CorruptionWarning, match="victim"):
+            assert store.get_run("toy") is None
+    record_path.write_bytes(checked({**record, "input_keys": {"x": "../../victim"}}))
+    with pytest.warns(CorruptionWarning, match="victim"):
+        assert store.get_record(key) is None
+    run_path.write_bytes(checked(run))
+    assert CliRunner().invoke(main, ["diff", "toy", "toy", "--store", str(root)]).exit_code == 0
