@@ -36,7 +36,7 @@ from .fs import MANIFEST, StoreFS, open_fs
 from .hashing import digest, digest_bytes
 
 __all__ = [
-    "Store", "CorruptionWarning", "MissingContent", "ShardRef", "BadName", "StoreIOError", "check_name",
+    "Store", "CorruptionWarning", "MissingContent", "ShardRef", "BadName", "StoreIOError", "check_name", "check_names",
     "gather_runs", "assemble",
 ]
 
@@ -71,6 +71,20 @@ def check_name(name: Any, kind: str = "key") -> str:
     if not (isinstance(name, str) and _NAME[kind].fullmatch(name)):
         raise BadName(f"{name!r} is not a valid {kind} name ({'64' if kind == 'key' else '32'} lowercase hex digits)")
     return name
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def check_names(names: Any, kind: str = "key") -> list[str]:
+    """:func:`check_name` for a whole list at once (a shard's item keys), at C speed."""
+    size = 64 if kind == "key" else 32
+    if not (isinstance(names, list) and all(type(n) is str and len(n) == size for n in names)
+            and _HEX.issuperset("".join(names))):
+        for name in names if isinstance(names, list) else [names]:
+            check_name(name, kind)
+        raise BadName(f"{names!r:.80} is not a list of {kind} names")
+    return names
 
 
 def load_json(raw: bytes) -> Any:
@@ -131,10 +145,7 @@ def _check_record(doc: dict) -> None:
 
 def _check_shard(doc: dict) -> None:
     check_name(doc.get("value"))
-    if not isinstance(doc.get("items"), list):
-        raise Corrupt("its items are not a list")
-    for key in doc["items"]:
-        check_name(key)
+    check_names(doc.get("items"))
 
 
 def _check_run(doc: dict) -> None:

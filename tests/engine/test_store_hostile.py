@@ -306,3 +306,19 @@ def test_every_name_a_run_or_record_gives_to_show_diff_or_report_is_checked(tmp_
         assert store.get_record(key) is None
     run_path.write_bytes(checked(run))
     assert CliRunner().invoke(main, ["diff", "toy", "toy", "--store", str(root)]).exit_code == 0
+
+
+def test_a_shard_listing_a_malformed_item_key_is_corrupt(tmp_path):
+    from cirkit.engine.store import BadName, check_names
+
+    good = ["0123456789abcdef" * 4, "f" * 64]
+    assert check_names(good) == good
+    for bad in ([*good, "../x"], [*good, "F" * 64], [*good, 5], "0" * 64, [good[0][:-1] + "g"]):
+        with pytest.raises(BadName):
+            check_names(bad)
+    store = Store(str(tmp_path))
+    shard = store.put_shard("a" * 64, good, np.zeros((2, 3)))
+    path = tmp_path / store.shard_path("a" * 64, shard)
+    path.write_bytes(checked({**json.loads(path.read_text()), "items": [good[0], "../" + good[1][3:]]}))
+    with pytest.warns(CorruptionWarning, match="invalid"):
+        assert store.item_index("a" * 64) == {}
