@@ -40,19 +40,23 @@ store.fs.read = lambda p: reads.__setitem__(0, reads[0] + 1) or real(p)
 warnings.simplefilter("ignore")
 t = time.perf_counter()
 try:
-    checked, problems = verify_store(store)
-    outcome = f"{checked} checked, {len(problems)} problems"
+    if sys.argv[4] == "load":  # what export and a run do: load the top value
+        store.get_value(hashes[-1])
+        outcome = "loaded"
+    else:
+        checked, problems = verify_store(store)
+        outcome = f"{checked} checked, {len(problems)} problems"
 except BaseException as exc:
     outcome = f"crashed: {type(exc).__name__}"
 print(json.dumps({"seconds": time.perf_counter() - t, "reads": reads[0], "outcome": outcome}))
 """
 
 
-def case(kind: str, depth: int, limit: float) -> dict:
+def case(kind: str, depth: int, limit: float, what: str = "verify") -> dict:
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
         try:
-            out = subprocess.run([sys.executable, "-c", CHILD, kind, str(depth), root], capture_output=True,
+            out = subprocess.run([sys.executable, "-c", CHILD, kind, str(depth), root, what], capture_output=True,
                                  text=True, timeout=limit)
         except subprocess.TimeoutExpired:
             return {"seconds": time.perf_counter() - start, "reads": None, "outcome": f"did not finish in {limit:.0f} s"}
@@ -65,12 +69,13 @@ def case(kind: str, depth: int, limit: float) -> dict:
 
 def main() -> None:
     limit = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
-    for kind, depth in (("flat", 40), ("tower", 18), ("tower", 40), ("deep", 3)):
-        r = case(kind, depth, limit)
+    for what, kind, depth in (("verify", "flat", 40), ("verify", "tower", 18), ("verify", "tower", 40),
+                              ("load", "tower", 18), ("load", "tower", 40), ("verify", "deep", 3)):
+        r = case(kind, depth, limit, what)
         reference = case("flat", depth, limit) if kind != "flat" else r
         ratio = f"{r['seconds'] / reference['seconds']:.1f}x" if r["seconds"] and reference["seconds"] else "-"
-        print(f"{kind:6s} depth {depth:3d}: {r['outcome']}, {r['seconds'] or 0:.3f} s, {r['reads']} reads, "
-              f"{ratio} the honest store of {depth + 1} values")
+        print(f"{what:6s} {kind:5s} depth {depth:3d}: {r['outcome']}, {r['seconds'] or 0:.3f} s, {r['reads']} reads, "
+              f"{ratio} verifying the honest store of {depth + 1} values")
 
 
 if __name__ == "__main__":
