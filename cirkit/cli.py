@@ -394,8 +394,8 @@ def verify(repair: bool, store_url: str) -> None:
     for p in problems:
         label = "incomplete" if p in incomplete else "corrupt"
         removed = " (removed)" if repair and p not in incomplete and not p.what.startswith("not checked") else ""
-        err.print(f"[red]{label}[/red] {p.path}: {p.what}{removed}", soft_wrap=True)
-    console.print(f"checked {checked} entries: {len(problems) - len(incomplete)} corrupt, {len(incomplete)} runs incomplete")
+        err.print(f"[red]{label}[/red] {p.path}: {p.what.removeprefix('incomplete: ')}{removed}", soft_wrap=True)
+    console.print(f"checked {checked} entries: {len(problems) - len(incomplete)} corrupt; runs incomplete: {len(incomplete)}")
     if problems:
         sys.exit(1)
 
