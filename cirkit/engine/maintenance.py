@@ -13,11 +13,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .checks import BadName, Corrupt, check_name, check_run, load_json
 from .fs import MANIFEST
 from .hashing import digest
-from .store import (
-    BadName, Corrupt, CorruptionWarning, MissingContent, Store, StoreIOError, _check_run, _Memo, check_name, load_json,
-)
+from .store import CorruptionWarning, MissingContent, Store, StoreIOError, _Memo
 
 __all__ = ["store_status", "verify_store", "collect_garbage", "Reachable", "reachable_from_runs", "GRACE_SECONDS"]
 
@@ -119,7 +118,7 @@ def _check(store: Store, area: str, entry: str, memo: _Memo, array_refs: dict) -
             _, namespace, shard = entry.split("/")
             check_name(namespace)
             return store.load_shard(namespace, check_name(shard[: -len(".json")], "shard")) is not None, "missing"
-        return store.load_doc(entry, _check_run) is not None, "missing"
+        return store.load_doc(entry, check_run) is not None, "missing"
     except (BadName, ValueError) as exc:  # Corrupt is a ValueError
         return False, f"corrupt: {exc}"
 

@@ -23,10 +23,11 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 
+from .checks import Corrupt
 from .fs import MANIFEST, LocalFS, StoreFS
 from .hashing import digest
 from .maintenance import Reachable, reachable_from_runs
-from .store import Corrupt, CorruptionWarning, MissingContent, Store, _Memo
+from .store import CorruptionWarning, MissingContent, Store, _Memo
 
 __all__ = ["push_run", "pull_run", "run_digest", "TransferReport", "VerificationError"]
 

@@ -15,14 +15,13 @@ is reported with a :class:`CorruptionWarning` and treated as absent, so it gets 
 is not corruption: it raises :class:`StoreIOError` and nothing is deleted.
 
 A store may be someone else's data: every name taken from stored content (keys, hashes, digests,
-namespaces, shard ids) is checked here, in :func:`check_name`, before it becomes a path. Nothing unpickles.
+namespaces, shard ids) is checked (``checks.py``) before it becomes a path. Nothing unpickles.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 import urllib.parse
 import warnings
 from collections.abc import Iterator
@@ -31,6 +30,17 @@ from typing import Any
 
 import numpy as np
 
+from .checks import (
+    BadName,
+    Corrupt,
+    check_name,
+    check_names,
+    check_record,
+    check_run,
+    check_shard,
+    is_name,
+    load_json,
+)
 from .codec import decode, encode
 from .fs import MANIFEST, StoreFS, open_fs
 from .hashing import digest, digest_bytes
@@ -42,7 +52,6 @@ __all__ = [
 
 _INLINE_ARRAY_BYTES = 1024
 _CHUNK_BYTES = 8 << 20
-_NAME = {"key": re.compile(r"[0-9a-f]{64}"), "shard": re.compile(r"[0-9a-f]{32}")}
 
 
 class CorruptionWarning(UserWarning):
@@ -53,46 +62,8 @@ class MissingContent(KeyError):
     """A content hash is not in the store (or was corrupt)."""
 
 
-class BadName(ValueError):
-    """A name taken from stored content is not a well-formed key, hash, digest or shard id."""
-
-
 class StoreIOError(OSError):
     """The store could not be read or written (permissions, network); not corruption, nothing was deleted."""
-
-
-class Corrupt(ValueError):
-    """A stored entry does not decode, fails its checksum or names something malformed."""
-
-
-def check_name(name: Any, kind: str = "key") -> str:
-    """``name`` if it is a well-formed ``key`` (keys, content hashes, array digests and namespaces: 64
-    lowercase hex digits) or ``shard`` id (32); raise :class:`BadName` otherwise."""
-    if not (isinstance(name, str) and _NAME[kind].fullmatch(name)):
-        raise BadName(f"{name!r} is not a valid {kind} name ({'64' if kind == 'key' else '32'} lowercase hex digits)")
-    return name
-
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def check_names(names: Any, kind: str = "key") -> list[str]:
-    """:func:`check_name` for a whole list at once (a shard's item keys), at C speed."""
-    size = 64 if kind == "key" else 32
-    if not (isinstance(names, list) and all(type(n) is str and len(n) == size for n in names)
-            and _HEX.issuperset("".join(names))):
-        for name in names if isinstance(names, list) else [names]:
-            check_name(name, kind)
-        raise BadName(f"{names!r:.80} is not a list of {kind} names")
-    return names
-
-
-def load_json(raw: bytes) -> Any:
-    """Parse stored JSON; anything malformed, including nesting too deep to parse, is :class:`Corrupt`."""
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError, MemoryError) as exc:
-        raise Corrupt(f"not JSON ({type(exc).__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -129,35 +100,6 @@ def assemble(parts: list[Any], runs: list[list[int]]) -> Any:
 def _fan(prefix: str, name: str, suffix: str) -> str:
     check_name(name)
     return f"{prefix}/{name[:2]}/{name}{suffix}"
-
-
-def _check_optional(name: Any) -> None:
-    if name is not None:
-        check_name(name)
-
-
-def _check_record(doc: dict) -> None:
-    check_name(doc.get("output"))
-    _check_optional(doc.get("namespace"))
-    for name in (*doc.get("inputs", {}).values(), *doc.get("input_keys", {}).values()):
-        _check_optional(name)
-
-
-def _check_shard(doc: dict) -> None:
-    check_name(doc.get("value"))
-    check_names(doc.get("items"))
-
-
-def _check_run(doc: dict) -> None:
-    for key in doc.get("artifacts", []):
-        check_name(key)
-    for output in doc.get("outputs", {}).values():
-        check_name(output.get("key"))
-        check_name(output.get("content"))
-    for step in doc.get("steps", []):  # what show, diff and report look up
-        for name in (step.get("key"), step.get("output"), *step.get("inputs", {}).values(),
-                     *step.get("input_keys", {}).values()):
-            _check_optional(name)
 
 
 _LOADING = object()  # marks a value being loaded, so that a gather naming itself is caught
@@ -249,7 +191,7 @@ class Store:
 
     def load_record(self, key: str) -> dict | None:
         """The record of ``key`` (None if absent); raise :class:`Corrupt` if it cannot be trusted."""
-        doc = self.load_doc(self.record_path(key), _check_record)
+        doc = self.load_doc(self.record_path(key), check_record)
         if doc is not None and doc.get("key") != key:
             raise Corrupt(f"it names another key ({doc.get('key')})")
         return doc
@@ -418,15 +360,15 @@ class Store:
 
     def load_shard(self, namespace: str, shard: str) -> dict | None:
         """A shard file (None if absent); raise :class:`Corrupt` if it cannot be trusted."""
-        return self.load_doc(self.shard_path(namespace, shard), _check_shard)
+        return self.load_doc(self.shard_path(namespace, shard), check_shard)
 
     def get_shard(self, namespace: str, shard: str) -> dict | None:
-        return self._read_doc(self.shard_path(namespace, shard), _check_shard)
+        return self._read_doc(self.shard_path(namespace, shard), check_shard)
 
     def shard_ids(self, namespace: str) -> list[str]:
         """The ids of a namespace's shard files (names that are not shard ids are ignored)."""
         names = (n[: -len(".json")] for n in self.fs.list(f"items/{check_name(namespace)}") if n.endswith(".json"))
-        return [n for n in names if _NAME["shard"].fullmatch(n)]
+        return [n for n in names if is_name(n, "shard")]
 
     def item_index(self, namespace: str) -> dict[str, ShardRef]:
         """Every cached item of a namespace: item key -> where its output lives."""
@@ -451,10 +393,10 @@ class Store:
 
     def load_run(self, name: str) -> dict | None:
         """A run record (None if absent); raise :class:`Corrupt` if it cannot be trusted."""
-        return self.load_doc(self.run_path(name), _check_run)
+        return self.load_doc(self.run_path(name), check_run)
 
     def get_run(self, name: str) -> dict | None:
-        return self._read_doc(self.run_path(name), _check_run)
+        return self._read_doc(self.run_path(name), check_run)
 
     def run_names(self) -> list[str]:
         return sorted(urllib.parse.unquote(n[: -len(".json")]) for n in self.fs.list("runs") if n.endswith(".json"))
