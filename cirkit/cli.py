@@ -405,8 +405,13 @@ def verify(repair: bool, store_url: str) -> None:
 @store_option
 def gc(dry_run: bool, store_url: str) -> None:
     """Remove every entry that no named run reaches. Do not run it while runs are in progress."""
+    from .engine.maintenance import GcRefused
+
     store = _open(store_url)
-    doomed, size = collect_garbage(store, dry_run=dry_run)
+    try:
+        doomed, size = collect_garbage(store, dry_run=dry_run)
+    except GcRefused as exc:
+        raise click.ClickException(str(exc)) from None
     for entry in doomed:
         console.print(f"{'would remove' if dry_run else 'removed'} {entry}")
     console.print(f"{len(doomed)} entries, {_size(size)} {'reclaimable' if dry_run else 'reclaimed'}")

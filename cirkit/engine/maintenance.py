@@ -18,7 +18,9 @@ from .fs import MANIFEST
 from .hashing import digest
 from .store import CorruptionWarning, MissingContent, Store, StoreIOError, _Memo
 
-__all__ = ["store_status", "verify_store", "collect_garbage", "Reachable", "reachable_from_runs", "GRACE_SECONDS"]
+__all__ = [
+    "store_status", "verify_store", "collect_garbage", "GcRefused", "Reachable", "reachable_from_runs", "GRACE_SECONDS",
+]
 
 _AREAS = ("records", "values", "arrays", "items", "runs")
 GRACE_SECONDS = 3600.0  # temporaries younger than this may belong to a live writer; gc leaves them alone
@@ -51,6 +53,10 @@ def store_status(store: Store) -> dict[str, dict[str, int]]:
         counts["temporaries"] += 1
         sizes["temporaries"] += size
     return {area: {"entries": counts[area], "bytes": sizes[area]} for area in (*_AREAS, "temporaries")}
+
+
+class GcRefused(RuntimeError):
+    """gc cannot tell what is reachable (a run, record, shard or value it reaches is corrupt); nothing removed."""
 
 
 @dataclasses.dataclass
@@ -168,12 +174,13 @@ class Reachable:
     array_refs: dict[str, dict] = dataclasses.field(default_factory=dict)  # digest -> dtype, shape
     problems: list[str] = dataclasses.field(default_factory=list)  # with strict: what is missing or corrupt
     problem_names: set[str] = dataclasses.field(default_factory=set)  # their keys, hashes or shard ids
+    unreadable: list[str] = dataclasses.field(default_factory=list)  # corrupt: what they reference is unknown
 
 
 def reachable_from_runs(store: Store, runs: Iterable[str] | None = None, *, strict: bool = False) -> Reachable:
     """Everything the named runs (default: all) need: their records, values, arrays and item shards.
 
-    Without ``strict`` what cannot be read is skipped (gc keeps what it can see). With ``strict`` every
+    Without ``strict`` what is missing is skipped and what is corrupt is listed in ``unreadable``. With ``strict`` every
     run, record, value, array and shard a run needs must be present and readable; what is not is listed
     in ``problems`` (pull and verify refuse incomplete runs).
     """
@@ -181,6 +188,8 @@ def reachable_from_runs(store: Store, runs: Iterable[str] | None = None, *, stri
     namespaces: dict[str, set[str]] = {}  # namespace -> the gather parts its shards must provide
 
     def note(name: str, message: str) -> None:
+        if " is corrupt " in message:
+            found.unreadable.append(message)
         if strict:
             found.problems.append(message)
             found.problem_names.add(name)
@@ -264,8 +273,15 @@ def _mark_value(store: Store, content: str, found: Reachable, note) -> None:
 def collect_garbage(store: Store, *, dry_run: bool = True, grace_seconds: float = GRACE_SECONDS) -> tuple[list[str], int]:
     """Entries no named run reaches, and temporaries older than ``grace_seconds`` (left by killed writers);
     removed unless ``dry_run``: records first, then shards, values, arrays and temporaries, so that an
-    interrupted gc never leaves a record whose content is gone."""
-    keep = reachable_from_runs(store)
+    interrupted gc never leaves a record whose content is gone. If a named run, or a record, shard or value
+    it reaches, is corrupt, what it references is unknown: gc refuses (:class:`GcRefused`) and removes nothing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptionWarning)
+        keep = reachable_from_runs(store)
+    if keep.unreadable:
+        more = f" (and {len(keep.unreadable) - 1} more)" if len(keep.unreadable) > 1 else ""
+        raise GcRefused(f"gc removed nothing: {keep.unreadable[0]}{more}, so what it references is unknown; "
+                        "run `cirkit verify --repair` (and rerun what it reports) first")
     doomed: dict[str, int] = {}
     for path, size in store.fs.walk_files(""):
         area, entry = _area_entry(path)

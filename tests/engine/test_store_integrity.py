@@ -308,3 +308,22 @@ def test_the_cli_reports_an_io_error_in_one_line_and_deletes_nothing(tmp_path, m
     assert result.exit_code == 1 and "Permission denied" in result.output, result.output
     assert sorted(p for p in root.rglob("*") if p.is_file() and "/runs/" not in str(p)) == \
         [p for p in before if "/runs/" not in str(p)]
+
+
+def test_gc_removes_nothing_while_a_run_or_a_record_it_reaches_is_corrupt(tmp_path):
+    root = tmp_path / "store"
+    run_toy(tmp_path, root)
+    run_toy(tmp_path, root, "other", "embed.dim=299")
+    (root / "runs" / "other.json").unlink()  # its entries are garbage now
+    store = Store(str(root))
+    key = json.loads((root / "runs" / "toy.json").read_text())["outputs"]["metrics"]["key"]
+    record = root / store.record_path(key)
+    original = record.read_bytes()
+    record.write_bytes(original.replace(b'"stage":"total"', b'"stage":"totel"'))  # one flipped letter
+    before = sorted(p for p in root.rglob("*") if p.is_file())
+    result = CliRunner().invoke(main, ["gc", "--store", str(root)])
+    assert result.exit_code == 1 and "removed nothing" in result.output and key in result.output, result.output
+    assert sorted(p for p in root.rglob("*") if p.is_file()) == before
+    record.write_bytes(original)
+    assert len(collect_garbage(Store(str(root)), dry_run=False)[0]) > 3
+    assert "computed" not in run_toy(tmp_path, root).split("results")[0]
