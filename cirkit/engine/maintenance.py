@@ -101,7 +101,13 @@ def verify_store(store: Store, *, repair: bool = False, progress=None) -> tuple[
             found = reachable_from_runs(store, [run], strict=True)
             if found.problem_names - reported:  # not only the corrupt entries listed above
                 more = f" (and {len(found.problems) - 1} more)" if len(found.problems) > 1 else ""
-                problems.append(Problem(store.run_path(run), f"incomplete: {found.problems[0]}{more}; rerun it to restore"))
+                removed = ""
+                if repair and found.broken_records:  # so that rerunning recomputes what is not whole
+                    for key in sorted(found.broken_records):
+                        store.fs.remove(store.record_path(key))
+                    removed = f"; removed {len(found.broken_records)} records whose content is not whole"
+                problems.append(Problem(store.run_path(run),
+                                        f"incomplete: {found.problems[0]}{more}{removed}; rerun it to restore"))
     return checked, problems
 
 
@@ -175,6 +181,9 @@ class Reachable:
     problems: list[str] = dataclasses.field(default_factory=list)  # with strict: what is missing or corrupt
     problem_names: set[str] = dataclasses.field(default_factory=set)  # their keys, hashes or shard ids
     unreadable: list[str] = dataclasses.field(default_factory=list)  # corrupt: what they reference is unknown
+    broken_records: set[str] = dataclasses.field(default_factory=set)  # readable records whose content is not whole
+    _parts: dict[str, list[str]] = dataclasses.field(default_factory=dict, repr=False)  # gather value -> parts
+    _broken_values: set[str] = dataclasses.field(default_factory=set, repr=False)  # missing, corrupt or no array
 
 
 def reachable_from_runs(store: Store, runs: Iterable[str] | None = None, *, strict: bool = False) -> Reachable:
@@ -186,6 +195,7 @@ def reachable_from_runs(store: Store, runs: Iterable[str] | None = None, *, stri
     """
     found = Reachable()
     namespaces: dict[str, set[str]] = {}  # namespace -> the gather parts its shards must provide
+    outputs: dict[str, tuple[str, str | None]] = {}  # record key -> (output, namespace)
 
     def note(name: str, message: str) -> None:
         if " is corrupt " in message:
@@ -214,10 +224,11 @@ def reachable_from_runs(store: Store, runs: Iterable[str] | None = None, *, stri
                 note(key, f"record {key} is missing")
                 continue
             found.records.add(key)
+            outputs[key] = (rec["output"], rec.get("namespace"))
             _mark_value(store, rec["output"], found, note)
             if rec.get("namespace"):
-                parts = namespaces.setdefault(rec["namespace"], set())
-                parts.update(_gather_parts(store, rec["output"]))
+                namespaces.setdefault(rec["namespace"], set()).update(found._parts.get(rec["output"], []))
+    unprovided: dict[str, set[str]] = {}
     for ns, parts in sorted(namespaces.items()):
         provided: set[str] = set()
         for shard in store.shard_ids(ns):
@@ -229,18 +240,27 @@ def reachable_from_runs(store: Store, runs: Iterable[str] | None = None, *, stri
             if doc is not None and doc["value"] in found.values:
                 found.shards.add(f"{ns}/{shard}")
                 provided.add(doc["value"])
-        for part in sorted(parts - provided):
+        unprovided[ns] = parts - provided
+        for part in sorted(unprovided[ns]):
             note(part, f"shard of {ns} holding {part} is missing")
+    for key, (output, ns) in outputs.items():
+        if _tree_broken(found, output) or (ns and set(found._parts.get(output, [])) & unprovided.get(ns, set())):
+            found.broken_records.add(key)
     return found
 
 
-def _gather_parts(store: Store, content: str) -> list[str]:
-    try:
-        doc = load_json(store._read(store.value_path(content)) or b"{}")
-        parts = doc.get("gather", {}).get("parts", []) if isinstance(doc, dict) else []
-        return [check_name(p) for p in parts]
-    except (Corrupt, BadName, AttributeError):
-        return []
+def _tree_broken(found: Reachable, content: str) -> bool:
+    """Whether a value or anything it is gathered from is missing, corrupt or lacks an array."""
+    todo, seen = [content], set()
+    while todo:
+        c = todo.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        if c in found._broken_values:
+            return True
+        todo.extend(found._parts.get(c, []))
+    return False
 
 
 def _mark_value(store: Store, content: str, found: Reachable, note) -> None:
@@ -254,20 +274,24 @@ def _mark_value(store: Store, content: str, found: Reachable, note) -> None:
         raw = store._read(store.value_path(content))
         if raw is None:
             note(content, f"value {content} is missing")
+            found._broken_values.add(content)
             continue
         try:
             doc = load_json(raw)
             refs = doc.get("arrays", [])
-            parts = doc.get("gather", {}).get("parts", [])
+            parts = [check_name(p) for p in doc.get("gather", {}).get("parts", [])]
             for ref in refs:
                 if "digest" in ref:
                     found.arrays.add(check_name(ref["digest"]))
                     found.array_refs.setdefault(ref["digest"], ref)
                     if not store.fs.exists(f"{store.array_path(ref['digest'])}/{MANIFEST}"):
                         note(ref["digest"], f"array {ref['digest']} of value {content} is missing")
-            todo.extend(check_name(p) for p in parts)
+                        found._broken_values.add(content)
+            found._parts[content] = parts
+            todo.extend(parts)
         except (Corrupt, BadName, AttributeError, TypeError) as exc:
             note(content, f"value {content} is corrupt ({exc})")
+            found._broken_values.add(content)
 
 
 def collect_garbage(store: Store, *, dry_run: bool = True, grace_seconds: float = GRACE_SECONDS) -> tuple[list[str], int]:

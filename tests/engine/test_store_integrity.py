@@ -327,3 +327,23 @@ def test_gc_removes_nothing_while_a_run_or_a_record_it_reaches_is_corrupt(tmp_pa
     record.write_bytes(original)
     assert len(collect_garbage(Store(str(root)), dry_run=False)[0]) > 3
     assert "computed" not in run_toy(tmp_path, root).split("results")[0]
+
+
+@pytest.mark.parametrize("loss", ["shard", "arrays"])
+def test_verify_repair_then_a_rerun_makes_an_incomplete_run_whole(tmp_path, loss):
+    """A lost shard file or lost arrays under intact values: a plain rerun is all hits and would not restore
+    them, so repair removes the records whose content is not whole and the rerun recomputes just those."""
+    import shutil
+
+    root = tmp_path / "store"
+    run_toy(tmp_path, root)
+    expected = metrics(root)
+    if loss == "shard":
+        sorted((root / "items").rglob("*.json"))[1].unlink()
+    else:
+        shutil.rmtree(root / "arrays")
+    assert CliRunner().invoke(main, ["verify", "--repair", "--store", str(root)]).exit_code == 1
+    out = run_toy(tmp_path, root)
+    assert "computed" in out and metrics(root) == expected
+    result = CliRunner().invoke(main, ["verify", "--store", str(root)])
+    assert result.exit_code == 0 and "0 corrupt; runs incomplete: 0" in result.output, result.output
