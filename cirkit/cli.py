@@ -404,7 +404,7 @@ def verify(repair: bool, store_url: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @store_option
 def gc(dry_run: bool, store_url: str) -> None:
-    """Remove every entry that no named run reaches. Do not run it while runs are in progress."""
+    """Remove every entry that no named run reaches, and temporaries an hour old. Not while runs are in progress."""
     from .engine.maintenance import GcRefused
 
     store = _open(store_url)
