@@ -222,11 +222,23 @@ class Store:
         """Store ``value`` (arrays first, then its JSON tree) and return its content hash. Arrays are written
         even when the value file exists, so that a value whose arrays were lost is repaired."""
         content = content or digest(value)
+        exists = self.has_value(content)
+        if exists and self._arrays_present(content):
+            return content
         tree, arrays = encode(value)
         refs = [self._put_array(a) for a in arrays]
-        if not self.has_value(content):
+        if not exists:
             self.fs.write_atomic(self.value_path(content), _dumps({"tree": tree, "arrays": refs}, sort_keys=False))
         return content
+
+    def _arrays_present(self, content: str) -> bool:
+        """Whether every array a stored value names is there (a gather's parts are checked when loaded)."""
+        try:
+            doc = load_json(self._read(self.value_path(content)) or b"{}")
+            return all(self.fs.exists(f"{self.array_path(ref['digest'])}/{MANIFEST}")
+                       for ref in doc.get("arrays", []) if "digest" in ref)
+        except (Corrupt, BadName, AttributeError, TypeError, KeyError):
+            return False
 
     def get_value(self, content: str) -> Any:
         """Load and verify a value; raise :class:`MissingContent` if absent or corrupt (with a warning; a
