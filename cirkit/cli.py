@@ -70,7 +70,20 @@ def _run(store: Store, name: str) -> dict | None:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+class _Group(click.Group):
+    """Store I/O errors and paths refused for leaving the store are one-line errors, not tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        from .engine.fs import UnsafePath
+        from .engine.store import StoreIOError
+
+        try:
+            return super().invoke(ctx)
+        except (StoreIOError, UnsafePath) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="cirkit")
 def main() -> None:
     """cirkit: reproducible language-guided image retrieval from pure, cached stages."""
@@ -197,12 +210,15 @@ def show(target: str, as_json: bool, store_url: str) -> None:
         known = {f.name for f in dataclasses.fields(Step)}
         steps = [Step(**{k: v for k, v in s.items() if k in known}) for s in run_record["steps"]]
         console.print(steps_table(steps, {}, title=f"run {target} ({run_record.get('pipeline')})"))
+        console.print(f"run digest {_run_digest(store, target)}", soft_wrap=True)
         if run_record.get("metrics"):
             for table in metrics_tables(run_record["metrics"], title="metrics"):
                 console.print(table)
         return
     key = _resolve_key(store, target)
     record = store.get_record(key)
+    if record is None:
+        raise click.ClickException(f"the record of {key} in {store.location} is corrupt (run `cirkit verify`)")
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
@@ -211,6 +227,15 @@ def show(target: str, as_json: bool, store_url: str) -> None:
     console.print_json(json.dumps({"config": record["config"]}))
     console.print(_lineage(store, key))
     console.print(preview(store.get_value(record["output"])))
+
+
+def _run_digest(store: Store, run: str) -> str:
+    from .engine.sharing import VerificationError, run_digest
+
+    try:
+        return run_digest(store, run)
+    except VerificationError as exc:
+        return f"unavailable: {exc}"
 
 
 def _resolve_key(store: Store, prefix: str) -> str:
@@ -325,26 +350,28 @@ def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str
 @store_option
 def push(run_name: str, url: str, store_url: str) -> None:
     """Copy RUN's records and content to URL (any fsspec location); only what URL lacks is sent."""
-    from .engine.sharing import push_run
+    from .engine.sharing import VerificationError, push_run
 
     try:
         report = push_run(_open(store_url), _open(url, "URL"), run_name)
-    except KeyError as exc:
+    except (KeyError, VerificationError) as exc:
         raise click.ClickException(str(exc.args[0])) from None
     console.print(f"pushed {run_name} to {url}: {report.files} files, {_size(report.bytes)}; "
                   f"{report.skipped} entries were already there")
+    console.print(f"run digest {report.digest} (pin it: cirkit pull {run_name} URL --expect DIGEST)", soft_wrap=True)
 
 
 @main.command()
 @click.argument("run_name", metavar="RUN")
 @click.argument("url")
+@click.option("--expect", default=None, metavar="DIGEST", help="Accept only the run with this digest (from push/show).")
 @store_option
-def pull(run_name: str, url: str, store_url: str) -> None:
+def pull(run_name: str, url: str, expect: str | None, store_url: str) -> None:
     """Fetch RUN from URL; everything is verified before anything is published into the local store."""
     from .engine.sharing import VerificationError, pull_run
 
     try:
-        report = pull_run(_open(url, "URL"), _open(store_url), run_name)
+        report = pull_run(_open(url, "URL"), _open(store_url), run_name, expect=expect)
     except (KeyError, VerificationError) as exc:
         raise click.ClickException(str(exc.args[0])) from None
     console.print(f"pulled {run_name} from {url}: {report.files} files, {_size(report.bytes)}; "
@@ -402,9 +429,12 @@ def verify(repair: bool, store_url: str) -> None:
     """Re-hash every entry; report corrupt ones and exit non-zero if any."""
     store = _open(store_url)
     checked, problems = verify_store(store, repair=repair)
+    incomplete = [p for p in problems if p.what.startswith("incomplete")]
     for p in problems:
-        err.print(f"[red]corrupt[/red] {p.path}: {p.what}{' (removed)' if repair else ''}")
-    console.print(f"checked {checked} entries: {len(problems)} corrupt")
+        label = "incomplete" if p in incomplete else "corrupt"
+        removed = " (removed)" if repair and p not in incomplete and not p.what.startswith("not checked") else ""
+        err.print(f"[red]{label}[/red] {p.path}: {p.what.removeprefix('incomplete: ')}{removed}", soft_wrap=True)
+    console.print(f"checked {checked} entries: {len(problems) - len(incomplete)} corrupt; runs incomplete: {len(incomplete)}")
     if problems:
         sys.exit(1)
 
@@ -413,9 +443,14 @@ def verify(repair: bool, store_url: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @store_option
 def gc(dry_run: bool, store_url: str) -> None:
-    """Remove every entry that no named run reaches. Do not run it while runs are in progress."""
+    """Remove every entry that no named run reaches, and temporaries an hour old. Not while runs are in progress."""
+    from .engine.maintenance import GcRefused
+
     store = _open(store_url)
-    doomed, size = collect_garbage(store, dry_run=dry_run)
+    try:
+        doomed, size = collect_garbage(store, dry_run=dry_run)
+    except GcRefused as exc:
+        raise click.ClickException(str(exc)) from None
     for entry in doomed:
         console.print(f"{'would remove' if dry_run else 'removed'} {entry}")
     console.print(f"{len(doomed)} entries, {_size(size)} {'reclaimable' if dry_run else 'reclaimed'}")

@@ -119,7 +119,8 @@ class Engine:
                         f"recomputing a lost output gave different content ({redone.content[:12]} instead of "
                         f"{artifact.content[:12]}); the stage that makes it is not deterministic"
                     ) from None
-                self._memo[artifact.content] = self.store.get_value(artifact.content)
+                if artifact.content not in self._memo:
+                    self._memo[artifact.content] = self.store.get_value(artifact.content)
         return self._memo[artifact.content]
 
     def _input_value(self, value: Any) -> Any:
@@ -201,6 +202,7 @@ class Engine:
         if stage.over is None:
             output = stage.fn(config, **values)
             content = self.store.put_value(output)
+            self._memo[content] = output  # also serves a value the store holds but cannot give back
             extra: dict[str, Any] = {}
             report = getattr(output, "cirkit_report", None)
             if callable(report):

@@ -9,9 +9,13 @@ Layout under the root (a directory or an fsspec URL)::
     runs/<name>.json               a named run: every artifact key it used
 
 Content is written before the record that points to it, each file atomically. Every read is checked
-(records and shard files by an embedded checksum, values by re-hashing what was decoded); anything that
-fails is reported with a :class:`CorruptionWarning` and treated as absent, so it gets recomputed.
-Nothing here unpickles.
+(records, runs and shard files by an embedded checksum and their shape, values by re-hashing what was
+decoded, arrays against the shape and dtype their value names before any data is read); anything that fails
+is reported with a :class:`CorruptionWarning` and treated as absent, so it gets recomputed. An I/O error
+is not corruption: it raises :class:`StoreIOError` and nothing is deleted.
+
+A store may be someone else's data: every name taken from stored content (keys, hashes, digests,
+namespaces, shard ids) is checked (``checks.py``) before it becomes a path. Nothing unpickles.
 """
 
 from __future__ import annotations
@@ -26,11 +30,25 @@ from typing import Any
 
 import numpy as np
 
-from .codec import UnknownType, decode, encode
-from .fs import StoreFS, open_fs
+from .checks import (
+    BadName,
+    Corrupt,
+    check_name,
+    check_names,
+    check_record,
+    check_run,
+    check_shard,
+    is_name,
+    load_json,
+)
+from .codec import decode, encode
+from .fs import MANIFEST, StoreFS, open_fs
 from .hashing import digest, digest_bytes
 
-__all__ = ["Store", "CorruptionWarning", "MissingContent", "ShardRef", "gather_runs", "assemble"]
+__all__ = [
+    "Store", "CorruptionWarning", "MissingContent", "ShardRef", "BadName", "StoreIOError", "check_name", "check_names",
+    "gather_runs", "assemble",
+]
 
 _INLINE_ARRAY_BYTES = 1024
 _CHUNK_BYTES = 8 << 20
@@ -42,6 +60,10 @@ class CorruptionWarning(UserWarning):
 
 class MissingContent(KeyError):
     """A content hash is not in the store (or was corrupt)."""
+
+
+class StoreIOError(OSError):
+    """The store could not be read or written (permissions, network); not corruption, nothing was deleted."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +98,31 @@ def assemble(parts: list[Any], runs: list[list[int]]) -> Any:
 
 
 def _fan(prefix: str, name: str, suffix: str) -> str:
+    check_name(name)
     return f"{prefix}/{name[:2]}/{name}{suffix}"
+
+
+_LOADING = object()  # marks a value being loaded, so that a gather naming itself is caught
+
+
+class _Memo(dict):
+    """Values loaded while loading one value (each stored file is read once); with a byte budget it is
+    emptied when full, so that a pass over a whole store stays linear without holding all of it in memory."""
+
+    def __init__(self, budget: int | None = None) -> None:
+        super().__init__()
+        self.budget, self.used = budget, 0
+
+    def keep(self, content: str, value: Any, size: int) -> None:
+        if self.budget is not None and self.used + size > self.budget:
+            self.clear()
+            self.used = 0
+        self[content] = value
+        self.used += size
+
+
+def _nbytes(value: Any) -> int:
+    return value.nbytes if isinstance(value, np.ndarray) else 0
 
 
 class Store:
@@ -86,6 +132,17 @@ class Store:
         self.fs = open_fs(location) if isinstance(location, str) else location
         self.location = location if isinstance(location, str) else self.fs.root
 
+    # ----------------------------------------------------------------- reading bytes
+    def _read(self, path: str) -> bytes | None:
+        """A stored file's bytes (None if absent); an I/O error is a :class:`StoreIOError`, not a miss."""
+        try:
+            return self.fs.read(path)
+        except OSError as exc:
+            raise self.io_error(path, exc) from None
+
+    def io_error(self, path: str, exc: BaseException) -> StoreIOError:
+        return StoreIOError(f"cannot read {self.location}/{path}: {type(exc).__name__}: {exc}; nothing was changed")
+
     # ----------------------------------------------------------------- checked JSON documents
     def _write_doc(self, path: str, doc: dict) -> None:
         body = dict(doc)
@@ -93,20 +150,34 @@ class Store:
         body["checksum"] = digest_bytes(_dumps(body))
         self.fs.write_atomic(path, _dumps(body))
 
-    def _read_doc(self, path: str) -> dict | None:
-        raw = self.fs.read(path)
+    def load_doc(self, path: str, check=None) -> dict | None:
+        """A checked document (None if absent); raise :class:`Corrupt` saying why it cannot be trusted."""
+        raw = self._read(path)
         if raw is None:
             return None
+        doc = load_json(raw)
+        if not isinstance(doc, dict) or "checksum" not in doc:
+            raise Corrupt("no checksum")
+        checksum = doc.pop("checksum")
         try:
-            doc = json.loads(raw)
-            checksum = doc.pop("checksum")
             ok = digest_bytes(_dumps(doc)) == checksum
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, TypeError, RecursionError):
             ok = False
         if not ok:
-            self.warn(f"{self.location}/{path} is corrupt (checksum mismatch or unreadable); treating it as missing")
-            return None
+            raise Corrupt("checksum mismatch")
+        if check is not None:
+            try:
+                check(doc)
+            except (BadName, AttributeError, TypeError) as exc:
+                raise Corrupt(f"invalid content: {exc}") from None
         return doc
+
+    def _read_doc(self, path: str, check=None) -> dict | None:
+        try:
+            return self.load_doc(path, check)
+        except Corrupt as exc:
+            self.warn(f"{self.location}/{path} is corrupt ({exc}); treating it as missing")
+            return None
 
     def warn(self, message: str) -> None:
         warnings.warn(message, CorruptionWarning, stacklevel=3)
@@ -118,12 +189,19 @@ class Store:
     def put_record(self, key: str, record: dict) -> None:
         self._write_doc(self.record_path(key), {**record, "key": key})
 
-    def get_record(self, key: str) -> dict | None:
-        doc = self._read_doc(self.record_path(key))
+    def load_record(self, key: str) -> dict | None:
+        """The record of ``key`` (None if absent); raise :class:`Corrupt` if it cannot be trusted."""
+        doc = self.load_doc(self.record_path(key), check_record)
         if doc is not None and doc.get("key") != key:
-            self.warn(f"record {key} names another key ({doc.get('key')}); treating it as missing")
-            return None
+            raise Corrupt(f"it names another key ({doc.get('key')})")
         return doc
+
+    def get_record(self, key: str) -> dict | None:
+        try:
+            return self.load_record(key)
+        except Corrupt as exc:
+            self.warn(f"record {key} in {self.location} is corrupt ({exc}); treating it as missing")
+            return None
 
     def iter_record_keys(self) -> Iterator[str]:
         for path, _ in self.fs.walk_files("records"):
@@ -141,53 +219,88 @@ class Store:
         return self.fs.exists(self.value_path(content))
 
     def put_value(self, value: Any, content: str | None = None) -> str:
-        """Store ``value`` (arrays first, then its JSON tree) and return its content hash."""
+        """Store ``value`` (arrays first, then its JSON tree) and return its content hash. Arrays are written
+        even when the value file exists, so that a value whose arrays were lost is repaired."""
         content = content or digest(value)
-        if self.has_value(content):
+        exists = self.has_value(content)
+        if exists and self._arrays_present(content):
             return content
         tree, arrays = encode(value)
         refs = [self._put_array(a) for a in arrays]
-        self.fs.write_atomic(self.value_path(content), _dumps({"tree": tree, "arrays": refs}, sort_keys=False))
+        if not exists:
+            self.fs.write_atomic(self.value_path(content), _dumps({"tree": tree, "arrays": refs}, sort_keys=False))
         return content
 
-    def get_value(self, content: str) -> Any:
-        """Load and verify a value; raise :class:`MissingContent` if absent or corrupt (with a warning)."""
-        value, ok, doc = self._load_value(content, self.get_value)
-        if not ok:
-            self.warn(f"value {content} in {self.location} is corrupt (content hash mismatch); recomputing")
-            self.discard_value(content, doc)
-            raise MissingContent(content)
-        return value
-
-    def check_value(self, content: str) -> bool:
-        """Whether a stored value decodes and matches its content hash (nothing is changed)."""
+    def _arrays_present(self, content: str) -> bool:
+        """Whether every array a stored value names is there (a gather's parts are checked when loaded)."""
         try:
-            return self._load_value(content, self._checked)[1]
+            doc = load_json(self._read(self.value_path(content)) or b"{}")
+            return all(self.fs.exists(f"{self.array_path(ref['digest'])}/{MANIFEST}")
+                       for ref in doc.get("arrays", []) if "digest" in ref)
+        except (Corrupt, BadName, AttributeError, TypeError, KeyError):
+            return False
+
+    def get_value(self, content: str) -> Any:
+        """Load and verify a value; raise :class:`MissingContent` if absent or corrupt (with a warning; a
+        corrupt value is removed so that a recompute rewrites it) and :class:`StoreIOError` on I/O errors."""
+        return self._value(content, _Memo(), discard=True)
+
+    def check_value(self, content: str, memo: _Memo | None = None) -> bool:
+        """Whether a stored value decodes and matches its content hash (nothing is changed). ``memo`` shares
+        loaded parts between calls (a pass over the whole store)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CorruptionWarning)
+                self._value(content, _Memo() if memo is None else memo, discard=False)
+            return True
         except MissingContent:
             return False
 
-    def _checked(self, content: str) -> Any:
-        value, ok, _ = self._load_value(content, self._checked)
-        if not ok:
-            raise MissingContent(content)
+    def _value(self, content: str, memo: _Memo, discard: bool) -> Any:
+        found = memo.get(content)
+        if found is _LOADING:
+            raise Corrupt("a gather names itself")
+        if found is not None or content in memo:
+            return found
+        memo[content] = _LOADING
+        try:
+            value, size = self._decode_value(content, memo, discard)
+        finally:
+            memo.pop(content, None)
+        memo.keep(content, value, size)
         return value
 
-    def _load_value(self, content: str, load_part) -> tuple[Any, bool, dict | None]:
-        raw = self.fs.read(self.value_path(content))
+    def _decode_value(self, content: str, memo: _Memo, discard: bool) -> tuple[Any, int]:
+        path = self.value_path(content)
+        raw = self._read(path)
         if raw is None:
             raise MissingContent(content)
         doc = None
         try:
-            doc = json.loads(raw)
+            doc = load_json(raw)
+            if not isinstance(doc, dict):
+                raise Corrupt("not a value document")
             if "gather" in doc:
-                value = self._gather(doc["gather"], load_part)
+                parts = [self._value(check_name(p), memo, discard) for p in doc["gather"]["parts"]]
+                value = assemble(parts, doc["gather"]["runs"])
+                size = sum(_nbytes(p) for p in parts) + len(raw)
             else:
-                value = decode(doc["tree"], [self._get_array(ref) for ref in doc["arrays"]])
-            return value, digest(value) == content, doc
-        except (MissingContent, UnknownType):
+                arrays = [self._get_array(ref) for ref in doc["arrays"]]
+                value = decode(doc["tree"], arrays)
+                size = sum(a.nbytes for a in arrays) + len(raw)
+            if digest(value) != content:
+                raise Corrupt("content hash mismatch")
+            return value, size
+        except (MissingContent, StoreIOError):
             raise
-        except Exception:  # any other failure to decode stored bytes means corruption
-            return None, False, doc if isinstance(doc, dict) else None
+        except OSError as exc:
+            raise self.io_error(path, exc) from None
+        except Exception as exc:  # noqa: BLE001 - any other failure to decode stored bytes means corruption
+            reason = str(exc) if isinstance(exc, (Corrupt, BadName)) else f"{type(exc).__name__}: {exc}"
+            self.warn(f"value {content} in {self.location} is corrupt ({reason[:300]}); recomputing")
+            if discard and not _names_unknown_type(exc):
+                self.discard_value(content, doc if isinstance(doc, dict) else None)
+            raise MissingContent(content) from None
 
     def put_gather(self, parts: list[str], runs: list[list[int]], content: str) -> str:
         """Store a value assembled from rows of other values (item shards) without copying them; ``runs`` is
@@ -196,14 +309,15 @@ class Store:
             self.fs.write_atomic(self.value_path(content), _dumps({"gather": {"parts": parts, "runs": runs}}))
         return content
 
-    def _gather(self, spec: dict, load_part) -> Any:
-        return assemble([load_part(p) for p in spec["parts"]], spec["runs"])
-
     def discard_value(self, content: str, doc: dict | None = None) -> None:
         """Remove a (corrupt) value and the arrays it stores, so that a recompute can write it again."""
-        for ref in (doc or {}).get("arrays", []):
-            if isinstance(ref, dict) and "digest" in ref:
-                self.fs.remove(self.array_path(ref["digest"]))
+        refs = (doc or {}).get("arrays", [])
+        for ref in refs if isinstance(refs, list) else []:
+            if isinstance(ref, dict) and isinstance(ref.get("digest"), str):
+                try:
+                    self.fs.remove(self.array_path(ref["digest"]))
+                except BadName:
+                    pass
         self.fs.remove(self.value_path(content))
 
     def _put_array(self, arr: np.ndarray) -> dict:
@@ -213,7 +327,7 @@ class Store:
             return {**ref, "inline": base64.b64encode(arr.tobytes()).decode()}
         ref["digest"] = array_digest = digest(arr)
         path = self.array_path(array_digest)
-        if self.fs.exists(f"{path}/zarr.json"):
+        if self.fs.exists(f"{path}/{MANIFEST}"):
             return ref
         import zarr
 
@@ -226,23 +340,28 @@ class Store:
         return ref
 
     def _get_array(self, ref: dict) -> np.ndarray:
+        """An array as its value's reference describes it; the stored metadata is compared with the
+        reference (shape, dtype) before any data is read."""
         dtype = np.dtype(ref["dtype"])
-        shape = tuple(ref["shape"])
+        if dtype.hasobject:
+            raise Corrupt("an array of dtype object")
+        shape = tuple(int(n) for n in ref["shape"])
         if "inline" in ref:
             return np.frombuffer(base64.b64decode(ref["inline"]), dtype=dtype).reshape(shape).copy()
         import zarr
 
-        path = self.array_path(ref["digest"])
-        if not self.fs.exists(f"{path}/zarr.json"):
+        path = self.array_path(check_name(ref["digest"]))
+        if not self.fs.exists(f"{path}/{MANIFEST}"):
             raise MissingContent(ref["digest"])
-        arr = zarr.open_array(store=self.fs.zarr_store(path), mode="r")[...]
-        if arr.dtype != dtype or arr.shape != shape:
-            raise ValueError(f"array {ref['digest']} has {arr.dtype}{arr.shape}, record says {dtype}{shape}")
-        return arr
+        z = zarr.open_array(store=self.fs.zarr_store(path), mode="r")
+        if z.dtype != dtype or tuple(z.shape) != shape:
+            raise Corrupt(f"array {ref['digest']} has dtype {z.dtype} and shape {tuple(z.shape)} in its metadata, "
+                          f"its value names {dtype} {shape}")
+        return z[...]
 
     # ----------------------------------------------------------------- item shards
     def shard_path(self, namespace: str, shard: str) -> str:
-        return f"items/{namespace}/{shard}.json"
+        return f"items/{check_name(namespace)}/{check_name(shard, 'shard')}.json"
 
     def put_shard(self, namespace: str, item_keys: list[str], value: Any) -> str:
         """Store one computed shard (content first, then the shard file) and return its id."""
@@ -251,16 +370,22 @@ class Store:
         self._write_doc(self.shard_path(namespace, shard), {"items": item_keys, "value": content})
         return shard
 
+    def load_shard(self, namespace: str, shard: str) -> dict | None:
+        """A shard file (None if absent); raise :class:`Corrupt` if it cannot be trusted."""
+        return self.load_doc(self.shard_path(namespace, shard), check_shard)
+
     def get_shard(self, namespace: str, shard: str) -> dict | None:
-        return self._read_doc(self.shard_path(namespace, shard))
+        return self._read_doc(self.shard_path(namespace, shard), check_shard)
+
+    def shard_ids(self, namespace: str) -> list[str]:
+        """The ids of a namespace's shard files (names that are not shard ids are ignored)."""
+        names = (n[: -len(".json")] for n in self.fs.list(f"items/{check_name(namespace)}") if n.endswith(".json"))
+        return [n for n in names if is_name(n, "shard")]
 
     def item_index(self, namespace: str) -> dict[str, ShardRef]:
         """Every cached item of a namespace: item key -> where its output lives."""
         index: dict[str, ShardRef] = {}
-        for name in self.fs.list(f"items/{namespace}"):
-            if not name.endswith(".json"):
-                continue
-            shard = name[: -len(".json")]
+        for shard in self.shard_ids(namespace):
             doc = self.get_shard(namespace, shard)
             if doc is None:
                 continue
@@ -278,8 +403,20 @@ class Store:
     def put_run(self, name: str, record: dict) -> None:
         self._write_doc(self.run_path(name), {**record, "name": name})
 
+    def load_run(self, name: str) -> dict | None:
+        """A run record (None if absent); raise :class:`Corrupt` if it cannot be trusted."""
+        return self.load_doc(self.run_path(name), check_run)
+
     def get_run(self, name: str) -> dict | None:
-        return self._read_doc(self.run_path(name))
+        return self._read_doc(self.run_path(name), check_run)
 
     def run_names(self) -> list[str]:
         return sorted(urllib.parse.unquote(n[: -len(".json")]) for n in self.fs.list("runs") if n.endswith(".json"))
+
+
+def _names_unknown_type(exc: BaseException) -> bool:
+    """A value naming a type this process has not registered is treated as corrupt (it is recomputed) but
+    not deleted on read: it may be another package's value; ``cirkit verify --repair`` removes it."""
+    from .codec import UnknownType
+
+    return isinstance(exc, UnknownType)

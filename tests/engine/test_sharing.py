@@ -111,3 +111,40 @@ def test_gc_on_the_remote(s3, tmp_path):
     fresh_fs_cache()
     pull_run(Store(remote), Store(str(tmp_path / "c")), "keep")
     assert "computed" not in run_toy(tmp_path, tmp_path / "c", "keep").split("results")[0]
+
+
+def test_pull_from_s3_of_a_run_listing_dotdot_keys_writes_nothing_outside(s3, tmp_path, monkeypatch):
+    """On S3 an object name may contain ``..`` literally; the key is refused before it becomes any path."""
+    import tempfile
+
+    import s3fs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "systmp" / "t"))
+    (tmp_path / "systmp" / "t").mkdir(parents=True)
+
+    from cirkit.engine.hashing import digest_bytes
+
+    remote = f"{s3}/dotdot"
+    local = tmp_path / "a"
+    run_toy(tmp_path, local)
+    push_run(Store(str(local)), Store(remote), "toy")
+    fs = s3fs.S3FileSystem()
+    run = json.loads(fs.cat_file("cirkit/dotdot/runs/toy.json"))
+    legit = run["artifacts"][0]
+    hostile = f"../../payload/{legit}"
+    record = json.loads(fs.cat_file(f"cirkit/dotdot/records/{legit[:2]}/{legit}.json"))
+
+    def checked(doc):
+        body = {k: v for k, v in doc.items() if k != "checksum"}
+        raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps({**body, "checksum": digest_bytes(raw)}, sort_keys=True, separators=(",", ":")).encode()
+
+    fs.pipe_file(f"cirkit/dotdot/records/../../../payload/{legit}.json", checked({**record, "key": hostile}))
+    run["artifacts"].append(hostile)
+    fs.pipe_file("cirkit/dotdot/runs/toy.json", checked(run))
+    fresh_fs_cache()
+    target = tmp_path / "x" / "y" / "b"
+    result = CliRunner().invoke(main, ["pull", "toy", remote, "--store", str(target)])
+    assert result.exit_code == 1 and "invalid" in result.output, result.output
+    assert not (tmp_path / "x" / "payload").exists() and not (tmp_path / "systmp" / "payload").exists()
+    assert [p for p in target.rglob("*") if p.is_file()] == [] if target.exists() else True
