@@ -75,13 +75,23 @@ def check_shard(doc: dict) -> None:
     check_names(doc.get("items"))
 
 
+def _items(value: Any, kind: type) -> Any:
+    """``value`` if it has the expected shape, else an empty one: a run of the wrong *shape* is reported field
+    by field where runs are read (``experiment.run_record``); here only the names a store would turn into paths
+    are checked."""
+    return value if isinstance(value, kind) else kind()
+
+
 def check_run(doc: dict) -> None:
-    for key in doc.get("artifacts", []):
+    for key in _items(doc.get("artifacts"), list):
         check_name(key)
-    for output in doc.get("outputs", {}).values():
-        check_name(output.get("key"))
-        check_name(output.get("content"))
-    for step in doc.get("steps", []):  # what show, diff and report look up
-        for name in (step.get("key"), step.get("output"), *step.get("inputs", {}).values(),
-                     *step.get("input_keys", {}).values()):
+    for output in _items(doc.get("outputs"), dict).values():
+        if isinstance(output, dict):
+            check_name(output.get("key"))
+            check_name(output.get("content"))
+    for step in _items(doc.get("steps"), list):  # what show, diff and report look up
+        if not isinstance(step, dict):
+            continue
+        for name in (step.get("key"), step.get("output"), *_items(step.get("inputs"), dict).values(),
+                     *_items(step.get("input_keys"), dict).values()):
             _check_optional(name)
