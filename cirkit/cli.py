@@ -19,6 +19,7 @@ from .experiment.config import ConfigError
 from .experiment.experiment import load_experiment
 from .experiment.run_record import RunRecordError, read_run
 from .experiment.runner import RunOutcome, run_experiment
+from .models.config import BackendError
 from .report import metrics_table, metrics_tables, preview, steps_table
 
 
@@ -112,8 +113,11 @@ def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | 
         from .engine.ray_executor import RayExecutor
 
         backend = RayExecutor(address=ray_address)
-    outcomes = run_experiment(exp, store, dry_run=dry_run, progress=not quiet and sys.stderr.isatty(),
-                              executor=backend)
+    try:
+        outcomes = run_experiment(exp, store, dry_run=dry_run, progress=not quiet and sys.stderr.isatty(),
+                                  executor=backend)
+    except BackendError as exc:  # a model server failed: what it answered is cached, the rest is asked next time
+        raise click.ClickException(str(exc)) from None
     for outcome in outcomes:
         _print_outcome(outcome, dry_run)
     if len(outcomes) > 1 and not dry_run:

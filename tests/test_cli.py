@@ -1,11 +1,19 @@
 """The command line: run, dry run with reasons, ls, show, status, verify and gc, on a real store."""
 
+import dataclasses
 import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import make_images
+from fake_servers import Scripted
 
 from cirkit.cli import main
+from cirkit.data.model import ImageRef
+from cirkit.experiment.pipeline import pipeline
+from cirkit.models.config import BackendConfig
+from cirkit.models.prompts import PromptConfig
+from cirkit.models.roles import EngineRoles, RoleConfig
 
 EXP = '''pipeline = "toy_pipeline:toy"
 name = "toy"
@@ -187,3 +195,42 @@ def test_a_malformed_run_record_is_a_one_line_error_in_show_diff_and_report(env,
         out = cli(*command, code=1)
         assert out.startswith(where) and out.count("\n") == 1, (command, out)
     assert "toy" in cli("show", "toy"), "the intact run is still shown"
+
+
+@dataclasses.dataclass(frozen=True)
+class AskServer:
+    base_url: str = ""
+    images: tuple[str, ...] = ()
+
+
+@pipeline("test-cli-ask-server", AskServer)
+def ask_server(engine, config):
+    backend = BackendConfig("openai", "m", snapshot="pinned", base_url=config.base_url, retries=1, backoff=0.01,
+                            max_in_flight=1)
+    images = tuple(ImageRef(f"i{i}", p, content=f"{i:064x}") for i, p in enumerate(config.images))
+    answers = EngineRoles(engine).verify(RoleConfig(backend, PromptConfig("generic/verifier")), images,
+                                         tuple(f"is picture {i} red?" for i in range(len(images))))
+    return {"answers": answers}
+
+
+def test_a_failing_model_call_is_a_one_line_error_and_only_it_is_asked_again(env, tmp_path):
+    _, store, cli = env
+    broken = {"on": True}
+    ok = {"model": "m", "choices": [{"message": {"content": "Yes"}, "finish_reason": "stop"}]}
+    server = Scripted(lambda n, body: (200, b"<html>proxy error</html>", {})
+                      if broken["on"] and "picture 1 " in json.dumps(body) else (200, ok, {}))
+    try:
+        paths = [tmp_path / f"{i}.png" for i in range(3)]
+        make_images(paths)
+        exp = tmp_path / "ask.toml"
+        exp.write_text(f'pipeline = "test-cli-ask-server"\nbase_url = "{server.url}"\n'
+                       f'images = [{", ".join(json.dumps(str(p)) for p in paths)}]\n')
+        out = cli("run", exp, code=1)
+        assert out.startswith("Error: ") and out.count("\n") == 1, out
+        assert "failed after 2 attempts (HTTP 200 but the body is not JSON" in out
+        assert len(server.bodies) == 4, "two answers, and the failing request twice"
+        broken["on"] = False
+        cli("run", exp)
+        assert len(server.bodies) == 5, "the rerun asks only for the request that failed"
+    finally:
+        server.close()

@@ -8,11 +8,20 @@ from typing import Literal
 from .. import config_checks as checks
 from ..engine import artifact_type
 
-__all__ = ["BackendConfig", "BackendIdentity", "BackendError"]
+__all__ = ["BackendConfig", "BackendIdentity", "BackendError", "RequestsFailed"]
 
 
 class BackendError(RuntimeError):
     """A backend could not be reached or keeps failing; the message says where and why."""
+
+
+class RequestsFailed(BackendError):
+    """Some requests of a batch failed (the message is the first failure); ``answered`` maps the position of
+    every request that did get an answer to that answer, so the caller can keep them."""
+
+    def __init__(self, first: BackendError, answered: dict) -> None:
+        super().__init__(str(first))
+        self.answered = answered
 
 
 @dataclasses.dataclass(frozen=True)

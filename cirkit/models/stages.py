@@ -7,9 +7,9 @@ import os
 import threading
 
 from ..data.filehash import FileDigests
-from ..engine import digest, provenance, stage
+from ..engine import PartialShard, digest, provenance, stage
 from ..engine.fingerprint import analyse
-from .config import BackendConfig, BackendError, BackendIdentity
+from .config import BackendConfig, BackendError, BackendIdentity, RequestsFailed
 from .requests import ChatRequest, ChatResponse, request_identity
 
 __all__ = ["resolve_backend", "chat", "make_backend"]
@@ -93,6 +93,9 @@ def _load_backend(config: BackendConfig, location: str):
 def chat(config: BackendConfig, requests: tuple[ChatRequest, ...], backend: BackendIdentity) -> tuple[ChatResponse, ...]:
     """One response per request, each cached under (backend identity, template, prompt, images, decoding).
 
-    A request that fails is never stored; the answers that came back are (the backend raises PartialShard),
-    so a rerun asks only for what failed."""
-    return tuple(make_backend(config, backend.location).complete(list(requests)))
+    A request that fails is never stored; the answers that came back are (the engine keeps a PartialShard's
+    finished items), so a rerun asks only for what failed."""
+    try:
+        return tuple(make_backend(config, backend.location).complete(list(requests)))
+    except RequestsFailed as failed:  # keep what came back, store nothing for the failures, then fail the run
+        raise PartialShard(failed.answered, failed) from None

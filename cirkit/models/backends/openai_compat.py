@@ -22,8 +22,7 @@ from typing import Any
 
 import httpx
 
-from ...engine import PartialShard
-from ..config import BackendConfig, BackendError
+from ..config import BackendConfig, BackendError, RequestsFailed
 from ..requests import ChatRequest, ChatResponse
 
 __all__ = ["OpenAIBackend", "base_url_of", "list_models", "server_snapshot"]
@@ -179,8 +178,8 @@ class OpenAIBackend:
         raise BackendError(f"{self.url}/chat/completions failed after {cfg.retries + 1} attempts ({last.reason})")
 
     def complete(self, requests: list[ChatRequest]) -> list[ChatResponse]:
-        """Answers in order. If some requests fail, the others still finish and are handed to the engine with
-        the first failure (:class:`~cirkit.engine.PartialShard`), so they are cached and the run then fails."""
+        """Answers in order. If some requests fail, the others still finish and travel with the first failure
+        (:class:`RequestsFailed`), so the answers that came back can be kept."""
         bodies = [payload(self.config.model, r) for r in requests]
         with ThreadPoolExecutor(max(1, self.config.max_in_flight)) as pool:
             futures = [pool.submit(self._post, b) for b in bodies]
@@ -191,7 +190,7 @@ class OpenAIBackend:
             except BackendError as exc:
                 errors.append(exc)
         if errors:
-            raise PartialShard(done, errors[0])
+            raise RequestsFailed(errors[0], done)
         return [done[i] for i in range(len(bodies))]
 
 
