@@ -19,28 +19,49 @@ from ..models.roles import Answers, RoleInput
 from ..retrieval.ranking import Ranking
 
 __all__ = ["DescriptionConfig", "descriptions", "group_rows", "proposition_fields", "RerankConfig",
-           "verification_inputs", "rerank_by_propositions", "evaluation_inputs", "promote_first_accepted"]
+           "verification_inputs", "rerank_by_propositions", "description_counts", "evaluation_inputs", "promote_first_accepted"]
 
 
 @dataclasses.dataclass(frozen=True)
 class DescriptionConfig:
-    n: int = 3  # descriptions per query (VisDial: 1)
+    n: int = 3  # descriptions kept per query (VisDial: 1)
+    pad: bool = False  # official: average over the descriptions received; True fills up to n with the fallback
 
 
-@stage(version=1)
-def descriptions(config: DescriptionConfig, answers: Answers, fallbacks: tuple[str, ...]) -> tuple[str, ...]:
-    """Exactly ``n`` descriptions per query, flattened (the reference caption fills in for missing ones)."""
+def _found(value, n: int) -> list[str]:
+    found = value.get("descriptions", []) if isinstance(value, dict) else []
+    found = [found] if isinstance(found, str) else found if isinstance(found, list) else []
+    return [str(d) for d in found if isinstance(d, (str, int, float)) and str(d).strip()][:n]
+
+
+def _per_query(config: DescriptionConfig, answers: Answers, fallbacks: tuple[str, ...]) -> list[list[str]]:
     out = []
     for value, fallback in zip(answers.values, fallbacks, strict=True):
-        found = value.get("descriptions", []) if isinstance(value, dict) else []
-        texts = [str(d) for d in found if isinstance(d, (str, int, float)) and str(d).strip()][: config.n]
-        out += texts + [fallback] * (config.n - len(texts))
-    return tuple(out)
+        texts = _found(value, config.n) or [fallback]
+        out.append(texts + [fallback] * (config.n - len(texts)) if config.pad else texts)
+    return out
 
 
-@stage(version=1)
-def group_rows(config: DescriptionConfig, embeddings: np.ndarray) -> np.ndarray:
-    return np.asarray(embeddings).reshape(-1, config.n, embeddings.shape[-1])
+@stage(version=1, helpers=[_found, _per_query])
+def descriptions(config: DescriptionConfig, answers: Answers, fallbacks: tuple[str, ...]) -> tuple[str, ...]:
+    """Up to ``n`` descriptions per query, flattened; a query with none gets its fallback (``pad``: exactly n)."""
+    return tuple(t for texts in _per_query(config, answers, fallbacks) for t in texts)
+
+
+@stage(version=1, helpers=[_found, _per_query])
+def description_counts(config: DescriptionConfig, answers: Answers, fallbacks: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(len(texts) for texts in _per_query(config, answers, fallbacks))
+
+
+@stage(version=2)
+def group_rows(config: None, embeddings: np.ndarray, counts: tuple[int, ...]) -> np.ndarray:
+    """The mean unit description vector of each query (however many descriptions it has)."""
+    e = np.asarray(embeddings, np.float32)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    if bounds[-1] != len(e):
+        raise ValueError(f"{len(e)} description embeddings for {bounds[-1]} descriptions")
+    return np.stack([e[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
 @stage(version=1)
@@ -55,6 +76,13 @@ class RerankConfig:
     alpha: int = 3  # stage 3: candidates evaluated per query, in order
 
 
+def _expected(answer) -> bool:
+    """An expected answer: ``true``/"yes"/"True" read as yes (JSON booleans included), anything else as no."""
+    if isinstance(answer, bool):
+        return answer
+    return str(answer).strip().lower().startswith(("y", "true"))
+
+
 def _propositions(answers: Answers) -> list[list[tuple[str, bool]]]:
     out = []
     for value in answers.values:
@@ -62,7 +90,7 @@ def _propositions(answers: Answers) -> list[list[tuple[str, bool]]]:
         clean = []
         for p in props if isinstance(props, list) else []:
             if isinstance(p, dict) and isinstance(p.get("question"), str) and p["question"].strip():
-                clean.append((p["question"].strip(), str(p.get("answer", "yes")).strip().lower().startswith("y")))
+                clean.append((p["question"].strip(), _expected(p.get("answer", "yes"))))
         out.append(clean)
     return out
 
@@ -71,7 +99,7 @@ def _gallery(split: Split) -> tuple[ImageRef, ...]:
     return split.gallery.images
 
 
-@stage(version=1, helpers=[_propositions])
+@stage(version=1, helpers=[_propositions, _expected])
 def verification_inputs(config: RerankConfig, split: Split, ranking: Ranking, propositions: Answers) -> tuple[RoleInput, ...]:
     """One verifier call per (query, top-k candidate, proposition), in that order."""
     gallery = _gallery(split)
@@ -89,7 +117,7 @@ def _reorder(ranking: Ranking, q: int, order: list[int], indices: np.ndarray, sc
     scores[q, :head] = ranking.scores[q, :head][order]
 
 
-@stage(version=1, helpers=[_propositions, _reorder])
+@stage(version=1, helpers=[_propositions, _expected, _reorder])
 def rerank_by_propositions(config: RerankConfig, ranking: Ranking, propositions: Answers, verdicts: Answers) -> Ranking:
     """Stable re-ranking of each query's top-k by the number of propositions whose answer matches."""
     indices, scores = ranking.indices.copy(), ranking.scores.copy()

@@ -46,6 +46,10 @@ def make_backend(config: BackendConfig, location: str = ""):
         from .backends.local_transformers import TransformersBackend
 
         return TransformersBackend(config)
+    if config.kind == "oracle":
+        from .backends.oracle import OracleBackend
+
+        return OracleBackend(config)
     from .backends.clip_substitutes import ClipSubstituteBackend
 
     return ClipSubstituteBackend(config)

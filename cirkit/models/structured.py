@@ -4,13 +4,14 @@ and a recorded fallback when that fails, so a bad answer never stops a run."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import json_repair
 
 from ..engine import artifact_type
 
-__all__ = ["Parsed", "parse_json", "parse_yes_no"]
+__all__ = ["Parsed", "parse_json", "parse_yes_no", "parse_final_answer"]
 
 
 @artifact_type
@@ -55,3 +56,14 @@ def parse_yes_no(text: str) -> Parsed:
     if "yes" in words[:5] and "no" not in words[:5]:
         return Parsed(True, True)
     return Parsed(False, False, f"no yes/no answer in {text[:60]!r}")
+
+
+_FINAL = re.compile(r"ANSWER\s*:\s*\**\s*(yes|no)\b", re.I)
+
+
+def parse_final_answer(text: str) -> Parsed:
+    """The last 'ANSWER: Yes/No' line of a reasoned answer (ImageScope's evaluator); else a leading yes/no."""
+    found = _FINAL.findall(text)
+    if found:
+        return Parsed(found[-1].lower() == "yes", True)
+    return parse_yes_no(text)

@@ -18,15 +18,25 @@ from ..methods.common import AnswerTexts, FieldNames, answer_texts, instructions
 from ..methods.imagescope import (
     DescriptionConfig,
     RerankConfig,
+    description_counts,
     descriptions,
-    evaluation_inputs,
     group_rows,
-    promote_first_accepted,
     proposition_fields,
     rerank_by_propositions,
     verification_inputs,
 )
-from ..models.roles import ParseConfig, RoleConfig, call_role
+from ..methods.imagescope_evaluation import (
+    PairsConfig,
+    RoundConfig,
+    evaluator_images,
+    nothing_accepted,
+    promote_accepted,
+    round_inputs,
+    stitch_pairs,
+    update_accepted,
+)
+from ..builtin.files import export_files
+from ..models.roles import ParseConfig, RoleConfig
 from ..retrieval.stages import (
     FusionConfig,
     RetrievalConfig,
@@ -36,7 +46,7 @@ from ..retrieval.stages import (
     restrict_to_subset,
     retrieve,
 )
-from .setup import Setup, clip_substitute, embedded_llm, prepare
+from .setup import Setup, clip_substitute, embedded_llm, prepare, with_oracle_noise
 
 
 def _retrieve_and_score(engine: Engine, setup: Setup, retrieval: RetrievalConfig, split, queries, gallery, name: str):
@@ -79,6 +89,7 @@ class CIReVLConfig:
 @pipeline("cirevl", CIReVLConfig)
 def cirevl(engine: Engine, config: CIReVLConfig) -> dict:
     """CIReVL: caption the reference, rewrite the caption with the instruction (LLM), CLIP text-to-image."""
+    config = with_oracle_noise(config)
     split, clip, roles = prepare(engine, config.setup, {"captioner": config.captioner, "reasoner": config.reasoner})
     refs = engine.run(reference_images, None, split=split)
     texts = engine.run(instructions, None, split=split)
@@ -99,6 +110,7 @@ class OSrCIRConfig:
 @pipeline("osrcir", OSrCIRConfig)
 def osrcir(engine: Engine, config: OSrCIRConfig) -> dict:
     """OSrCIR: one multimodal call with reflective chain-of-thought (JSON), then CLIP text-to-image retrieval."""
+    config = with_oracle_noise(config)
     split, clip, roles = prepare(engine, config.setup, {"multimodal_reasoner": config.reasoner})
     refs = engine.run(reference_images, None, split=split)
     texts = engine.run(instructions, None, split=split)
@@ -119,8 +131,15 @@ class ImageScopeConfig:
     fusion: FusionConfig = FusionConfig(tau=0.15)
     retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=False)  # ImageScope keeps the reference
     rerank: RerankConfig = RerankConfig(top_k=20, alpha=3)
+    stitch: bool = True  # stage 3: one stitched image per pair (official); False: two images
+    stitch_size: int = 800  # stage 3: each half of a stitched image, in pixels (official 800)
+    early_stop: bool = True  # stage 3: stop at a query's first Yes (official)
+    evaluator_answer: str = "answer_line"  # "answer_line": reasoning ending in "ANSWER: Yes/No" (official); "yes_no"
     stages: tuple[str, ...] = ("s1", "s2", "s3")
     chat_rounds: int = 5  # chat layout: rounds 0..chat_rounds (VisDial: 10)
+
+
+STEP_KEYS = (("step1", "operations"), ("step2", "descriptions"))  # the official prompts' answer keys
 
 
 @stage(version=1)
@@ -136,14 +155,37 @@ def _stage1(engine: Engine, cfg: ImageScopeConfig, roles, split, ref_texts, text
     fields = engine.run(zip_fields, FieldNames(("reference", "instruction")), columns=(ref_texts, texts),
                         step=f"{name}/fields")
     fallbacks = fallbacks if fallbacks is not None else texts
-    understood = roles.reason(cfg.reasoner, fields, None, fallbacks, ("descriptions",), name=f"{name}_reasoner")
+    understood = roles.reason(cfg.reasoner, fields, None, fallbacks, ("descriptions",), name=f"{name}_reasoner",
+                              aliases=STEP_KEYS)
     descs = engine.run(descriptions, cfg.descriptions, answers=understood, fallbacks=fallbacks, step=f"{name}/descriptions")
+    counts = engine.run(description_counts, cfg.descriptions, answers=understood, fallbacks=fallbacks,
+                        step=f"{name}/description_counts")
     desc_emb = engine.run(embed_texts, cfg.setup.embed, texts=descs, model=roles.clip, step=f"{name}/embed_descriptions")
-    grouped = engine.run(group_rows, cfg.descriptions, embeddings=desc_emb, step=f"{name}/group")
+    grouped = engine.run(group_rows, None, embeddings=desc_emb, counts=counts, step=f"{name}/group")
     queries = engine.run(fuse_queries, None, descriptions=grouped, step=f"{name}/fuse_queries")
     gallery = engine.run(fuse_gallery, cfg.fusion, gallery_images=image_emb, gallery_captions=caption_emb,
                          step=f"{name}/fuse_gallery")
     return understood, queries, gallery
+
+
+def _stage3(engine: Engine, cfg: ImageScopeConfig, roles, split, ranking, texts):
+    """The evaluator on the top alpha, in rank order (one round per rank); the first Yes moves to rank 1."""
+    pairs = PairsConfig(cfg.rerank.alpha, cfg.stitch, cfg.stitch_size)
+    folder = None
+    if cfg.stitch:
+        stitched = engine.run(stitch_pairs, pairs, split=split, ranking=ranking, step="s3/stitch")
+        folder = engine.run(export_files, cfg.setup.export, files=stitched, step="s3/export_stitched")
+    images = engine.run(evaluator_images, pairs, split=split, ranking=ranking, folder=folder, step="s3/images")
+    accepted = engine.run(nothing_accepted, None, split=split, step="s3/none_accepted")
+    for rank in range(cfg.rerank.alpha):
+        round_ = RoundConfig(rank, cfg.early_stop)
+        inputs = engine.run(round_inputs, round_, images=images, instructions=texts, accepted=accepted,
+                            step=f"s3/round{rank}/inputs")
+        verdicts = roles.ask("evaluator", cfg.evaluator, inputs, fallbacks=False, name=f"s3_evaluator_round{rank}",
+                             parse=ParseConfig(cfg.evaluator_answer))
+        accepted = engine.run(update_accepted, round_, images=images, accepted=accepted, verdicts=verdicts,
+                              step=f"s3/round{rank}/accepted")
+    return engine.run(promote_accepted, None, ranking=ranking, accepted=accepted, step="s3/promote")
 
 
 @pipeline("imagescope", ImageScopeConfig)
@@ -151,7 +193,7 @@ def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
     """ImageScope: caption the gallery; describe the target (several granularities) and fuse text-to-image
     with text-to-text scores; verify propositions on the top-k; let the evaluator promote one of the top
     alpha. Composed (cirr, circo layouts), text-to-image (t2i) and chat (per round) retrieval."""
-    cfg = config
+    cfg = with_oracle_noise(config)
     layout = cfg.setup.data.layout
     split, clip, roles = prepare(engine, cfg.setup, {"captioner": cfg.captioner, "reasoner": cfg.reasoner,
                                                      "propositions": cfg.propositions, "verifier": cfg.verifier,
@@ -185,20 +227,15 @@ def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
     if "s2" in cfg.stages:
         prop_fields = engine.run(proposition_fields, None, answers=understood, instructions=texts, step="s2/fields")
         props = roles.reason(cfg.propositions, prop_fields, None, {"propositions": []}, ("propositions",),
-                             name="s2_reasoner")
+                             name="s2_reasoner", folder="propositions")
         checks = engine.run(verification_inputs, cfg.rerank, split=split, ranking=ranking, propositions=props,
                             step="s2/checks")
-        verdicts = call_role(engine, "verifier", cfg.verifier, checks, False, name="s2_verifier",
-                             folder=roles.folders.get("verifier"))
+        verdicts = roles.ask("verifier", cfg.verifier, checks, fallbacks=False, name="s2_verifier")
         ranking = engine.run(rerank_by_propositions, cfg.rerank, ranking=ranking, propositions=props, verdicts=verdicts,
                              step="s2/rerank")
         out["metrics s2"] = _score_reranked(engine, cfg.setup, split, ranking, "s2")
-    if "s3" in cfg.stages and composed:  # the evaluator compares with a reference image
-        pairs = engine.run(evaluation_inputs, cfg.rerank, split=split, ranking=ranking, instructions=texts,
-                           step="s3/pairs")
-        accepted = call_role(engine, "evaluator", cfg.evaluator, pairs, False, name="s3_evaluator",
-                             folder=roles.folders.get("evaluator"), parse=ParseConfig("yes_no"))
-        ranking = engine.run(promote_first_accepted, cfg.rerank, ranking=ranking, verdicts=accepted, step="s3/promote")
+    if "s3" in cfg.stages:  # text-to-image: a black reference (official)
+        ranking = _stage3(engine, cfg, roles, split, ranking, texts)
         out["metrics s3"] = _score_reranked(engine, cfg.setup, split, ranking, "s3")
-    out["metrics"] = out[max(k for k in out if k.startswith("metrics "))]
+    out["metrics"] = out[f"metrics {[s for s in ('s1', 's2', 's3') if f'metrics {s}' in out][-1]}"]
     return out
