@@ -152,8 +152,15 @@ def answer_proposition(scene: Scene, question: str) -> bool | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _world(folder: str) -> OracleWorld:
+def _cached_world(folder: str, stamp: tuple) -> OracleWorld:
     return OracleWorld(folder)
+
+
+def _world(folder: str) -> OracleWorld:
+    """One parsed world per folder and file state (an edited scenes.json is read again)."""
+    stamp = tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) if os.path.isfile(p) else None
+                  for p in (os.path.join(folder, "scenes.json"), os.path.join(folder, "edits.json")))
+    return _cached_world(folder, stamp)
 
 
 class OracleBackend:
