@@ -17,7 +17,7 @@ from .config import BackendConfig
 from .prompts import PromptConfig, load_template
 from .requests import ChatRequest, ChatResponse, Decoding, Message
 from .stages import chat, resolve_backend
-from .structured import Parsed, parse_final_answer, parse_json, parse_yes_no
+from .structured import Parsed, parse_final_answer, parse_json, parse_labelled_line, parse_yes_no
 
 __all__ = ["RoleConfig", "RoleInput", "Answers", "build_requests", "parse_answers", "ParseConfig", "call_role",
            "Captioner", "Reasoner", "Verifier", "Evaluator", "MultimodalReasoner", "EngineRoles", "ROLES"]
@@ -80,9 +80,11 @@ class Answers:
 
 @dataclasses.dataclass(frozen=True)
 class ParseConfig:
-    kind: Literal["text", "json", "yes_no", "answer_line"] = "text"  # answer_line: reasoning, then "ANSWER: Yes/No"
+    kind: Literal["text", "json", "yes_no", "answer_line", "labelled_line"] = "text"  # answer_line: reasoning, then
+    # "ANSWER: Yes/No"; labelled_line: the text after "<label>:" up to a blank line, as {required[0]: text}
     required: tuple[str, ...] = ()  # JSON keys that must be present (as strings or lists)
     aliases: tuple[tuple[str, str], ...] = ()  # (key in the answer, key it stands for), e.g. ("step2", "descriptions")
+    label: str = ""  # labelled_line: the line's label, e.g. "Edited Description"
 
 
 def _rename(value: Any, aliases: tuple[tuple[str, str], ...]) -> Any:
@@ -96,7 +98,7 @@ def _rename(value: Any, aliases: tuple[tuple[str, str], ...]) -> Any:
     return out
 
 
-@stage(version=1, helpers=[_rename])
+@stage(version=1, helpers=[_rename, parse_labelled_line, parse_final_answer])
 def parse_answers(config: ParseConfig, responses: tuple[ChatResponse, ...], fallbacks: Any) -> Answers:
     """Parse every response; ``fallbacks`` is one value per response, or one value for all."""
     if not isinstance(fallbacks, (tuple, list)):
@@ -110,6 +112,9 @@ def parse_answers(config: ParseConfig, responses: tuple[ChatResponse, ...], fall
             p = parse_json(json.dumps(_rename(p.value, config.aliases)), {k: (str, list) for k in config.required},
                            fallback) if p.ok else p
             parsed.append(p)
+        elif config.kind == "labelled_line":
+            p = parse_labelled_line(response.text, config.label, (config.required or ("text",))[0])
+            parsed.append(p if p.ok else Parsed(fallback, False, p.error))
         elif config.kind in ("yes_no", "answer_line"):
             p = parse_yes_no(response.text) if config.kind == "yes_no" else parse_final_answer(response.text)
             if response.yes_probability is not None and not p.ok:
@@ -205,11 +210,13 @@ class EngineRoles:
         return call_role(self.engine, "captioner", config, inputs, "", name=name, folder=self.folders.get("captioner"))
 
     def reason(self, config: RoleConfig, fields: Any, images: Any, fallbacks: Any, required: tuple[str, ...],
-               *, name: str = "reasoner", aliases: tuple[tuple[str, str], ...] = (), folder: str = "reasoner") -> Artifact:
-        """``folder``: which role's model folder answers (ImageScope's ``propositions`` reasoner has its own)."""
+               *, name: str = "reasoner", aliases: tuple[tuple[str, str], ...] = (), folder: str = "reasoner",
+               parse: ParseConfig | None = None) -> Artifact:
+        """``folder``: which role's model folder answers (ImageScope's ``propositions`` reasoner has its own);
+        ``parse``: how answers are read (default: JSON with the ``required`` keys)."""
         inputs = self.engine.run(reason_inputs, None, fields=fields, images=images, step=f"{name}/inputs")
         return call_role(self.engine, "reasoner", config, inputs, fallbacks, name=name,
-                         parse=ParseConfig("json", required, aliases), folder=self.folders.get(folder))
+                         parse=parse or ParseConfig("json", required, aliases), folder=self.folders.get(folder))
 
     def verify(self, config: RoleConfig, images: Any, questions: Any, *, name: str = "verifier") -> Artifact:
         inputs = self.engine.run(verify_inputs, None, images=images, questions=questions, step=f"{name}/inputs")

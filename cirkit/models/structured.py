@@ -11,7 +11,7 @@ import json_repair
 
 from ..engine import artifact_type
 
-__all__ = ["Parsed", "parse_json", "parse_yes_no", "parse_final_answer"]
+__all__ = ["Parsed", "parse_json", "parse_yes_no", "parse_final_answer", "parse_labelled_line"]
 
 
 @artifact_type
@@ -67,3 +67,13 @@ def parse_final_answer(text: str) -> Parsed:
     if found:
         return Parsed(found[-1].lower() == "yes", True)
     return parse_yes_no(text)
+
+
+def parse_labelled_line(text: str, label: str, key: str) -> Parsed:
+    """``{key: text}`` from the text after the last ``label:`` up to a blank line (CIReVL's "Edited Description:"
+    answers, generated with the stop sequence "\\n\\n"); no label or nothing after it is a failure."""
+    at = text.lower().rfind(label.lower() + ":")
+    if at < 0:
+        return Parsed(None, False, f"no {label!r} line in {text[:60]!r}")
+    value = text[at + len(label) + 1 :].split("\n\n", 1)[0].strip()
+    return Parsed({key: " ".join(value.split())}, True) if value else Parsed(None, False, f"empty {label!r} line")

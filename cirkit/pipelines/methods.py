@@ -8,7 +8,10 @@ same pipelines at real benchmarks, CLIP checkpoints and model servers.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Literal
 
+from ..builtin.files import export_files
 from ..encoders.stages import embed_images, embed_texts
 from ..engine import Engine, stage
 from ..evaluation.stages import EvalConfig, evaluate, evaluate_chat
@@ -35,7 +38,6 @@ from ..methods.imagescope_evaluation import (
     stitch_pairs,
     update_accepted,
 )
-from ..builtin.files import export_files
 from ..models.roles import ParseConfig, RoleConfig
 from ..retrieval.stages import (
     FusionConfig,
@@ -61,8 +63,12 @@ def _retrieve_and_score(engine: Engine, setup: Setup, retrieval: RetrievalConfig
     return ranking, metrics
 
 
-def _score_reranked(engine: Engine, setup: Setup, split, ranking, name: str):
-    """Metrics of a re-ranked list; on CIRR the subset ranking follows the re-ranked order."""
+def _score_reranked(engine: Engine, setup: Setup, split, ranking, name: str, full=None):
+    """Metrics of a re-ranked list; on CIRR the subset ranking follows the re-ranked order. ``full``: the
+    re-ranked list is a subset ranking (CIRR subset protocol) and ``full`` the gallery ranking it came with."""
+    if full is not None:
+        return engine.run(evaluate, EvalConfig(), split=split, ranking=full, subset_ranking=ranking,
+                          step=f"{name}/evaluate")
     subset = None
     if setup.data.layout == "cirr":
         subset = engine.run(restrict_to_subset, SubsetOrderConfig(), split=split, ranking=ranking, step=f"{name}/subset")
@@ -84,6 +90,12 @@ class CIReVLConfig:
     captioner: RoleConfig = clip_substitute("generic/captioner")
     reasoner: RoleConfig = embedded_llm("cirevl/rewrite", 80)
     retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=True)
+    answer_format: Literal["json", "edited_description"] = "json"  # official: an "Edited Description:" line
+    # (with a prompt asking for it, e.g. cirevl/rewrite_edited; the answer is cut at its first blank line)
+
+
+_CIREVL_PARSE = {"json": ParseConfig("json", ("target",)),
+                 "edited_description": ParseConfig("labelled_line", ("target",), label="Edited Description")}
 
 
 @pipeline("cirevl", CIReVLConfig)
@@ -95,7 +107,7 @@ def cirevl(engine: Engine, config: CIReVLConfig) -> dict:
     texts = engine.run(instructions, None, split=split)
     captions = engine.run(answer_texts, AnswerTexts(), answers=roles.caption(config.captioner, refs), step="captions")
     fields = engine.run(zip_fields, FieldNames(("reference", "instruction")), columns=(captions, texts))
-    rewrites = roles.reason(config.reasoner, fields, None, captions, ("target",))
+    rewrites = roles.reason(config.reasoner, fields, None, captions, ("target",), parse=_CIREVL_PARSE[config.answer_format])
     targets = engine.run(answer_texts, AnswerTexts("target"), answers=rewrites, step="targets")
     return _text_to_image(engine, config.setup, config.retrieval, split, clip, targets, "cirevl")
 
@@ -105,16 +117,26 @@ class OSrCIRConfig:
     setup: Setup = Setup()
     reasoner: RoleConfig = clip_substitute("osrcir/reflective")  # a multimodal model; CLIP substitute by default
     retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=True)
+    fallback: Literal["instruction", "caption"] = "instruction"  # a failed answer's target text: the bare
+    # instruction (the official behaviour), or the reference caption from ``captioner``
+    captioner: RoleConfig = clip_substitute("generic/captioner")  # used only when fallback = "caption"
 
 
 @pipeline("osrcir", OSrCIRConfig)
 def osrcir(engine: Engine, config: OSrCIRConfig) -> dict:
     """OSrCIR: one multimodal call with reflective chain-of-thought (JSON), then CLIP text-to-image retrieval."""
     config = with_oracle_noise(config)
-    split, clip, roles = prepare(engine, config.setup, {"multimodal_reasoner": config.reasoner})
+    wanted = {"multimodal_reasoner": config.reasoner}
+    if config.fallback == "caption":
+        wanted["captioner"] = config.captioner
+    split, clip, roles = prepare(engine, config.setup, wanted)
     refs = engine.run(reference_images, None, split=split)
     texts = engine.run(instructions, None, split=split)
-    answers = roles.reason_about_image(config.reasoner, refs, texts, texts)
+    fallbacks = texts
+    if config.fallback == "caption":
+        fallbacks = engine.run(answer_texts, AnswerTexts(), answers=roles.caption(config.captioner, refs),
+                               step="fallback_captions")
+    answers = roles.reason_about_image(config.reasoner, refs, texts, fallbacks)
     targets = engine.run(answer_texts, AnswerTexts("Target Image Description"), answers=answers, step="targets")
     return _text_to_image(engine, config.setup, config.retrieval, split, clip, targets, "osrcir")
 
@@ -137,6 +159,8 @@ class ImageScopeConfig:
     evaluator_answer: str = "answer_line"  # "answer_line": reasoning ending in "ANSWER: Yes/No" (official); "yes_no"
     stages: tuple[str, ...] = ("s1", "s2", "s3")
     chat_rounds: int = 5  # chat layout: rounds 0..chat_rounds (VisDial: 10)
+    subset_protocol: bool = False  # CIRR: the official --subset run: stages 2 (top subset_top_k) and 3 re-rank
+    subset_top_k: int = 5  # the img_set members (minus the reference) by stage-1 score; Rs@K from that order
 
 
 STEP_KEYS = (("step1", "operations"), ("step2", "descriptions"))  # the official prompts' answer keys
@@ -224,6 +248,14 @@ def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
                                            fallbacks=ref_texts if composed else None)
     ranking, metrics = _retrieve_and_score(engine, cfg.setup, cfg.retrieval, split, queries, gallery, "s1")
     out = {"metrics s1": metrics}
+    full = None
+    if cfg.subset_protocol and layout == "cirr":  # stages 2 and 3 see the img_set members only
+        full = ranking
+        ranking = engine.run(retrieve, dataclasses.replace(cfg.retrieval, k=cfg.subset_top_k, subset=True,
+                                                           exclude_reference=True),
+                             split=split, queries=queries, gallery=gallery, index=None, step="s1/subset_protocol")
+        cfg = dataclasses.replace(cfg, rerank=dataclasses.replace(cfg.rerank, top_k=cfg.subset_top_k))
+    score = functools.partial(_score_reranked, engine, cfg.setup, split, full=full)
     if "s2" in cfg.stages:
         prop_fields = engine.run(proposition_fields, None, answers=understood, instructions=texts, step="s2/fields")
         props = roles.reason(cfg.propositions, prop_fields, None, {"propositions": []}, ("propositions",),
@@ -233,9 +265,9 @@ def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
         verdicts = roles.ask("verifier", cfg.verifier, checks, fallbacks=False, name="s2_verifier")
         ranking = engine.run(rerank_by_propositions, cfg.rerank, ranking=ranking, propositions=props, verdicts=verdicts,
                              step="s2/rerank")
-        out["metrics s2"] = _score_reranked(engine, cfg.setup, split, ranking, "s2")
+        out["metrics s2"] = score(ranking, "s2")
     if "s3" in cfg.stages:  # text-to-image: a black reference (official)
         ranking = _stage3(engine, cfg, roles, split, ranking, texts)
-        out["metrics s3"] = _score_reranked(engine, cfg.setup, split, ranking, "s3")
+        out["metrics s3"] = score(ranking, "s3")
     out["metrics"] = out[f"metrics {[s for s in ('s1', 's2', 's3') if f'metrics {s}' in out][-1]}"]
     return out
