@@ -144,3 +144,14 @@ def test_stage3_stops_at_the_first_yes_and_promotes_it():
     r = Ranking(("a", "b", "c"), tuple(str(i) for i in range(9)), np.array([[0, 1, 2, 3], [4, 5, 6, 7], [8, 7, 6, 5]]),
                 np.zeros((3, 4), np.float32))
     assert promote_accepted(None, r, accepted).indices.tolist() == [[1, 0, 2, 3], [4, 5, 6, 7], [8, 7, 6, 5]]
+
+
+def test_repetition_penalty_reaches_the_server_only_when_set():
+    from cirkit.models.backends.openai_compat import payload
+    from cirkit.models.requests import ChatRequest, Decoding, Message
+
+    def body(decoding):
+        return payload("m", ChatRequest("captioner", "t", "h", (Message("user", "hi"),), (), decoding))
+
+    assert body(Decoding(max_tokens=2048, repetition_penalty=1.05))["repetition_penalty"] == 1.05
+    assert "repetition_penalty" not in body(Decoding())
