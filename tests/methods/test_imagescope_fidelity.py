@@ -155,3 +155,12 @@ def test_repetition_penalty_reaches_the_server_only_when_set():
 
     assert body(Decoding(max_tokens=2048, repetition_penalty=1.05))["repetition_penalty"] == 1.05
     assert "repetition_penalty" not in body(Decoding())
+
+
+def test_cirevl_edited_description_answers_are_cut_at_the_blank_line():
+    responses = (ChatResponse("Reasoning: swap the colour.\nEdited Description: a blue\n  circle on sand\n\nNote: more", "m"),
+                 ChatResponse("edited description: a cat", "m"), ChatResponse("A cat on a mat.", "m"),
+                 ChatResponse("Edited Description:   \n\n", "m"))
+    parsed = parse_answers(ParseConfig("labelled_line", ("target",), label="Edited Description"), responses, "caption")
+    assert parsed.values == ({"target": "a blue circle on sand"}, {"target": "a cat"}, "caption", "caption")
+    assert parsed.ok == (True, True, False, False)

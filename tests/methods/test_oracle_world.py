@@ -90,6 +90,21 @@ def test_each_stage_and_method_adds_what_its_paper_says(world):
         assert m["R@1"] >= base["text"]["R@1"] + 25 and m["R@10"] >= base["text"]["R@10"] + 60  # +35.0, +86.25
 
 
+def test_scores_fall_towards_the_all_wrong_level_as_noise_rises(world):
+    """R@5 at noise 0 / 0.4 / 1.0 (measured): ImageScope s1 85.0 / 33.75 / 1.25, s2 and s3 97.5 / 25.0 / 1.25,
+    CIReVL 81.25 / 32.5 / 3.75, OSrCIR 81.25 / 58.75 / 31.25 (a wrong OSrCIR answer still edits the right
+    reference); at noise 1 every answer is wrong and Rs@1 is near chance (20)."""
+    scores = {}
+    for noise in (0.0, 0.4, 1.0):
+        s = run_imagescope(world, noise)
+        c, o = run_text_methods(world, noise)
+        scores[noise] = {"s1": s["s1"], "s2": s["s2"], "s3": s["s3"], "cirevl": c, "osrcir": o}
+    for method in ("s1", "s2", "s3", "cirevl", "osrcir"):
+        r5 = [scores[n][method]["R@5"] for n in (0.0, 0.4, 1.0)]
+        assert r5[0] >= r5[1] + 20 and r5[1] >= r5[2] + 20, (method, r5)
+    assert all(scores[1.0][m]["Rs@1"] <= 30 for m in scores[1.0])
+
+
 def test_cirr_subset_protocol_reranks_the_members_only(world):
     s = run_imagescope(world, subset_protocol=True)
     assert s["s2"]["Rs@1"] == 100.0, "right propositions single out the target among the img_set members"
