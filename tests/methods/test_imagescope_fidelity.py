@@ -164,3 +164,21 @@ def test_cirevl_edited_description_answers_are_cut_at_the_blank_line():
     parsed = parse_answers(ParseConfig("labelled_line", ("target",), label="Edited Description"), responses, "caption")
     assert parsed.values == ({"target": "a blue circle on sand"}, {"target": "a cat"}, "caption", "caption")
     assert parsed.ok == (True, True, False, False)
+
+
+def test_per_dataset_reasoner_prompts_have_five_examples_answering_step1_step2():
+    import pytest
+
+    for dataset in ("cirr", "circo", "fashioniq"):
+        template = load_template(PromptConfig(f"imagescope/{dataset}/reasoner_understand"))
+        examples = [text for role, text in template.turns if role == "assistant"]
+        assert len(examples) == 5, dataset
+        for text in examples:
+            answer = json.loads(text)
+            assert set(answer) == {"step1", "step2"} and len(answer["step2"]) == 3
+            assert all(op.split(": ")[0] in ("Addition", "Removal", "Modification", "Comparison", "Retention")
+                       for op in answer["step1"])
+        turns = template.render(reference="REF", instruction="EDIT")
+        assert turns[-1] == ("user", "Reference image: REF\nRequest: EDIT")
+        with pytest.raises(Exception, match="instruction"):
+            template.render(reference="REF")
