@@ -18,7 +18,7 @@ from ..engine import stage
 from ..models.roles import Answers, RoleInput
 from ..retrieval.ranking import Ranking
 
-__all__ = ["DescriptionConfig", "descriptions", "group_rows", "proposition_fields", "RerankConfig",
+__all__ = ["DescriptionConfig", "subset_by_rank_then_score", "descriptions", "group_rows", "proposition_fields", "RerankConfig",
            "verification_inputs", "rerank_by_propositions", "description_counts", "evaluation_inputs", "promote_first_accepted"]
 
 
@@ -164,3 +164,18 @@ def promote_first_accepted(config: RerankConfig, ranking: Ranking, verdicts: Ans
             first = accepted.index(True)
             _reorder(ranking, q, [first] + [i for i in range(first + 1) if i != first], indices, scores)
     return Ranking(ranking.query_ids, ranking.gallery_ids, indices, scores)
+
+
+@stage(version=1)
+def subset_by_rank_then_score(config: None, ranking: Ranking, by_score: Ranking) -> Ranking:
+    """Each query's candidates (``by_score``: its subset ranking, all members by stage-1 score) re-ordered as
+    they appear in the re-ranked ``ranking``; members the ranking does not reach follow by score, as in the
+    official code, which keeps the top 15,000 (not in the subset file's listing order)."""
+    indices = np.full_like(by_score.indices, -1)
+    for q in range(len(by_score.query_ids)):
+        members = [int(i) for i in by_score.indices[q] if i >= 0]
+        reached = [int(i) for i in ranking.indices[q] if int(i) in members]
+        ordered = reached + [m for m in members if m not in reached]
+        indices[q, : len(ordered)] = ordered
+    scores = np.where(indices >= 0, 0.0, -np.inf).astype(np.float32)
+    return Ranking(by_score.query_ids, by_score.gallery_ids, indices, scores)

@@ -24,6 +24,7 @@ from ..methods.imagescope import (
     description_counts,
     descriptions,
     group_rows,
+    subset_by_rank_then_score,
     proposition_fields,
     rerank_by_propositions,
     verification_inputs,
@@ -63,14 +64,17 @@ def _retrieve_and_score(engine: Engine, setup: Setup, retrieval: RetrievalConfig
     return ranking, metrics
 
 
-def _score_reranked(engine: Engine, setup: Setup, split, ranking, name: str, full=None):
-    """Metrics of a re-ranked list; on CIRR the subset ranking follows the re-ranked order. ``full``: the
-    re-ranked list is a subset ranking (CIRR subset protocol) and ``full`` the gallery ranking it came with."""
+def _score_reranked(engine: Engine, setup: Setup, split, ranking, name: str, full=None, by_score=None):
+    """Metrics of a re-ranked list; on CIRR the subset ranking follows the re-ranked order (members it does not
+    reach by ``by_score``, their stage-1 subset ranking, when given). ``full``: the re-ranked list is a subset
+    ranking (CIRR subset protocol) and ``full`` the gallery ranking it came with."""
     if full is not None:
         return engine.run(evaluate, EvalConfig(), split=split, ranking=full, subset_ranking=ranking,
                           step=f"{name}/evaluate")
     subset = None
-    if setup.data.layout == "cirr":
+    if setup.data.layout == "cirr" and by_score is not None:
+        subset = engine.run(subset_by_rank_then_score, None, ranking=ranking, by_score=by_score, step=f"{name}/subset")
+    elif setup.data.layout == "cirr":
         subset = engine.run(restrict_to_subset, SubsetOrderConfig(), split=split, ranking=ranking, step=f"{name}/subset")
     return engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=subset, step=f"{name}/evaluate")
 
@@ -255,7 +259,12 @@ def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
                                                            exclude_reference=True),
                              split=split, queries=queries, gallery=gallery, index=None, step="s1/subset_protocol")
         cfg = dataclasses.replace(cfg, rerank=dataclasses.replace(cfg.rerank, top_k=cfg.subset_top_k))
-    score = functools.partial(_score_reranked, engine, cfg.setup, split, full=full)
+    by_score = None
+    if layout == "cirr" and full is None:  # every member by stage-1 score, for those a re-ranking does not reach
+        by_score = engine.run(retrieve, dataclasses.replace(cfg.retrieval, k=cfg.subset_top_k, subset=True,
+                                                            exclude_reference=True),
+                              split=split, queries=queries, gallery=gallery, index=None, step="s1/subset_by_score")
+    score = functools.partial(_score_reranked, engine, cfg.setup, split, full=full, by_score=by_score)
     if "s2" in cfg.stages:
         prop_fields = engine.run(proposition_fields, None, answers=understood, instructions=texts, step="s2/fields")
         props = roles.reason(cfg.propositions, prop_fields, None, {"propositions": []}, ("propositions",),

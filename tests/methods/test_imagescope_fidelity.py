@@ -182,3 +182,12 @@ def test_per_dataset_reasoner_prompts_have_five_examples_answering_step1_step2()
         assert turns[-1] == ("user", "Reference image: REF\nRequest: EDIT")
         with pytest.raises(Exception, match="instruction"):
             template.render(reference="REF")
+
+
+def test_subset_members_a_reranking_misses_follow_by_score_not_listing_order():
+    from cirkit.methods.imagescope import subset_by_rank_then_score
+
+    reranked = Ranking(("q",), tuple(str(i) for i in range(9)), np.array([[7, 2, 5]]), np.zeros((1, 3), np.float32))
+    by_score = Ranking(("q",), reranked.gallery_ids, np.array([[8, 5, 3, 2, 6]]), np.zeros((1, 5), np.float32))
+    out = subset_by_rank_then_score(None, reranked, by_score)
+    assert out.indices.tolist() == [[2, 5, 8, 3, 6]], "reached members in re-ranked order, then by stage-1 score"
