@@ -14,12 +14,12 @@ from click.testing import CliRunner
 
 from cirkit.builtin.benchmark import BuiltinConfig
 from cirkit.builtin.files import ExportConfig
+from cirkit.builtin.scenes import caption
 from cirkit.cli import main
 from cirkit.encoders.stages import embed_images, embed_texts
 from cirkit.engine import Engine, Store
 from cirkit.evaluation.stages import EvalConfig, evaluate
 from cirkit.methods.baselines import BaselineConfig, TextsConfig, compose_queries, gallery_images, query_texts
-from cirkit.builtin.scenes import caption
 from cirkit.models.backends.oracle import OracleWorld
 from cirkit.pipelines.embedded import builtin_world
 from cirkit.pipelines.methods import CIReVLConfig, ImageScopeConfig, OSrCIRConfig, cirevl, imagescope, osrcir
@@ -119,7 +119,7 @@ def test_noise_sweep_recomputes_only_role_answers_and_what_follows(world):
              "--set", f"setup.export.directory={json.dumps(world[1].export.directory)}"]
     small += [a for k, v in dataclasses.asdict(BENCHMARK).items() for a in ("--set", f"setup.benchmark.{k}={v}")]
     small += [a for k in ("steps", "batch_size") for a in ("--set", f"setup.train.{k}={getattr(TRAIN, k)}")]
-    store = ["--store", world[0] + "-sweep"]
+    store = ["--store", world[0]]  # the module's store: the world is built already
     first = CliRunner().invoke(main, ["run", "experiments/oracle/imagescope.toml", *store, *small, "--quiet"],
                                catch_exceptions=False)
     assert first.exit_code == 0, first.output
@@ -128,8 +128,8 @@ def test_noise_sweep_recomputes_only_role_answers_and_what_follows(world):
     assert dry.exit_code == 0, dry.output
     points = dry.output.split("dry run of ")[1:]
     assert len(points) == 4 and points[0].startswith("oracle-imagescope-noise/setup.oracle_noise=0.0")
-    rows = [[[c.strip() for c in line.split("│")[1:4]] for line in p.splitlines() if line.startswith("│ ")]
-            for p in points]
+    rows = [[cells for line in p.splitlines() if line.startswith("│ ")
+             and (cells := [c.strip() for c in line.split("│")[1:4]])[0]] for p in points]  # wrapped lines: no step
     assert {status for _, _, status in rows[0]} <= {"hit", "read"}, "noise 0 is the oracle run: nothing to do"
     for point in rows[1:]:
         missed = {step for step, _, status in point if status == "miss"}
