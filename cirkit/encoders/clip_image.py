@@ -89,7 +89,10 @@ def preprocess(image: Image.Image, prep: ImagePrep) -> np.ndarray:
     image = image.resize((new_short, new_long) if w <= h else (new_long, new_short), Image.Resampling.BICUBIC)
     arr = np.asarray(image).transpose(2, 0, 1)
     _, hh, ww = arr.shape
-    top, left = (hh - prep.crop) // 2, (ww - prep.crop) // 2
+    if prep.mode == "targetpad":  # torchvision's CenterCrop (CIReVL): Python's round, halves to even
+        top, left = int(round((hh - prep.crop) / 2.0)), int(round((ww - prep.crop) / 2.0))
+    else:  # CLIPImageProcessor: floor
+        top, left = (hh - prep.crop) // 2, (ww - prep.crop) // 2
     if top < 0 or left < 0:  # smaller than the crop: zero-pad around it, as the reference does
         padded = np.zeros((3, max(hh, prep.crop), max(ww, prep.crop)), arr.dtype)
         ph, pw = -(-(padded.shape[1] - hh) // 2), -(-(padded.shape[2] - ww) // 2)

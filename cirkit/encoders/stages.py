@@ -64,7 +64,7 @@ def image_identity(image: ImageRef) -> tuple:
     return (image.content or image.path, image.box)
 
 
-@stage(version=1, over="images", shard_size=256, helpers=[_finish, _encoder], item_key=image_identity)
+@stage(version=2, over="images", shard_size=256, helpers=[_finish, _encoder], item_key=image_identity)
 def embed_images(config: EmbedConfig, images: tuple[ImageRef, ...], model: ClipCheckpoint) -> np.ndarray:
     """One embedding row per image (cached per image, keyed by its content hash and crop box)."""
     enc = _encoder(config, model)

@@ -19,32 +19,53 @@ from ..engine import stage
 from ..models.roles import Answers, RoleInput
 from ..retrieval.ranking import Ranking
 
-__all__ = ["DescriptionConfig", "descriptions", "group_rows", "proposition_fields", "RerankConfig",
-           "verification_inputs", "rerank_by_propositions", "evaluation_inputs", "promote_first_accepted"]
+__all__ = ["DescriptionConfig", "subset_by_rank_then_score", "descriptions", "group_rows", "proposition_fields", "RerankConfig",
+           "verification_inputs", "rerank_by_propositions", "description_counts", "evaluation_inputs", "promote_first_accepted"]
 
 
 @dataclasses.dataclass(frozen=True)
 class DescriptionConfig:
-    n: int = 3  # descriptions per query (VisDial: 1)
+    n: int = 3  # descriptions kept per query (VisDial: 1)
+    pad: bool = False  # official: average over the descriptions received; True fills up to n with the fallback
 
     def __post_init__(self) -> None:
         checks.integers_at_least(self, 1, "n")
 
 
-@stage(version=1)
-def descriptions(config: DescriptionConfig, answers: Answers, fallbacks: tuple[str, ...]) -> tuple[str, ...]:
-    """Exactly ``n`` descriptions per query, flattened (the reference caption fills in for missing ones)."""
+def _found(value, n: int) -> list[str]:
+    found = value.get("descriptions", []) if isinstance(value, dict) else []
+    found = [found] if isinstance(found, str) else found if isinstance(found, list) else []
+    return [str(d) for d in found if isinstance(d, (str, int, float)) and str(d).strip()][:n]
+
+
+def _per_query(config: DescriptionConfig, answers: Answers, fallbacks: tuple[str, ...]) -> list[list[str]]:
     out = []
     for value, fallback in zip(answers.values, fallbacks, strict=True):
-        found = value.get("descriptions", []) if isinstance(value, dict) else []
-        texts = [str(d) for d in found if isinstance(d, (str, int, float)) and str(d).strip()][: config.n]
-        out += texts + [fallback] * (config.n - len(texts))
-    return tuple(out)
+        texts = _found(value, config.n) or [fallback]
+        out.append(texts + [fallback] * (config.n - len(texts)) if config.pad else texts)
+    return out
 
 
-@stage(version=1)
-def group_rows(config: DescriptionConfig, embeddings: np.ndarray) -> np.ndarray:
-    return np.asarray(embeddings).reshape(-1, config.n, embeddings.shape[-1])
+@stage(version=1, helpers=[_found, _per_query])
+def descriptions(config: DescriptionConfig, answers: Answers, fallbacks: tuple[str, ...]) -> tuple[str, ...]:
+    """Up to ``n`` descriptions per query, flattened; a query with none gets its fallback (``pad``: exactly n)."""
+    return tuple(t for texts in _per_query(config, answers, fallbacks) for t in texts)
+
+
+@stage(version=1, helpers=[_found, _per_query])
+def description_counts(config: DescriptionConfig, answers: Answers, fallbacks: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(len(texts) for texts in _per_query(config, answers, fallbacks))
+
+
+@stage(version=2)
+def group_rows(config: None, embeddings: np.ndarray, counts: tuple[int, ...]) -> np.ndarray:
+    """The mean unit description vector of each query (however many descriptions it has)."""
+    e = np.asarray(embeddings, np.float32)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    if bounds[-1] != len(e):
+        raise ValueError(f"{len(e)} description embeddings for {bounds[-1]} descriptions")
+    return np.stack([e[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
 @stage(version=1)
@@ -65,6 +86,13 @@ class RerankConfig:
                         self.alpha)
 
 
+def _expected(answer) -> bool:
+    """An expected answer: ``true``/"yes"/"True" read as yes (JSON booleans included), anything else as no."""
+    if isinstance(answer, bool):
+        return answer
+    return str(answer).strip().lower().startswith(("y", "true"))
+
+
 def _propositions(answers: Answers) -> list[list[tuple[str, bool]]]:
     out = []
     for value in answers.values:
@@ -72,7 +100,7 @@ def _propositions(answers: Answers) -> list[list[tuple[str, bool]]]:
         clean = []
         for p in props if isinstance(props, list) else []:
             if isinstance(p, dict) and isinstance(p.get("question"), str) and p["question"].strip():
-                clean.append((p["question"].strip(), str(p.get("answer", "yes")).strip().lower().startswith("y")))
+                clean.append((p["question"].strip(), _expected(p.get("answer", "yes"))))
         out.append(clean)
     return out
 
@@ -81,7 +109,7 @@ def _gallery(split: Split) -> tuple[ImageRef, ...]:
     return split.gallery.images
 
 
-@stage(version=1, helpers=[_propositions])
+@stage(version=1, helpers=[_propositions, _expected])
 def verification_inputs(config: RerankConfig, split: Split, ranking: Ranking, propositions: Answers) -> tuple[RoleInput, ...]:
     """One verifier call per (query, top-k candidate, proposition), in that order."""
     gallery = _gallery(split)
@@ -99,7 +127,7 @@ def _reorder(ranking: Ranking, q: int, order: list[int], indices: np.ndarray, sc
     scores[q, :head] = ranking.scores[q, :head][order]
 
 
-@stage(version=1, helpers=[_propositions, _reorder])
+@stage(version=1, helpers=[_propositions, _expected, _reorder])
 def rerank_by_propositions(config: RerankConfig, ranking: Ranking, propositions: Answers, verdicts: Answers) -> Ranking:
     """Stable re-ranking of each query's top-k by the number of propositions whose answer matches."""
     indices, scores = ranking.indices.copy(), ranking.scores.copy()
@@ -146,3 +174,18 @@ def promote_first_accepted(config: RerankConfig, ranking: Ranking, verdicts: Ans
             first = accepted.index(True)
             _reorder(ranking, q, [first] + [i for i in range(first + 1) if i != first], indices, scores)
     return Ranking(ranking.query_ids, ranking.gallery_ids, indices, scores)
+
+
+@stage(version=1)
+def subset_by_rank_then_score(config: None, ranking: Ranking, by_score: Ranking) -> Ranking:
+    """Each query's candidates (``by_score``: its subset ranking, all members by stage-1 score) re-ordered as
+    they appear in the re-ranked ``ranking``; members the ranking does not reach follow by score, as in the
+    official code, which keeps the top 15,000 (not in the subset file's listing order)."""
+    indices = np.full_like(by_score.indices, -1)
+    for q in range(len(by_score.query_ids)):
+        members = [int(i) for i in by_score.indices[q] if i >= 0]
+        reached = [int(i) for i in ranking.indices[q] if int(i) in members]
+        ordered = reached + [m for m in members if m not in reached]
+        indices[q, : len(ordered)] = ordered
+    scores = np.where(indices >= 0, 0.0, -np.inf).astype(np.float32)
+    return Ranking(by_score.query_ids, by_score.gallery_ids, indices, scores)

@@ -27,12 +27,14 @@ class RequestsFailed(BackendError):
 @dataclasses.dataclass(frozen=True)
 class BackendConfig:
     """``kind``: ``openai`` (any OpenAI-compatible server: vLLM, SGLang, llama.cpp, Ollama, transformers serve,
-    hosted APIs), ``transformers`` (a local model folder), or ``clip`` (CLIP-based substitutes for the vision
-    roles, labelled as such). Fields marked ``hash: False`` change how, not what, is computed."""
+    hosted APIs), ``transformers`` (a local model folder), ``clip`` (CLIP-based substitutes for the vision
+    roles, labelled as such) or ``oracle`` (ground truth of the built-in benchmark folder, wrong with
+    probability ``noise``). Fields marked ``hash: False`` change how, not what, is computed."""
 
-    kind: Literal["openai", "transformers", "clip"] = "openai"
+    kind: Literal["openai", "transformers", "clip", "oracle"] = "openai"
     model: str = ""  # model id (openai), or a local folder (transformers, clip)
     snapshot: str = ""  # pin a revision explicitly; it is part of every cache key
+    noise: float = 0.0  # oracle only: probability of a wrong answer (seeded by decoding.seed)
     base_url: str = dataclasses.field(default="", metadata={"hash": False})  # else $CIRKIT_BASE_URL / $OPENAI_BASE_URL
     api_key: str = dataclasses.field(default="", metadata={"hash": False, "secret": True})  # else $OPENAI_API_KEY
     max_in_flight: int = dataclasses.field(default=4, metadata={"hash": False})

@@ -4,6 +4,11 @@ Templates use ``${name}`` placeholders (``string.Template``), so JSON braces in 
 A template's hash is part of every request built from it. A file is a sequence of turns: the text before
 the first marker is the system message, then ``---user---`` and ``---assistant---`` lines start turns, so
 few-shot examples can be real chat turns. The last turn must be the user's.
+
+Official prompt files of other projects (e.g. ImageScope's) use ``[[NAME]]`` placeholders instead; a file
+that has them is read in that format: each ``[[NAME]]`` becomes the cirkit variable ``placeholders`` maps it
+to (``INSTRUCTION`` -> ``instruction``, ``REF_IMAGE_DESC`` -> ``reference`` by default, else the lower-cased
+name), and a literal ``$`` stays literal.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import string
 from importlib import resources
 
@@ -29,6 +35,16 @@ class PromptConfig:
 
     name: str
     path: str | None = None
+    placeholders: tuple[tuple[str, str], ...] = (("INSTRUCTION", "instruction"), ("REF_IMAGE_DESC", "reference"))
+
+
+_BRACKETS = re.compile(r"\[\[([A-Za-z_][A-Za-z0-9_]*)\]\]")
+
+
+def _from_brackets(text: str, placeholders: tuple[tuple[str, str], ...]) -> str:
+    """A ``[[NAME]]`` file as a ``${name}`` template (``$`` escaped first, so the file's own text stays)."""
+    names = dict(placeholders)
+    return _BRACKETS.sub(lambda m: "${" + names.get(m[1], m[1].lower()) + "}", text.replace("$", "$$"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +72,8 @@ def load_template(config: PromptConfig) -> Template:
         if not os.path.isfile(config.path):
             raise PromptError(f"{config.path}: prompt file not found (prompt {config.name!r})")
         text, source = open(config.path, encoding="utf-8").read(), config.path
+        if _BRACKETS.search(text):
+            text = _from_brackets(text, config.placeholders)
     else:
         ref = resources.files("cirkit.prompts").joinpath(*f"{config.name}.txt".split("/"))
         if not ref.is_file():

@@ -33,6 +33,8 @@ class Decoding:
     temperature: float = 0.0
     seed: int = 0
     want_probability: bool = False  # ask for P(yes) (token log-probabilities) where the backend gives them
+    repetition_penalty: float | None = None  # sent where the backend takes it (vLLM, transformers); ImageScope's
+    # captioner uses 1.05
 
     def __post_init__(self) -> None:
         checks.integers_at_least(self, 1, "max_tokens")

@@ -8,6 +8,7 @@ repair and schema checks, or yes/no), recording how many answers fell back.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Literal, Protocol
 
 from ..data.model import ImageRef
@@ -16,7 +17,7 @@ from .config import BackendConfig
 from .prompts import PromptConfig, load_template
 from .requests import ChatRequest, ChatResponse, Decoding, Message
 from .stages import chat, resolve_backend
-from .structured import Parsed, parse_json, parse_yes_no
+from .structured import Parsed, parse_final_answer, parse_json, parse_labelled_line, parse_yes_no
 
 __all__ = ["RoleConfig", "RoleInput", "Answers", "build_requests", "parse_answers", "ParseConfig", "call_role",
            "Captioner", "Reasoner", "Verifier", "Evaluator", "MultimodalReasoner", "EngineRoles", "ROLES"]
@@ -79,11 +80,25 @@ class Answers:
 
 @dataclasses.dataclass(frozen=True)
 class ParseConfig:
-    kind: Literal["text", "json", "yes_no"] = "text"
+    kind: Literal["text", "json", "yes_no", "answer_line", "labelled_line"] = "text"  # answer_line: reasoning, then
+    # "ANSWER: Yes/No"; labelled_line: the text after "<label>:" up to a blank line, as {required[0]: text}
     required: tuple[str, ...] = ()  # JSON keys that must be present (as strings or lists)
+    aliases: tuple[tuple[str, str], ...] = ()  # (key in the answer, key it stands for), e.g. ("step2", "descriptions")
+    label: str = ""  # labelled_line: the line's label, e.g. "Edited Description"
 
 
-@stage(version=1)
+def _rename(value: Any, aliases: tuple[tuple[str, str], ...]) -> Any:
+    """An answer object with aliased keys under their canonical names (a canonical key present wins)."""
+    if not isinstance(value, dict) or not aliases:
+        return value
+    out = dict(value)
+    for alias, canonical in aliases:
+        if alias in value and canonical not in value:
+            out[canonical] = value[alias]
+    return out
+
+
+@stage(version=1, helpers=[_rename, parse_labelled_line, parse_final_answer])
 def parse_answers(config: ParseConfig, responses: tuple[ChatResponse, ...], fallbacks: Any) -> Answers:
     """Parse every response; ``fallbacks`` is one value per response, or one value for all."""
     if not isinstance(fallbacks, (tuple, list)):
@@ -93,9 +108,15 @@ def parse_answers(config: ParseConfig, responses: tuple[ChatResponse, ...], fall
         if response.error:
             parsed.append(Parsed(fallback, False, response.error))
         elif config.kind == "json":
-            parsed.append(parse_json(response.text, {k: (str, list) for k in config.required}, fallback))
-        elif config.kind == "yes_no":
-            p = parse_yes_no(response.text)
+            p = parse_json(response.text, {}, fallback)
+            p = parse_json(json.dumps(_rename(p.value, config.aliases)), {k: (str, list) for k in config.required},
+                           fallback) if p.ok else p
+            parsed.append(p)
+        elif config.kind == "labelled_line":
+            p = parse_labelled_line(response.text, config.label, (config.required or ("text",))[0])
+            parsed.append(p if p.ok else Parsed(fallback, False, p.error))
+        elif config.kind in ("yes_no", "answer_line"):
+            p = parse_yes_no(response.text) if config.kind == "yes_no" else parse_final_answer(response.text)
             if response.yes_probability is not None and not p.ok:
                 p = Parsed(response.yes_probability >= 0.5, True)
             parsed.append(p if p.ok else Parsed(fallback, False, p.error))
@@ -178,15 +199,24 @@ class EngineRoles:
     folders: dict = dataclasses.field(default_factory=dict)  # role -> model folder artifact (local backends)
     clip: Any = None  # the CLIP checkpoint a method embeds with (set by the method's setup)
 
+    def ask(self, role: str, config: RoleConfig, inputs: Any, *, fallbacks: Any, name: str,
+            parse: ParseConfig | None = None, folder: str | None = None) -> Artifact:
+        """A role call on prepared inputs (``folder``: whose model folder answers; default the role's own)."""
+        return call_role(self.engine, role, config, inputs, fallbacks, name=name, parse=parse,
+                         folder=self.folders.get(folder or role))
+
     def caption(self, config: RoleConfig, images: Any, *, name: str = "captioner") -> Artifact:
         inputs = self.engine.run(caption_inputs, None, images=images, step=f"{name}/inputs")
         return call_role(self.engine, "captioner", config, inputs, "", name=name, folder=self.folders.get("captioner"))
 
     def reason(self, config: RoleConfig, fields: Any, images: Any, fallbacks: Any, required: tuple[str, ...],
-               *, name: str = "reasoner") -> Artifact:
+               *, name: str = "reasoner", aliases: tuple[tuple[str, str], ...] = (), folder: str = "reasoner",
+               parse: ParseConfig | None = None) -> Artifact:
+        """``folder``: which role's model folder answers (ImageScope's ``propositions`` reasoner has its own);
+        ``parse``: how answers are read (default: JSON with the ``required`` keys)."""
         inputs = self.engine.run(reason_inputs, None, fields=fields, images=images, step=f"{name}/inputs")
         return call_role(self.engine, "reasoner", config, inputs, fallbacks, name=name,
-                         parse=ParseConfig("json", required), folder=self.folders.get("reasoner"))
+                         parse=parse or ParseConfig("json", required, aliases), folder=self.folders.get(folder))
 
     def verify(self, config: RoleConfig, images: Any, questions: Any, *, name: str = "verifier") -> Artifact:
         inputs = self.engine.run(verify_inputs, None, images=images, questions=questions, step=f"{name}/inputs")

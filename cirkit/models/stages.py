@@ -46,6 +46,10 @@ def _answer_code(kind: str) -> tuple:
         from .backends.local_transformers import TransformersBackend
 
         return (TransformersBackend,)
+    if kind == "oracle":
+        from .backends.oracle import OracleBackend
+
+        return (OracleBackend,)
     from .backends.clip_substitutes import ClipSubstituteBackend
 
     return (ClipSubstituteBackend,)
@@ -84,6 +88,10 @@ def _load_backend(config: BackendConfig, location: str):
         from .backends.local_transformers import TransformersBackend
 
         return TransformersBackend(config)
+    if config.kind == "oracle":
+        from .backends.oracle import OracleBackend
+
+        return OracleBackend(config)
     from .backends.clip_substitutes import ClipSubstituteBackend
 
     return ClipSubstituteBackend(config)

@@ -4,13 +4,14 @@ and a recorded fallback when that fails, so a bad answer never stops a run."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import json_repair
 
 from ..engine import artifact_type
 
-__all__ = ["Parsed", "parse_json", "parse_yes_no"]
+__all__ = ["Parsed", "parse_json", "parse_yes_no", "parse_final_answer", "parse_labelled_line"]
 
 
 @artifact_type
@@ -55,3 +56,24 @@ def parse_yes_no(text: str) -> Parsed:
     if "yes" in words[:5] and "no" not in words[:5]:
         return Parsed(True, True)
     return Parsed(False, False, f"no yes/no answer in {text[:60]!r}")
+
+
+_FINAL = re.compile(r"ANSWER\s*:\s*\**\s*(yes|no)\b", re.I)
+
+
+def parse_final_answer(text: str) -> Parsed:
+    """The last 'ANSWER: Yes/No' line of a reasoned answer (ImageScope's evaluator); else a leading yes/no."""
+    found = _FINAL.findall(text)
+    if found:
+        return Parsed(found[-1].lower() == "yes", True)
+    return parse_yes_no(text)
+
+
+def parse_labelled_line(text: str, label: str, key: str) -> Parsed:
+    """``{key: text}`` from the text after the last ``label:`` up to a blank line (CIReVL's "Edited Description:"
+    answers, generated with the stop sequence "\\n\\n"); no label or nothing after it is a failure."""
+    at = text.lower().rfind(label.lower() + ":")
+    if at < 0:
+        return Parsed(None, False, f"no {label!r} line in {text[:60]!r}")
+    value = text[at + len(label) + 1 :].split("\n\n", 1)[0].strip()
+    return Parsed({key: " ".join(value.split())}, True) if value else Parsed(None, False, f"empty {label!r} line")

@@ -8,8 +8,11 @@ same pipelines at real benchmarks, CLIP checkpoints and model servers.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Literal
 
 from .. import config_checks as checks
+from ..builtin.files import export_files
 from ..encoders.stages import embed_images, embed_texts
 from ..engine import Engine, stage
 from ..evaluation.stages import DEFAULT_KS, EvalConfig, evaluate, evaluate_chat
@@ -19,15 +22,25 @@ from ..methods.common import AnswerTexts, FieldNames, answer_texts, instructions
 from ..methods.imagescope import (
     DescriptionConfig,
     RerankConfig,
+    description_counts,
     descriptions,
-    evaluation_inputs,
     group_rows,
-    promote_first_accepted,
+    subset_by_rank_then_score,
     proposition_fields,
     rerank_by_propositions,
     verification_inputs,
 )
-from ..models.roles import ParseConfig, RoleConfig, call_role
+from ..methods.imagescope_evaluation import (
+    PairsConfig,
+    RoundConfig,
+    evaluator_images,
+    nothing_accepted,
+    promote_accepted,
+    round_inputs,
+    stitch_pairs,
+    update_accepted,
+)
+from ..models.roles import ParseConfig, RoleConfig
 from ..retrieval.stages import (
     FusionConfig,
     RetrievalConfig,
@@ -37,7 +50,7 @@ from ..retrieval.stages import (
     restrict_to_subset,
     retrieve,
 )
-from .setup import Setup, clip_substitute, embedded_llm, prepare
+from .setup import Setup, clip_substitute, embedded_llm, prepare, with_oracle_noise
 
 
 def _retrieve_and_score(engine: Engine, setup: Setup, retrieval: RetrievalConfig, split, queries, gallery, name: str):
@@ -52,10 +65,17 @@ def _retrieve_and_score(engine: Engine, setup: Setup, retrieval: RetrievalConfig
     return ranking, metrics
 
 
-def _score_reranked(engine: Engine, setup: Setup, split, ranking, name: str):
-    """Metrics of a re-ranked list; on CIRR the subset ranking follows the re-ranked order."""
+def _score_reranked(engine: Engine, setup: Setup, split, ranking, name: str, full=None, by_score=None):
+    """Metrics of a re-ranked list; on CIRR the subset ranking follows the re-ranked order (members it does not
+    reach by ``by_score``, their stage-1 subset ranking, when given). ``full``: the re-ranked list is a subset
+    ranking (CIRR subset protocol) and ``full`` the gallery ranking it came with."""
+    if full is not None:
+        return engine.run(evaluate, EvalConfig(), split=split, ranking=full, subset_ranking=ranking,
+                          step=f"{name}/evaluate")
     subset = None
-    if setup.data.layout == "cirr":
+    if setup.data.layout == "cirr" and by_score is not None:
+        subset = engine.run(subset_by_rank_then_score, None, ranking=ranking, by_score=by_score, step=f"{name}/subset")
+    elif setup.data.layout == "cirr":
         subset = engine.run(restrict_to_subset, SubsetOrderConfig(), split=split, ranking=ranking, step=f"{name}/subset")
     return engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=subset, step=f"{name}/evaluate")
 
@@ -85,20 +105,27 @@ class CIReVLConfig:
     captioner: RoleConfig = clip_substitute("generic/captioner")
     reasoner: RoleConfig = embedded_llm("cirevl/rewrite", 80)
     retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=True)
+    answer_format: Literal["json", "edited_description"] = "json"  # official: an "Edited Description:" line
+    # (with a prompt asking for it, e.g. cirevl/rewrite_edited; the answer is cut at its first blank line)
 
     def __post_init__(self) -> None:
         _deep_enough(self)
 
 
+_CIREVL_PARSE = {"json": ParseConfig("json", ("target",)),
+                 "edited_description": ParseConfig("labelled_line", ("target",), label="Edited Description")}
+
+
 @pipeline("cirevl", CIReVLConfig)
 def cirevl(engine: Engine, config: CIReVLConfig) -> dict:
     """CIReVL: caption the reference, rewrite the caption with the instruction (LLM), CLIP text-to-image."""
+    config = with_oracle_noise(config)
     split, clip, roles = prepare(engine, config.setup, {"captioner": config.captioner, "reasoner": config.reasoner})
     refs = engine.run(reference_images, None, split=split)
     texts = engine.run(instructions, None, split=split)
     captions = engine.run(answer_texts, AnswerTexts(), answers=roles.caption(config.captioner, refs), step="captions")
     fields = engine.run(zip_fields, FieldNames(("reference", "instruction")), columns=(captions, texts))
-    rewrites = roles.reason(config.reasoner, fields, None, captions, ("target",))
+    rewrites = roles.reason(config.reasoner, fields, None, captions, ("target",), parse=_CIREVL_PARSE[config.answer_format])
     targets = engine.run(answer_texts, AnswerTexts("target"), answers=rewrites, step="targets")
     return _text_to_image(engine, config.setup, config.retrieval, split, clip, targets, "cirevl")
 
@@ -108,6 +135,9 @@ class OSrCIRConfig:
     setup: Setup = Setup()
     reasoner: RoleConfig = clip_substitute("osrcir/reflective")  # a multimodal model; CLIP substitute by default
     retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=True)
+    fallback: Literal["instruction", "caption"] = "instruction"  # a failed answer's target text: the bare
+    # instruction (the official behaviour), or the reference caption from ``captioner``
+    captioner: RoleConfig = clip_substitute("generic/captioner")  # used only when fallback = "caption"
 
     def __post_init__(self) -> None:
         _deep_enough(self)
@@ -116,10 +146,18 @@ class OSrCIRConfig:
 @pipeline("osrcir", OSrCIRConfig)
 def osrcir(engine: Engine, config: OSrCIRConfig) -> dict:
     """OSrCIR: one multimodal call with reflective chain-of-thought (JSON), then CLIP text-to-image retrieval."""
-    split, clip, roles = prepare(engine, config.setup, {"multimodal_reasoner": config.reasoner})
+    config = with_oracle_noise(config)
+    wanted = {"multimodal_reasoner": config.reasoner}
+    if config.fallback == "caption":
+        wanted["captioner"] = config.captioner
+    split, clip, roles = prepare(engine, config.setup, wanted)
     refs = engine.run(reference_images, None, split=split)
     texts = engine.run(instructions, None, split=split)
-    answers = roles.reason_about_image(config.reasoner, refs, texts, texts)
+    fallbacks = texts
+    if config.fallback == "caption":
+        fallbacks = engine.run(answer_texts, AnswerTexts(), answers=roles.caption(config.captioner, refs),
+                               step="fallback_captions")
+    answers = roles.reason_about_image(config.reasoner, refs, texts, fallbacks)
     targets = engine.run(answer_texts, AnswerTexts("Target Image Description"), answers=answers, step="targets")
     return _text_to_image(engine, config.setup, config.retrieval, split, clip, targets, "osrcir")
 
@@ -136,8 +174,14 @@ class ImageScopeConfig:
     fusion: FusionConfig = FusionConfig(tau=0.15)
     retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=False)  # ImageScope keeps the reference
     rerank: RerankConfig = RerankConfig(top_k=20, alpha=3)
+    stitch: bool = True  # stage 3: one stitched image per pair (official); False: two images
+    stitch_size: int = 800  # stage 3: each half of a stitched image, in pixels (official 800)
+    early_stop: bool = True  # stage 3: stop at a query's first Yes (official)
+    evaluator_answer: str = "answer_line"  # "answer_line": reasoning ending in "ANSWER: Yes/No" (official); "yes_no"
     stages: tuple[str, ...] = ("s1", "s2", "s3")
     chat_rounds: int = 5  # chat layout: rounds 0..chat_rounds (VisDial: 10)
+    subset_protocol: bool = False  # CIRR: the official --subset run: stages 2 (top subset_top_k) and 3 re-rank
+    subset_top_k: int = 5  # the img_set members (minus the reference) by stage-1 score; Rs@K from that order
 
     def __post_init__(self) -> None:
         _deep_enough(self)
@@ -146,7 +190,12 @@ class ImageScopeConfig:
                         self.rerank.top_k)
         if not self.stages or any(s not in ("s1", "s2", "s3") for s in self.stages):
             checks.fail(self, "stages", "a non-empty list among 's1', 's2', 's3'", list(self.stages))
-        checks.integers_at_least(self, 0, "chat_rounds")
+        checks.integers_at_least(self, 0, "chat_rounds", "subset_top_k", "stitch_size")
+        if self.evaluator_answer not in ("answer_line", "yes_no"):
+            checks.fail(self, "evaluator_answer", "'answer_line' or 'yes_no'", self.evaluator_answer)
+
+
+STEP_KEYS = (("step1", "operations"), ("step2", "descriptions"))  # the official prompts' answer keys
 
 
 @stage(version=1)
@@ -162,14 +211,37 @@ def _stage1(engine: Engine, cfg: ImageScopeConfig, roles, split, ref_texts, text
     fields = engine.run(zip_fields, FieldNames(("reference", "instruction")), columns=(ref_texts, texts),
                         step=f"{name}/fields")
     fallbacks = fallbacks if fallbacks is not None else texts
-    understood = roles.reason(cfg.reasoner, fields, None, fallbacks, ("descriptions",), name=f"{name}_reasoner")
+    understood = roles.reason(cfg.reasoner, fields, None, fallbacks, ("descriptions",), name=f"{name}_reasoner",
+                              aliases=STEP_KEYS)
     descs = engine.run(descriptions, cfg.descriptions, answers=understood, fallbacks=fallbacks, step=f"{name}/descriptions")
+    counts = engine.run(description_counts, cfg.descriptions, answers=understood, fallbacks=fallbacks,
+                        step=f"{name}/description_counts")
     desc_emb = engine.run(embed_texts, cfg.setup.embed, texts=descs, model=roles.clip, step=f"{name}/embed_descriptions")
-    grouped = engine.run(group_rows, cfg.descriptions, embeddings=desc_emb, step=f"{name}/group")
+    grouped = engine.run(group_rows, None, embeddings=desc_emb, counts=counts, step=f"{name}/group")
     queries = engine.run(fuse_queries, None, descriptions=grouped, step=f"{name}/fuse_queries")
     gallery = engine.run(fuse_gallery, cfg.fusion, gallery_images=image_emb, gallery_captions=caption_emb,
                          step=f"{name}/fuse_gallery")
     return understood, queries, gallery
+
+
+def _stage3(engine: Engine, cfg: ImageScopeConfig, roles, split, ranking, texts):
+    """The evaluator on the top alpha, in rank order (one round per rank); the first Yes moves to rank 1."""
+    pairs = PairsConfig(cfg.rerank.alpha, cfg.stitch, cfg.stitch_size)
+    folder = None
+    if cfg.stitch:
+        stitched = engine.run(stitch_pairs, pairs, split=split, ranking=ranking, step="s3/stitch")
+        folder = engine.run(export_files, cfg.setup.export, files=stitched, step="s3/export_stitched")
+    images = engine.run(evaluator_images, pairs, split=split, ranking=ranking, folder=folder, step="s3/images")
+    accepted = engine.run(nothing_accepted, None, split=split, step="s3/none_accepted")
+    for rank in range(cfg.rerank.alpha):
+        round_ = RoundConfig(rank, cfg.early_stop)
+        inputs = engine.run(round_inputs, round_, images=images, instructions=texts, accepted=accepted,
+                            step=f"s3/round{rank}/inputs")
+        verdicts = roles.ask("evaluator", cfg.evaluator, inputs, fallbacks=False, name=f"s3_evaluator_round{rank}",
+                             parse=ParseConfig(cfg.evaluator_answer))
+        accepted = engine.run(update_accepted, round_, images=images, accepted=accepted, verdicts=verdicts,
+                              step=f"s3/round{rank}/accepted")
+    return engine.run(promote_accepted, None, ranking=ranking, accepted=accepted, step="s3/promote")
 
 
 @pipeline("imagescope", ImageScopeConfig)
@@ -177,7 +249,7 @@ def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
     """ImageScope: caption the gallery; describe the target (several granularities) and fuse text-to-image
     with text-to-text scores; verify propositions on the top-k; let the evaluator promote one of the top
     alpha. Composed (cirr, circo layouts), text-to-image (t2i) and chat (per round) retrieval."""
-    cfg = config
+    cfg = with_oracle_noise(config)
     layout = cfg.setup.data.layout
     split, clip, roles = prepare(engine, cfg.setup, {"captioner": cfg.captioner, "reasoner": cfg.reasoner,
                                                      "propositions": cfg.propositions, "verifier": cfg.verifier,
@@ -208,23 +280,31 @@ def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
                                            fallbacks=ref_texts if composed else None)
     ranking, metrics = _retrieve_and_score(engine, cfg.setup, cfg.retrieval, split, queries, gallery, "s1")
     out = {"metrics s1": metrics}
+    full = None
+    if cfg.subset_protocol and layout == "cirr":  # stages 2 and 3 see the img_set members only
+        full = ranking
+        ranking = engine.run(retrieve, dataclasses.replace(cfg.retrieval, k=cfg.subset_top_k, subset=True,
+                                                           exclude_reference=True),
+                             split=split, queries=queries, gallery=gallery, index=None, step="s1/subset_protocol")
+        cfg = dataclasses.replace(cfg, rerank=dataclasses.replace(cfg.rerank, top_k=cfg.subset_top_k))
+    by_score = None
+    if layout == "cirr" and full is None:  # every member by stage-1 score, for those a re-ranking does not reach
+        by_score = engine.run(retrieve, dataclasses.replace(cfg.retrieval, k=cfg.subset_top_k, subset=True,
+                                                            exclude_reference=True),
+                              split=split, queries=queries, gallery=gallery, index=None, step="s1/subset_by_score")
+    score = functools.partial(_score_reranked, engine, cfg.setup, split, full=full, by_score=by_score)
     if "s2" in cfg.stages:
         prop_fields = engine.run(proposition_fields, None, answers=understood, instructions=texts, step="s2/fields")
         props = roles.reason(cfg.propositions, prop_fields, None, {"propositions": []}, ("propositions",),
-                             name="s2_reasoner")
+                             name="s2_reasoner", folder="propositions")
         checks = engine.run(verification_inputs, cfg.rerank, split=split, ranking=ranking, propositions=props,
                             step="s2/checks")
-        verdicts = call_role(engine, "verifier", cfg.verifier, checks, False, name="s2_verifier",
-                             folder=roles.folders.get("verifier"))
+        verdicts = roles.ask("verifier", cfg.verifier, checks, fallbacks=False, name="s2_verifier")
         ranking = engine.run(rerank_by_propositions, cfg.rerank, ranking=ranking, propositions=props, verdicts=verdicts,
                              step="s2/rerank")
-        out["metrics s2"] = _score_reranked(engine, cfg.setup, split, ranking, "s2")
-    if "s3" in cfg.stages and composed:  # the evaluator compares with a reference image
-        pairs = engine.run(evaluation_inputs, cfg.rerank, split=split, ranking=ranking, instructions=texts,
-                           step="s3/pairs")
-        accepted = call_role(engine, "evaluator", cfg.evaluator, pairs, False, name="s3_evaluator",
-                             folder=roles.folders.get("evaluator"), parse=ParseConfig("yes_no"))
-        ranking = engine.run(promote_first_accepted, cfg.rerank, ranking=ranking, verdicts=accepted, step="s3/promote")
-        out["metrics s3"] = _score_reranked(engine, cfg.setup, split, ranking, "s3")
-    out["metrics"] = out[max(k for k in out if k.startswith("metrics "))]
+        out["metrics s2"] = score(ranking, "s2")
+    if "s3" in cfg.stages:  # text-to-image: a black reference (official)
+        ranking = _stage3(engine, cfg, roles, split, ranking, texts)
+        out["metrics s3"] = score(ranking, "s3")
+    out["metrics"] = out[f"metrics {[s for s in ('s1', 's2', 's3') if f'metrics {s}' in out][-1]}"]
     return out

@@ -20,7 +20,7 @@ from ..models.roles import EngineRoles, RoleConfig
 from ..training.clip_trainer import TrainConfig
 from .embedded import builtin_world, embedded_reasoner, load_layout
 
-__all__ = ["Setup", "DataConfig", "prepare", "clip_substitute", "embedded_llm", "role"]
+__all__ = ["Setup", "DataConfig", "prepare", "clip_substitute", "embedded_llm", "oracle", "with_oracle_noise", "role"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Setup:
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
     embed: EmbedConfig = EmbedConfig()
+    oracle_noise: float | None = None  # set: the noise of every oracle role (one knob for a sweep)
 
 
 def clip_substitute(prompt: str) -> RoleConfig:
@@ -58,6 +59,22 @@ def clip_substitute(prompt: str) -> RoleConfig:
 def embedded_llm(prompt: str, max_tokens: int = 160) -> RoleConfig:
     """A text role answered by the embedded SmolLM2 (``model = ""``) through the local transformers backend."""
     return RoleConfig(BackendConfig("transformers", batch_size=8), PromptConfig(prompt), Decoding(max_tokens=max_tokens))
+
+
+def oracle(prompt: str, noise: float = 0.0) -> RoleConfig:
+    """A role answered from the built-in benchmark's ground truth (``model = ""``: the world's folder)."""
+    return RoleConfig(BackendConfig("oracle", noise=noise), PromptConfig(prompt))
+
+
+def with_oracle_noise(config):
+    """``config`` with ``setup.oracle_noise`` as the noise of each of its oracle roles (unchanged if unset)."""
+    noise = config.setup.oracle_noise
+    if noise is None:
+        return config
+    changes = {f.name: dataclasses.replace(v, backend=dataclasses.replace(v.backend, noise=float(noise)))
+               for f in dataclasses.fields(config) if isinstance(v := getattr(config, f.name), RoleConfig)
+               and v.backend.kind == "oracle"}
+    return dataclasses.replace(config, **changes)
 
 
 role = RoleConfig
@@ -80,6 +97,8 @@ def prepare(engine: Engine, setup: Setup, roles: dict[str, RoleConfig]) -> tuple
             continue
         if cfg.backend.kind == "clip":
             folders[name] = world.clip_folder if world else data.clip
+        elif cfg.backend.kind == "oracle":  # the ground truth of the benchmark folder itself
+            folders[name] = world.root if world else data.root
         elif cfg.backend.kind == "transformers":
             reasoner = reasoner or embedded_reasoner(engine, setup.export)
             folders[name] = reasoner

@@ -70,6 +70,19 @@ class ClipSubstituteBackend:
         im = images[i]
         return self._unit(self.encoder.encode_files([im.path], [im.box])[0])
 
+    def _pair(self, request: ChatRequest) -> tuple[np.ndarray, np.ndarray]:
+        """(reference, candidate): two images, or the halves of one stitched image (reference left)."""
+        images = request.images()
+        if len(images) != 1:
+            return self._image(request, 0), self._image(request, 1)
+        from PIL import Image
+
+        im = images[0]
+        width, height = Image.open(im.path).size
+        halves = [(0.0, 0.0, width / 2, float(height)), (width / 2, 0.0, width / 2, float(height))]
+        vectors = self.encoder.encode_files([im.path, im.path], halves)
+        return self._unit(vectors[0]), self._unit(vectors[1])
+
     def caption(self, image: np.ndarray) -> str:
         s = self._obj @ image
         z = (s - s.mean()) / (s.std() + 1e-9)
@@ -100,7 +113,7 @@ class ClipSubstituteBackend:
             p = self.yes_probability(self._image(request), question_to_statement(request.field("question")))
             return ChatResponse("Yes" if p >= 0.5 else "No", self.name, "stop", p)
         if role == "evaluator":
-            ref, cand = self._image(request, 0), self._image(request, 1)
+            ref, cand = self._pair(request)
             text = self._unit(self.encoder.encode_texts([request.field("instruction")])[0])
             margin = float(cand @ text - ref @ text) * 10
             p = 1 / (1 + math.exp(-margin))

@@ -84,7 +84,9 @@ class TransformersBackend:
             with self.torch.no_grad():
                 gen = self.model.generate(**inputs, do_sample=False, max_new_tokens=max(r.decoding.max_tokens for r in batch),
                                           output_scores=decoding.want_probability, return_dict_in_generate=True,
-                                          pad_token_id=self.tokenizer.pad_token_id)
+                                          pad_token_id=self.tokenizer.pad_token_id,
+                                          **({"repetition_penalty": decoding.repetition_penalty}
+                                             if decoding.repetition_penalty is not None else {}))
             new = gen.sequences[:, inputs["input_ids"].shape[1]:]
             for i, r in enumerate(batch):
                 text = self.tokenizer.decode(new[i][: r.decoding.max_tokens], skip_special_tokens=True).strip()

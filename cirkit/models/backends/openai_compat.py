@@ -71,6 +71,8 @@ def payload(model: str, request: ChatRequest) -> dict[str, Any]:
             "seed": d.seed}
     if d.want_probability:
         body.update(logprobs=True, top_logprobs=10)
+    if d.repetition_penalty is not None:  # a vLLM / SGLang sampling parameter beyond the OpenAI API
+        body["repetition_penalty"] = d.repetition_penalty
     return body
 
 
