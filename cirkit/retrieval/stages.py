@@ -23,8 +23,8 @@ class RetrievalConfig:
 
     k: int = 50
     backend: Literal["exact", "scann"] = "exact"
-    exclude_reference: bool = True  # CIRR and CIReVL remove it; ImageScope keeps it (its exclusion is commented out)
-    subset: bool = False  # rank only within each query's candidates (CIRR img_set, GeneCIS galleries)
+    exclude_reference: bool | None = True  # None: the benchmark's official value (pipelines resolve it)
+    subset: bool | None = False  # rank only within each query's candidates (CIRR img_set, GeneCIS galleries); None: official
     leaves_to_search: int | None = None  # ScaNN search-time override
     chunk_size: int = 65536
     query_batch: int = 256
