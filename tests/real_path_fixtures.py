@@ -61,6 +61,7 @@ def _fashioniq(base: Path) -> dict:
 
 
 def _genecis(base: Path) -> dict:
+    """Two of the four tasks (COCO-object ones), selected by the tests' ``task`` field."""
     root = base / "genecis"
     for t, task in enumerate(("change_object", "focus_object")):
         entries = [{"reference": {"val_image_id": 100 * t + 10 * q}, "target": {"val_image_id": 100 * t + 10 * q + 1},
@@ -113,12 +114,12 @@ def benchmarks(tmp_path_factory):
 
 
 def experiment(tmp_path: Path, benchmarks: dict, pipeline: str, layout: str, *, split: str = "", extra: str = "",
-               max_queries: int = QUERIES, name: str = "run") -> Path:
+               max_queries: int = QUERIES, name: str = "run", data: str = "") -> Path:
     """An experiment file for one (method, benchmark) pair on the fixtures, a few queries, images skipped."""
     b = benchmarks[layout]
     lines = [f'pipeline = "{pipeline}"', f'name = "{name}"', extra,
              "[setup.data]", 'source = "files"', f'layout = "{layout}"', f'root = "{b["root"]}"',
-             f'clip = "{benchmarks["clip"]}"', f"max_queries = {max_queries}", 'missing_images = "skip"']
+             f'clip = "{benchmarks["clip"]}"', f"max_queries = {max_queries}", 'missing_images = "skip"', data]
     if split:
         lines.append(f'split = "{split}"')
     if "images_root" in b:
