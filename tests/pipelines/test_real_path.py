@@ -54,7 +54,7 @@ EXTRA = {
 }
 
 PAIRS = [("clip_baselines", b) for b in ("cirr", "circo", "fashioniq", "genecis", "flickr30k", "mscoco", "visdial")]
-PAIRS += [(m, b) for m in ("cirevl", "osrcir") for b in ("cirr", "circo", "fashioniq")]
+PAIRS += [(m, b) for m in ("cirevl", "osrcir") for b in ("cirr", "circo", "fashioniq", "genecis")]
 PAIRS += [("imagescope", b) for b in ("cirr", "circo", "fashioniq", "flickr30k", "mscoco", "visdial")]
 
 
