@@ -4,11 +4,9 @@ ones in the official formats otherwise (GeneCIS, Flickr30K, MSCOCO, VisDial), wi
 for the queries the tests run and enough gallery images (60) for a server's top-50 lists."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-
 from conftest import REAL, make_images
 
 QUERIES = 3  # queries per test run (max_queries); placeholder images exist for these
@@ -97,9 +95,8 @@ def _visdial(base: Path) -> dict:
     return {"root": str(root)}
 
 
-@pytest.fixture(scope="session")
-def benchmarks(tmp_path_factory):
-    """layout -> {root, images_root?} plus "clip": a tiny random CLIPModel folder."""
+def make_benchmarks(tmp_path_factory) -> dict:
+    """layout -> {root, images_root?} plus "clip": a tiny random CLIPModel folder (the ``benchmarks`` fixture)."""
     if not REAL.is_dir():
         pytest.skip(f"{REAL} is absent: the real annotation files live beside the repository, not in it")
     pytest.importorskip("torch", reason="the tiny CLIP checkpoint is written by transformers + torch (test extra)")

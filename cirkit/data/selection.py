@@ -15,7 +15,7 @@ from ..engine import stage
 from .errors import DataError
 from .model import ComposedQuery, Gallery, Split
 
-__all__ = ["MissingImagesConfig", "missing_images", "handle_missing_images", "selection_report"]
+__all__ = ["MissingImagesConfig", "missing_images", "apply_image_policy", "selection_report"]
 
 _LISTED = 10  # how many missing files an error message names
 
@@ -42,7 +42,7 @@ def _query_images(split: Split, i: int) -> set[str]:
 
 
 @stage(version=1, helpers=[missing_images, _query_images])
-def handle_missing_images(config: MissingImagesConfig, split: Split) -> Split:
+def apply_image_policy(config: MissingImagesConfig, split: Split) -> Split:
     """The split unchanged if every image exists; else an error listing them (``fail``) or the split without
     the missing gallery images and the queries that need one of them (``skip``)."""
     missing = missing_images(split)

@@ -15,7 +15,7 @@ from ..builtin.files import ExportConfig
 from ..builtin.stages import checkpoint_ref
 from ..data.errors import DataError
 from ..data.loaders import fashioniq, genecis
-from ..data.selection import MissingImagesConfig, handle_missing_images, selection_report
+from ..data.selection import MissingImagesConfig, apply_image_policy, selection_report
 from ..data.stage import BenchmarkConfig, load_benchmark
 from ..encoders.stages import EmbedConfig
 from ..engine import Artifact, Engine
@@ -155,7 +155,7 @@ def query_limit(data: DataConfig) -> int:
 
 def _select(engine: Engine, data: DataConfig, split: Artifact) -> tuple[Artifact, Artifact]:
     selected = engine.run(take_queries, SubsetConfig(query_limit(data)), split=split)
-    kept = engine.run(handle_missing_images, MissingImagesConfig(data.missing_images), split=selected,
+    kept = engine.run(apply_image_policy, MissingImagesConfig(data.missing_images), split=selected,
                       step="check_images")
     return kept, engine.run(selection_report, None, selected=selected, kept=kept, step="selection")
 

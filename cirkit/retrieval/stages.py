@@ -24,7 +24,7 @@ class RetrievalConfig:
     k: int = 50
     backend: Literal["exact", "scann"] = "exact"
     exclude_reference: bool | None = True  # None: the benchmark's official value (pipelines resolve it)
-    subset: bool | None = False  # rank only within each query's candidates (CIRR img_set, GeneCIS galleries); None: official
+    subset: bool | None = False  # rank within each query's candidates (CIRR img_set, GeneCIS); None: official
     leaves_to_search: int | None = None  # ScaNN search-time override
     chunk_size: int = 65536
     query_batch: int = 256

@@ -11,7 +11,6 @@ import pathlib
 
 import pytest
 from click.testing import CliRunner
-from real_path_fixtures import benchmarks  # noqa: F401  (fixture)
 
 from cirkit.cli import main
 from cirkit.experiment.experiment import load_experiment

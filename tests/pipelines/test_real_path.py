@@ -10,12 +10,12 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from real_path_fixtures import QUERIES, benchmarks, experiment  # noqa: F401  (fixture)
+from conftest import REAL
+from real_path_fixtures import QUERIES, experiment
 
 from cirkit.cli import main
 from cirkit.data.loaders import load_split
 from cirkit.evaluation.submissions import read_circo_submission, read_cirr_submission
-from conftest import REAL
 
 ANSWER = {"target": "a photo of a dog on grass", "descriptions": ["a dog", "a dog on grass", "a dog on green grass"],
           "operations": ["Addition: grass"], "propositions": [{"question": "is there a dog?", "answer": "yes"}]}

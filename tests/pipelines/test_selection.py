@@ -5,7 +5,7 @@ import pytest
 
 from cirkit.data.errors import DataError
 from cirkit.data.model import ComposedQuery, Gallery, ImageRef, Split, Truth
-from cirkit.data.selection import MissingImagesConfig, handle_missing_images, selection_report
+from cirkit.data.selection import MissingImagesConfig, apply_image_policy, selection_report
 from cirkit.pipelines.scoring import resolve_protocol
 from cirkit.pipelines.setup import DataConfig, benchmark_configs, has_ground_truth, query_limit
 from cirkit.retrieval.stages import RetrievalConfig
@@ -74,10 +74,10 @@ def split_with(missing):
 def test_missing_images_fail_with_the_list_or_skip_what_they_touch():
     split = split_with({"e"})
     with pytest.raises(DataError, match=r"1 of 6 images are missing: /img/e.png\. Set setup.data.missing_images"):
-        handle_missing_images(MissingImagesConfig(), split)
-    kept = handle_missing_images(MissingImagesConfig("skip"), split)
+        apply_image_policy(MissingImagesConfig(), split)
+    kept = apply_image_policy(MissingImagesConfig("skip"), split)
     assert [q.id for q in kept.queries] == ["q2"], "q0 lists e among its valid targets, q1's target is e"
     assert kept.gallery.ids() == ("a", "b", "c", "d", "f") and kept.truths == (split.truths[2],)
     assert selection_report(None, split, kept) == {"queries": 1, "skipped queries": 2, "gallery images": 5,
                                                    "skipped gallery images": 1}
-    assert handle_missing_images(MissingImagesConfig(), split_with(set())) == split_with(set())
+    assert apply_image_policy(MissingImagesConfig(), split_with(set())) == split_with(set())
