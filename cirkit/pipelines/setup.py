@@ -167,6 +167,9 @@ def prepare(engine: Engine, setup: Setup, roles: dict[str, RoleConfig]) -> tuple
     benchmark_of(data)
     world = None
     if data.source == "builtin":
+        if data.category or data.task:
+            raise DataError("setup.data.category and task select FashionIQ categories and GeneCIS tasks; the built-in "
+                            "benchmark has neither (set source = \"files\")")
         world = builtin_world(engine, setup.benchmark, setup.train, setup.export)
         loaded, clip = [("", load_layout(engine, world, data.layout, step="load"))], world.clip
     else:

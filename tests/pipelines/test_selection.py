@@ -49,6 +49,13 @@ def test_selection_errors_name_the_field(data, message):
         benchmark_configs(data)
 
 
+def test_category_on_the_builtin_benchmark_is_an_error_not_ignored():
+    from cirkit.pipelines.setup import Setup, prepare
+
+    with pytest.raises(DataError, match="the built-in benchmark has neither"):
+        prepare(None, Setup(DataConfig(category="dress")), {})
+
+
 def test_test_splits_have_no_ground_truth():
     assert not has_ground_truth(files("cirr", split="test1")) and not has_ground_truth(files("circo", split="test"))
     assert has_ground_truth(files("cirr")) and has_ground_truth(files("circo", split="val"))
