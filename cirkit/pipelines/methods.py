@@ -13,9 +13,10 @@ from typing import Literal
 
 from .. import config_checks as checks
 from ..builtin.files import export_files
+from ..data.errors import DataError
 from ..encoders.stages import embed_images, embed_texts
 from ..engine import Engine, stage
-from ..evaluation.stages import DEFAULT_KS, EvalConfig, evaluate, evaluate_chat
+from ..evaluation.stages import DEFAULT_KS, EvalConfig, evaluate_chat
 from ..experiment.pipeline import pipeline
 from ..methods.baselines import TextsConfig, gallery_images, query_texts
 from ..methods.common import AnswerTexts, FieldNames, answer_texts, instructions, reference_images, zip_fields
@@ -25,7 +26,6 @@ from ..methods.imagescope import (
     description_counts,
     descriptions,
     group_rows,
-    subset_by_rank_then_score,
     proposition_fields,
     rerank_by_propositions,
     verification_inputs,
@@ -41,52 +41,26 @@ from ..methods.imagescope_evaluation import (
     update_accepted,
 )
 from ..models.roles import ParseConfig, RoleConfig
-from ..retrieval.stages import (
-    FusionConfig,
-    RetrievalConfig,
-    SubsetOrderConfig,
-    fuse_gallery,
-    fuse_queries,
-    restrict_to_subset,
-    retrieve,
-)
-from .setup import Setup, clip_substitute, embedded_llm, prepare, with_oracle_noise
+from ..retrieval.stages import FusionConfig, RetrievalConfig, fuse_gallery, fuse_queries, retrieve
+from .parts import Part, over_parts
+from .scoring import notice, rank, score, score_reranked
+from .setup import Setup, benchmark_of, clip_substitute, embedded_llm, prepare, task_of, with_oracle_noise
 
 
-def _retrieve_and_score(engine: Engine, setup: Setup, retrieval: RetrievalConfig, split, queries, gallery, name: str):
-    ranking = engine.run(retrieve, retrieval, split=split, queries=queries, gallery=gallery, index=None,
-                         step=f"{name}/retrieve")
-    subset = None
-    if setup.data.layout == "cirr":
-        subset = engine.run(retrieve, dataclasses.replace(retrieval, k=3, subset=True, exclude_reference=True),
-                            split=split, queries=queries, gallery=gallery, index=None, step=f"{name}/retrieve_subset")
-    metrics = engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=subset,
-                         step=f"{name}/evaluate")
-    return ranking, metrics
+def _composed_only(method: str, setup: Setup) -> None:
+    if task_of(setup.data) != "composed":
+        raise DataError(f"{method} is a composed-retrieval method; setup.data.layout {setup.data.layout!r} is not "
+                        f"composed (use cirr, circo, fashioniq or genecis)")
 
 
-def _score_reranked(engine: Engine, setup: Setup, split, ranking, name: str, full=None, by_score=None):
-    """Metrics of a re-ranked list; on CIRR the subset ranking follows the re-ranked order (members it does not
-    reach by ``by_score``, their stage-1 subset ranking, when given). ``full``: the re-ranked list is a subset
-    ranking (CIRR subset protocol) and ``full`` the gallery ranking it came with."""
-    if full is not None:
-        return engine.run(evaluate, EvalConfig(), split=split, ranking=full, subset_ranking=ranking,
-                          step=f"{name}/evaluate")
-    subset = None
-    if setup.data.layout == "cirr" and by_score is not None:
-        subset = engine.run(subset_by_rank_then_score, None, ranking=ranking, by_score=by_score, step=f"{name}/subset")
-    elif setup.data.layout == "cirr":
-        subset = engine.run(restrict_to_subset, SubsetOrderConfig(), split=split, ranking=ranking, step=f"{name}/subset")
-    return engine.run(evaluate, EvalConfig(), split=split, ranking=ranking, subset_ranking=subset, step=f"{name}/evaluate")
-
-
-def _text_to_image(engine: Engine, setup: Setup, retrieval: RetrievalConfig, split, clip, targets, name: str) -> dict:
+def _text_to_image(setup: Setup, retrieval: RetrievalConfig, part: Part, clip, targets, name: str) -> dict:
     """The shared tail of CIReVL and OSrCIR: embed the target descriptions and rank the gallery with CLIP."""
+    engine = part.engine
     queries = engine.run(embed_texts, setup.embed, texts=targets, model=clip, step="embed_targets")
-    images = engine.run(gallery_images, None, split=split, step="gallery")
+    images = engine.run(gallery_images, None, split=part.split, step="gallery")
     gallery = engine.run(embed_images, setup.embed, images=images, model=clip, step="embed_gallery")
-    _, metrics = _retrieve_and_score(engine, setup, retrieval, split, queries, gallery, name)
-    return {"metrics": metrics, "targets": targets}
+    _, outputs = score(setup, retrieval, part, queries, gallery, name)
+    return {**outputs, "targets": targets}
 
 
 DEEPEST_K = max(k for ks in DEFAULT_KS.values() for k in ks)  # the largest K a benchmark's metrics use
@@ -104,7 +78,7 @@ class CIReVLConfig:
     setup: Setup = Setup()
     captioner: RoleConfig = clip_substitute("generic/captioner")
     reasoner: RoleConfig = embedded_llm("cirevl/rewrite", 80)
-    retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=True)
+    retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=None, subset=None)  # official per benchmark
     answer_format: Literal["json", "edited_description"] = "json"  # official: an "Edited Description:" line
     # (with a prompt asking for it, e.g. cirevl/rewrite_edited; the answer is cut at its first blank line)
 
@@ -120,21 +94,28 @@ _CIREVL_PARSE = {"json": ParseConfig("json", ("target",)),
 def cirevl(engine: Engine, config: CIReVLConfig) -> dict:
     """CIReVL: caption the reference, rewrite the caption with the instruction (LLM), CLIP text-to-image."""
     config = with_oracle_noise(config)
-    split, clip, roles = prepare(engine, config.setup, {"captioner": config.captioner, "reasoner": config.reasoner})
-    refs = engine.run(reference_images, None, split=split)
-    texts = engine.run(instructions, None, split=split)
-    captions = engine.run(answer_texts, AnswerTexts(), answers=roles.caption(config.captioner, refs), step="captions")
-    fields = engine.run(zip_fields, FieldNames(("reference", "instruction")), columns=(captions, texts))
-    rewrites = roles.reason(config.reasoner, fields, None, captions, ("target",), parse=_CIREVL_PARSE[config.answer_format])
-    targets = engine.run(answer_texts, AnswerTexts("target"), answers=rewrites, step="targets")
-    return _text_to_image(engine, config.setup, config.retrieval, split, clip, targets, "cirevl")
+    _composed_only("cirevl", config.setup)
+    parts, clip = prepare(engine, config.setup, {"captioner": config.captioner, "reasoner": config.reasoner})
+
+    def body(part: Part) -> dict:
+        run, roles = part.engine.run, part.roles
+        refs = run(reference_images, None, split=part.split)
+        texts = run(instructions, None, split=part.split)
+        captions = run(answer_texts, AnswerTexts(), answers=roles.caption(config.captioner, refs), step="captions")
+        fields = run(zip_fields, FieldNames(("reference", "instruction")), columns=(captions, texts))
+        rewrites = roles.reason(config.reasoner, fields, None, captions, ("target",),
+                                parse=_CIREVL_PARSE[config.answer_format])
+        targets = run(answer_texts, AnswerTexts("target"), answers=rewrites, step="targets")
+        return _text_to_image(config.setup, config.retrieval, part, clip, targets, "cirevl")
+
+    return {**notice(config.setup), **over_parts(engine, benchmark_of(config.setup.data), parts, body)}
 
 
 @dataclasses.dataclass(frozen=True)
 class OSrCIRConfig:
     setup: Setup = Setup()
     reasoner: RoleConfig = clip_substitute("osrcir/reflective")  # a multimodal model; CLIP substitute by default
-    retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=True)
+    retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=None, subset=None)  # official per benchmark
     fallback: Literal["instruction", "caption"] = "instruction"  # a failed answer's target text: the bare
     # instruction (the official behaviour), or the reference caption from ``captioner``
     captioner: RoleConfig = clip_substitute("generic/captioner")  # used only when fallback = "caption"
@@ -147,19 +128,25 @@ class OSrCIRConfig:
 def osrcir(engine: Engine, config: OSrCIRConfig) -> dict:
     """OSrCIR: one multimodal call with reflective chain-of-thought (JSON), then CLIP text-to-image retrieval."""
     config = with_oracle_noise(config)
+    _composed_only("osrcir", config.setup)
     wanted = {"multimodal_reasoner": config.reasoner}
     if config.fallback == "caption":
         wanted["captioner"] = config.captioner
-    split, clip, roles = prepare(engine, config.setup, wanted)
-    refs = engine.run(reference_images, None, split=split)
-    texts = engine.run(instructions, None, split=split)
-    fallbacks = texts
-    if config.fallback == "caption":
-        fallbacks = engine.run(answer_texts, AnswerTexts(), answers=roles.caption(config.captioner, refs),
-                               step="fallback_captions")
-    answers = roles.reason_about_image(config.reasoner, refs, texts, fallbacks)
-    targets = engine.run(answer_texts, AnswerTexts("Target Image Description"), answers=answers, step="targets")
-    return _text_to_image(engine, config.setup, config.retrieval, split, clip, targets, "osrcir")
+    parts, clip = prepare(engine, config.setup, wanted)
+
+    def body(part: Part) -> dict:
+        run, roles = part.engine.run, part.roles
+        refs = run(reference_images, None, split=part.split)
+        texts = run(instructions, None, split=part.split)
+        fallbacks = texts
+        if config.fallback == "caption":
+            fallbacks = run(answer_texts, AnswerTexts(), answers=roles.caption(config.captioner, refs),
+                            step="fallback_captions")
+        answers = roles.reason_about_image(config.reasoner, refs, texts, fallbacks)
+        targets = run(answer_texts, AnswerTexts("Target Image Description"), answers=answers, step="targets")
+        return _text_to_image(config.setup, config.retrieval, part, clip, targets, "osrcir")
+
+    return {**notice(config.setup), **over_parts(engine, benchmark_of(config.setup.data), parts, body)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,63 +235,71 @@ def _stage3(engine: Engine, cfg: ImageScopeConfig, roles, split, ranking, texts)
 def imagescope(engine: Engine, config: ImageScopeConfig) -> dict:
     """ImageScope: caption the gallery; describe the target (several granularities) and fuse text-to-image
     with text-to-text scores; verify propositions on the top-k; let the evaluator promote one of the top
-    alpha. Composed (cirr, circo layouts), text-to-image (t2i) and chat (per round) retrieval."""
+    alpha. Composed (CIRR, CIRCO, FashionIQ with its reference), text-to-image and chat (per round)."""
     cfg = with_oracle_noise(config)
-    layout = cfg.setup.data.layout
-    split, clip, roles = prepare(engine, cfg.setup, {"captioner": cfg.captioner, "reasoner": cfg.reasoner,
-                                                     "propositions": cfg.propositions, "verifier": cfg.verifier,
-                                                     "evaluator": cfg.evaluator})
+    parts, clip = prepare(engine, cfg.setup, {"captioner": cfg.captioner, "reasoner": cfg.reasoner,
+                                              "propositions": cfg.propositions, "verifier": cfg.verifier,
+                                              "evaluator": cfg.evaluator})
+    return {**notice(cfg.setup), **over_parts(engine, benchmark_of(cfg.setup.data), parts,
+                                               lambda part: _imagescope_part(cfg, part, clip))}
+
+
+def _imagescope_part(cfg: ImageScopeConfig, part: Part, clip) -> dict:
+    engine, roles, split = part.engine, part.roles, part.split
+    task, benchmark = task_of(cfg.setup.data), benchmark_of(cfg.setup.data)
     gallery_refs = engine.run(gallery_images, None, split=split, step="gallery")
     gallery_captions = engine.run(answer_texts, AnswerTexts(), answers=roles.caption(cfg.captioner, gallery_refs,
                                   name="s0_captioner"), step="s0/captions")
     caption_emb = engine.run(embed_texts, cfg.setup.embed, texts=gallery_captions, model=clip, step="s0/embed_captions")
     image_emb = engine.run(embed_images, cfg.setup.embed, images=gallery_refs, model=clip, step="embed_gallery")
-    if layout in ("cirr", "circo"):
+    composed = task == "composed"
+    if composed:
         refs = engine.run(reference_images, None, split=split)
         ref_captions = roles.caption(cfg.captioner, refs, name="reference_captioner")
         ref_texts = engine.run(answer_texts, AnswerTexts(), answers=ref_captions, step="reference_captions")
     else:
         ref_texts = engine.run(blank_references, None, split=split)
-    if layout == "chat":  # per-round queries, per-round evaluation (cumulative Hits@10)
+    if task == "chat":  # per-round queries, per-round evaluation (cumulative Hits@10)
         rankings = []
         for r in range(cfg.chat_rounds + 1):
             texts = engine.run(query_texts, TextsConfig(round=r), split=split, step=f"r{r}/texts")
             _, queries, gallery = _stage1(engine, cfg, roles, split, ref_texts, texts, image_emb, caption_emb, f"r{r}/s1")
-            rankings.append(engine.run(retrieve, dataclasses.replace(cfg.retrieval, k=10, exclude_reference=False),
-                                       split=split, queries=queries, gallery=gallery, index=None, step=f"r{r}/retrieve"))
+            chat = dataclasses.replace(cfg.retrieval, k=10, exclude_reference=False)
+            rankings.append(rank(cfg.setup, chat, part, queries, gallery, f"r{r}"))
         metrics = engine.run(evaluate_chat, EvalConfig(ks=(10,)), split=split, rankings=tuple(rankings))
         return {"metrics": metrics}
     texts = engine.run(instructions, None, split=split)
-    composed = layout in ("cirr", "circo")
     understood, queries, gallery = _stage1(engine, cfg, roles, split, ref_texts, texts, image_emb, caption_emb, "s1",
                                            fallbacks=ref_texts if composed else None)
-    ranking, metrics = _retrieve_and_score(engine, cfg.setup, cfg.retrieval, split, queries, gallery, "s1")
-    out = {"metrics s1": metrics}
+    ranking, first = score(cfg.setup, cfg.retrieval, part, queries, gallery, "s1")
+    out = {f"{kind} s1": value for kind, value in first.items()}
     full = None
-    if cfg.subset_protocol and layout == "cirr":  # stages 2 and 3 see the img_set members only
+    member_order = dataclasses.replace(cfg.retrieval, k=cfg.subset_top_k, subset=True, exclude_reference=True,
+                                       backend="exact")
+    if cfg.subset_protocol and benchmark == "cirr":  # stages 2 and 3 see the img_set members only
         full = ranking
-        ranking = engine.run(retrieve, dataclasses.replace(cfg.retrieval, k=cfg.subset_top_k, subset=True,
-                                                           exclude_reference=True),
-                             split=split, queries=queries, gallery=gallery, index=None, step="s1/subset_protocol")
+        ranking = engine.run(retrieve, member_order, split=split, queries=queries, gallery=gallery, index=None,
+                             step="s1/subset_protocol")
         cfg = dataclasses.replace(cfg, rerank=dataclasses.replace(cfg.rerank, top_k=cfg.subset_top_k))
     by_score = None
-    if layout == "cirr" and full is None:  # every member by stage-1 score, for those a re-ranking does not reach
-        by_score = engine.run(retrieve, dataclasses.replace(cfg.retrieval, k=cfg.subset_top_k, subset=True,
-                                                            exclude_reference=True),
-                              split=split, queries=queries, gallery=gallery, index=None, step="s1/subset_by_score")
-    score = functools.partial(_score_reranked, engine, cfg.setup, split, full=full, by_score=by_score)
+    if benchmark == "cirr" and full is None:  # every member by stage-1 score, for those a re-ranking does not reach
+        by_score = engine.run(retrieve, member_order, split=split, queries=queries, gallery=gallery, index=None,
+                              step="s1/subset_by_score")
+    rescore = functools.partial(score_reranked, cfg.setup, part, full=full, by_score=by_score)
     if "s2" in cfg.stages:
         prop_fields = engine.run(proposition_fields, None, answers=understood, instructions=texts, step="s2/fields")
         props = roles.reason(cfg.propositions, prop_fields, None, {"propositions": []}, ("propositions",),
                              name="s2_reasoner", folder="propositions")
-        checks = engine.run(verification_inputs, cfg.rerank, split=split, ranking=ranking, propositions=props,
-                            step="s2/checks")
-        verdicts = roles.ask("verifier", cfg.verifier, checks, fallbacks=False, name="s2_verifier")
+        checks_ = engine.run(verification_inputs, cfg.rerank, split=split, ranking=ranking, propositions=props,
+                             step="s2/checks")
+        verdicts = roles.ask("verifier", cfg.verifier, checks_, fallbacks=False, name="s2_verifier")
         ranking = engine.run(rerank_by_propositions, cfg.rerank, ranking=ranking, propositions=props, verdicts=verdicts,
                              step="s2/rerank")
-        out["metrics s2"] = score(ranking, "s2")
+        out.update({f"{kind} s2": value for kind, value in rescore(ranking, "s2").items()})
     if "s3" in cfg.stages:  # text-to-image: a black reference (official)
         ranking = _stage3(engine, cfg, roles, split, ranking, texts)
-        out["metrics s3"] = score(ranking, "s3")
-    out["metrics"] = out[f"metrics {[s for s in ('s1', 's2', 's3') if f'metrics {s}' in out][-1]}"]
+        out.update({f"{kind} s3": value for kind, value in rescore(ranking, "s3").items()})
+    kind = "metrics" if "metrics s1" in out else "submission"
+    last = [s for s in ("s1", "s2", "s3") if f"{kind} {s}" in out][-1]
+    out[kind] = out[f"{kind} {last}"]
     return out

@@ -1,4 +1,9 @@
-"""Where a method's data, CLIP and models come from: the embedded default world, or real files and servers."""
+"""Where a method's data, CLIP and models come from: the embedded default world, or real files and servers.
+
+The data selection (benchmark, split, FashionIQ categories, GeneCIS tasks, query cuts, what to do about
+missing images) is explicit config, recorded with every run. A selection may have several *parts* (FashionIQ
+categories, GeneCIS tasks), each with its own gallery; methods run once per part (see ``parts.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from .. import config_checks as checks
 from ..builtin.benchmark import BuiltinConfig
 from ..builtin.files import ExportConfig
 from ..builtin.stages import checkpoint_ref
+from ..data.errors import DataError
+from ..data.loaders import fashioniq, genecis
+from ..data.selection import MissingImagesConfig, apply_image_policy, selection_report
 from ..data.stage import BenchmarkConfig, load_benchmark
 from ..encoders.stages import EmbedConfig
 from ..engine import Artifact, Engine
@@ -17,10 +25,19 @@ from ..models.config import BackendConfig
 from ..models.prompts import PromptConfig
 from ..models.requests import Decoding
 from ..models.roles import EngineRoles, RoleConfig
+from ..retrieval.scann_index import ScannConfig
 from ..training.clip_trainer import TrainConfig
 from .embedded import builtin_world, embedded_reasoner, load_layout
+from .parts import Part, PrefixedEngine
 
-__all__ = ["Setup", "DataConfig", "prepare", "clip_substitute", "embedded_llm", "oracle", "with_oracle_noise", "role"]
+__all__ = ["Setup", "DataConfig", "prepare", "clip_substitute", "embedded_llm", "oracle", "with_oracle_noise", "role",
+           "benchmark_of", "task_of", "has_ground_truth"]
+
+# the built-in benchmark's layouts and the benchmark whose protocol each follows
+BUILTIN_LAYOUTS = {"t2i": "builtin", "cirr": "cirr", "circo": "circo", "chat": "visdial"}
+FILE_LAYOUTS = ("cirr", "circo", "fashioniq", "genecis", "flickr30k", "mscoco", "visdial")
+DEFAULT_SPLIT = {"cirr": "val", "circo": "val", "fashioniq": "val", "flickr30k": "test", "mscoco": "test"}
+NO_GROUND_TRUTH = {("cirr", "test1"), ("circo", "test"), ("fashioniq", "test")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +48,16 @@ class DataConfig:
     source: Literal["builtin", "files"] = "builtin"
     layout: str = "cirr"
     root: str = ""
-    split: str = "val"
+    split: str = ""  # "": the benchmark's evaluation split (val; Flickr30K/MSCOCO test)
     clip: str = ""
-    max_queries: int = 0
+    category: str | tuple[str, ...] = ()  # FashionIQ: one or several of dress/shirt/toptee; (): all three + average
+    task: str | tuple[str, ...] = ()  # GeneCIS: one or several of its four tasks; (): all four + average
+    max_queries: int = 0  # 0: all; else the first N (per part)
+    val_cut: int = 0  # CIRR val only: the first N queries as some papers evaluate (ImageScope: 2400); 0: all
+    missing_images: Literal["fail", "skip"] = "fail"  # skip: drop them and the queries they touch (counted)
+    join: str = "{c0} and {c1}"  # FashionIQ caption join (the CIR papers' choice on val)
+    strip_captions: bool = False  # FashionIQ
+    images_root: str = ""  # the image folder relative to root (or absolute); "" = the layout's own
 
     def __post_init__(self) -> None:
         checks.integers_at_least(self, 0, "max_queries")
@@ -48,6 +72,7 @@ class Setup:
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
     embed: EmbedConfig = EmbedConfig()
+    scann: ScannConfig = ScannConfig()  # used when a method's retrieval.backend = "scann"
     oracle_noise: float | None = None  # set: the noise of every oracle role (one knob for a sweep)
 
 
@@ -80,17 +105,101 @@ def with_oracle_noise(config):
 role = RoleConfig
 
 
-def prepare(engine: Engine, setup: Setup, roles: dict[str, RoleConfig]) -> tuple[Artifact, Artifact, EngineRoles]:
-    """(split limited to max_queries, CLIP checkpoint, roles wired to the right model folders)."""
+def benchmark_of(data: DataConfig) -> str:
+    """The benchmark whose protocol (reference exclusion, subsets, metrics) the selected data follows."""
+    if data.source == "builtin":
+        if data.layout not in BUILTIN_LAYOUTS:
+            raise DataError(f"setup.data.layout: the built-in benchmark has layouts {', '.join(BUILTIN_LAYOUTS)}, "
+                            f"not {data.layout!r}")
+        return BUILTIN_LAYOUTS[data.layout]
+    if data.layout not in FILE_LAYOUTS:
+        raise DataError(f"setup.data.layout: expected one of {', '.join(FILE_LAYOUTS)}, found {data.layout!r}")
+    return data.layout
+
+
+def task_of(data: DataConfig) -> Literal["composed", "t2i", "chat"]:
+    benchmark = benchmark_of(data)
+    if benchmark in ("cirr", "circo", "fashioniq", "genecis"):
+        return "composed"
+    return "chat" if benchmark == "visdial" else "t2i"
+
+
+def split_of(data: DataConfig) -> str:
+    return data.split or DEFAULT_SPLIT.get(benchmark_of(data), "val")
+
+
+def has_ground_truth(data: DataConfig) -> bool:
+    """False on splits scored only by a benchmark's server: the run ends in submission files."""
+    return (benchmark_of(data), split_of(data)) not in NO_GROUND_TRUTH
+
+
+def _names(value: str | tuple[str, ...], known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    for n in names:
+        if n not in known:
+            raise DataError(f"setup.data.{what}: expected one of {', '.join(known)}, found {n!r}")
+    return names or known
+
+
+def benchmark_configs(data: DataConfig) -> list[tuple[str, BenchmarkConfig]]:
+    """(part name, loader config) per part of the selection; a single part is named ""."""
+    name, split = benchmark_of(data), split_of(data)
+    if data.category and name != "fashioniq":
+        raise DataError(f"setup.data.category is a FashionIQ option; layout {name!r} has no categories")
+    if data.task and name != "genecis":
+        raise DataError(f"setup.data.task is a GeneCIS option; layout {name!r} has no tasks")
+    if name == "fashioniq":
+        if split == "test":
+            raise DataError("setup.data.split: FashionIQ test has no public ground truth and no evaluation server; "
+                            "evaluate on 'val'")
+        cats = _names(data.category, fashioniq.CATEGORIES, "category")
+        return [(c if len(cats) > 1 else "", BenchmarkConfig("fashioniq", split=split, category=c, join=data.join,
+                                                             strip_captions=data.strip_captions,
+                                                             images_dir=data.images_root or None)) for c in cats]
+    if name == "genecis":
+        tasks = _names(data.task, genecis.TASKS, "task")
+        return [(t if len(tasks) > 1 else "", BenchmarkConfig("genecis", task=t)) for t in tasks]
+    images_root = data.images_root or None
+    if name in ("cirr", "circo"):
+        return [("", BenchmarkConfig(name, split=split, images_root=images_root))]
+    if name == "visdial":
+        return [("", BenchmarkConfig("visdial", images_root=images_root))]
+    return [("", BenchmarkConfig(name, split=split, images_dir=images_root))]
+
+
+def query_limit(data: DataConfig) -> int:
+    """The number of leading queries to keep (0: all): ``max_queries`` and, on CIRR val, ``val_cut``."""
+    limits = [data.max_queries]
+    if benchmark_of(data) == "cirr" and split_of(data) == "val":
+        limits.append(data.val_cut)
+    limits = [n for n in limits if n > 0]
+    return min(limits) if limits else 0
+
+
+def _select(engine: Engine, data: DataConfig, split: Artifact) -> tuple[Artifact, Artifact]:
+    selected = engine.run(take_queries, SubsetConfig(query_limit(data)), split=split)
+    kept = engine.run(apply_image_policy, MissingImagesConfig(data.missing_images), split=selected,
+                      step="check_images")
+    return kept, engine.run(selection_report, None, selected=selected, kept=kept, step="selection")
+
+
+def prepare(engine: Engine, setup: Setup, roles: dict[str, RoleConfig]) -> tuple[list[Part], Artifact]:
+    """(the parts of the data selection, each with its roles wired to the right model folders; the CLIP
+    checkpoint)."""
     data = setup.data
+    benchmark_of(data)
     world = None
     if data.source == "builtin":
+        if data.category or data.task:
+            raise DataError("setup.data.category and task select FashionIQ categories and GeneCIS tasks; the built-in "
+                            "benchmark has neither (set source = \"files\")")
         world = builtin_world(engine, setup.benchmark, setup.train, setup.export)
-        split, clip = load_layout(engine, world, data.layout, step="load"), world.clip
+        loaded, clip = [("", load_layout(engine, world, data.layout, step="load"))], world.clip
     else:
-        split = engine.run(load_benchmark, BenchmarkConfig(data.layout, split=data.split), root=data.root, step="load")
+        configs = benchmark_configs(data)
+        loaded = [(name, PrefixedEngine(engine, name).run(load_benchmark, cfg, root=data.root, step="load"))
+                  for name, cfg in configs]
         clip = engine.run(checkpoint_ref, None, directory=data.clip)
-    split = engine.run(take_queries, SubsetConfig(data.max_queries), split=split)
     folders, reasoner = {}, None
     for name, cfg in roles.items():
         if cfg.backend.model:
@@ -102,4 +211,9 @@ def prepare(engine: Engine, setup: Setup, roles: dict[str, RoleConfig]) -> tuple
         elif cfg.backend.kind == "transformers":
             reasoner = reasoner or embedded_reasoner(engine, setup.export)
             folders[name] = reasoner
-    return split, clip, EngineRoles(engine, folders, clip)
+    parts = []
+    for name, split in loaded:
+        scoped = PrefixedEngine(engine, name)
+        kept, report = _select(scoped, data, split)
+        parts.append(Part(name, scoped, kept, report, EngineRoles(scoped, folders, clip)))
+    return parts, clip

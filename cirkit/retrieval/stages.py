@@ -24,8 +24,8 @@ class RetrievalConfig:
 
     k: int = 50
     backend: Literal["exact", "scann"] = "exact"
-    exclude_reference: bool = True  # CIRR and CIReVL remove it; ImageScope keeps it (its exclusion is commented out)
-    subset: bool = False  # rank only within each query's candidates (CIRR img_set, GeneCIS galleries)
+    exclude_reference: bool | None = True  # None: the benchmark's official value (pipelines resolve it)
+    subset: bool | None = False  # rank within each query's candidates (CIRR img_set, GeneCIS); None: official
     leaves_to_search: int | None = None  # ScaNN search-time override
     # exact search returns the same ranking whatever the blocking, so these stay out of the key
     chunk_size: int = dataclasses.field(default=16384, metadata={"hash": False})
