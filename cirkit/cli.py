@@ -17,7 +17,8 @@ from .engine.maintenance import collect_garbage, store_status, verify_store
 from .experiment.config import ConfigError
 from .experiment.experiment import load_experiment
 from .experiment.runner import RunOutcome, run_experiment
-from .report import metrics_table, metrics_tables, preview, steps_table
+from .ordering import headline_metrics, metric_order_of
+from .report import describe_difference, metrics_table, metrics_tables, preview, steps_table
 
 
 class _LazyConsole:
@@ -56,13 +57,15 @@ def main() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Show per stage what is cached and what would be computed, and why.")
 @click.option("--name", default=None, help="Record the run under this name instead of the file's.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
+@click.option("--replace", is_flag=True,
+              help="Overwrite a run of the same name even if its configuration differs (default: keep both).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where item-mapping stages compute their missing shards.")
 @click.option("--ray-address", default=None, help="An existing Ray cluster (default: start a local one).")
 @store_option
-def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | None, quiet: bool, executor: str,
-        ray_address: str | None, store_url: str) -> None:
+def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | None, quiet: bool, replace: bool,
+        executor: str, ray_address: str | None, store_url: str) -> None:
     """Run an experiment file (every run of its sweep), computing only what the store lacks."""
     try:
         exp = load_experiment(experiment, overrides, name=name)
@@ -74,13 +77,13 @@ def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | 
         from .engine.ray_executor import RayExecutor
 
         backend = RayExecutor(address=ray_address)
-    outcomes = run_experiment(exp, store, dry_run=dry_run, progress=not quiet and sys.stderr.isatty(),
-                              executor=backend)
+    outcomes = run_experiment(exp, store, dry_run=dry_run, progress=not quiet, executor=backend, replace=replace)
     for outcome in outcomes:
         _print_outcome(outcome, dry_run)
     if len(outcomes) > 1 and not dry_run:
         rows = {o.name: _flatten(o.metrics) for o in outcomes if isinstance(o.metrics, dict)}
-        console.print(metrics_table(rows, title=f"{exp.name}: {len(outcomes)} runs"))
+        console.print(metrics_table(rows, title=f"{exp.name}: {len(outcomes)} runs", row_label="run",
+                                    declared=metric_order_of(outcomes[0].metrics)))
 
 
 def _print_outcome(outcome: RunOutcome, dry_run: bool) -> None:
@@ -90,9 +93,24 @@ def _print_outcome(outcome: RunOutcome, dry_run: bool) -> None:
         if outcome.metrics is not None:
             for table in metrics_tables(outcome.metrics, title=f"results: {outcome.name}"):
                 console.print(table)
-        computed = sum(1 for s in outcome.steps if s.status == "computed")
-        console.print(f"[dim]{len(outcome.steps)} steps, {computed} computed, {outcome.seconds:.2f}s; "
+        console.print(f"[dim]{len(outcome.steps)} steps ({_counts_text(outcome)}), {outcome.seconds:.2f}s; "
                       f"run recorded as {outcome.name!r}[/dim]")
+        if outcome.renamed_from:
+            err.print(f"[yellow]run {outcome.renamed_from!r} already holds a different configuration; this run is "
+                      f"recorded as {outcome.name!r} (choose a name with --name, or overwrite with --replace)[/yellow]")
+
+
+def _counts_text(outcome: RunOutcome) -> str:
+    """What happened to the steps, each count named for what it is (a fresh store has nothing cached)."""
+    c = outcome.counts()
+    parts = [f"{c['computed']} computed"]
+    if c["cached"]:
+        parts.append(f"{c['cached']} cached")
+    if c["reused"]:
+        parts.append(f"{c['reused']} reused within this run (same inputs as an earlier step)")
+    if c["read"]:
+        parts.append(f"{c['read']} read from disk")
+    return ", ".join(parts)
 
 
 @main.command()
@@ -114,12 +132,11 @@ def demo(experiment: str, quiet: bool, steps: bool, store_url: str) -> None:
     else:
         pipe = get_pipeline("demo")
         exp = Experiment("(built-in defaults)", "demo", pipe.description, pipe, (RunSpec("demo", pipe.config_type()),))
-    (outcome,) = run_experiment(exp, _open(store_url), progress=not quiet and sys.stderr.isatty())
+    (outcome,) = run_experiment(exp, _open(store_url), progress=not quiet)
     if steps:
         console.print(steps_table(outcome.steps, {}, title=outcome.name))
-    counts = {s: sum(1 for st in outcome.steps if st.status == s) for s in ("hit", "computed", "read")}
-    console.print(f"[bold]cirkit demo[/bold]: {len(outcome.steps)} steps ({counts['computed']} computed, "
-                  f"{counts['hit']} cached, {counts['read']} read from disk) in {time.perf_counter() - start:.1f}s")
+    console.print(f"[bold]cirkit demo[/bold]: {len(outcome.steps)} steps ({_counts_text(outcome)}) "
+                  f"in {time.perf_counter() - start:.1f}s")
     for table in metrics_tables(outcome.metrics, title="demo"):
         console.print(table)
     console.print("[dim]The CLIP here is cirkit's own small model trained on the built-in benchmark; numbers are "
@@ -132,15 +149,20 @@ def ls_(store_url: str) -> None:
     """List the named runs in the store."""
     store = _open(store_url)
     table = Table(title=f"runs in {store.location}")
-    for col in ("run", "pipeline", "started", "seconds", "artifacts", "metrics"):
-        table.add_column(col)
+    for col in ("run", "pipeline", "started", "cold compute", "last run", "artifacts", "headline metrics"):
+        table.add_column(col, overflow="fold", justify="right" if col in ("cold compute", "last run") else "left")
     for name in store.run_names():
         rec = store.get_run(name) or {}
-        metrics = rec.get("metrics") or {}
-        flat = ", ".join(f"{k}={v}" for k, v in list(_flatten(metrics).items())[:4])
-        table.add_row(name, rec.get("pipeline", "?"), rec.get("started", "?"), str(rec.get("seconds", "?")),
-                      str(len(rec.get("artifacts", []))), flat)
+        head = headline_metrics(rec.get("metrics"), rec.get("metric_order"))
+        cold = rec.get("cold_seconds")
+        table.add_row(name, rec.get("pipeline", "?"), rec.get("started", "?"),
+                      "?" if cold is None else f"{cold:.1f}s", f"{rec.get('seconds', 0):.1f}s",
+                      str(len(rec.get("artifacts", []))), ", ".join(f"{k} {_num(v)}" for k, v in head.items()))
     console.print(table)
+
+
+def _num(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -169,7 +191,8 @@ def show(target: str, as_json: bool, store_url: str) -> None:
         steps = [Step(**{k: v for k, v in s.items()}) for s in run_record["steps"]]
         console.print(steps_table(steps, {}, title=f"run {target} ({run_record.get('pipeline')})"))
         if run_record.get("metrics"):
-            for table in metrics_tables(run_record["metrics"], title="metrics"):
+            for table in metrics_tables(run_record["metrics"], title="metrics",
+                                        declared=run_record.get("metric_order")):
                 console.print(table)
         return
     key = _resolve_key(store, target)
@@ -255,30 +278,31 @@ def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str
     if as_json:
         click.echo(json.dumps(report, default=str))
         return
-    console.print(f"[bold]{run_a}[/bold] vs [bold]{run_b}[/bold]: {len(report['shared'])} steps shared, "
-                  f"{len(report['differ'])} differ, {len(report['only_a'])} only in A, {len(report['only_b'])} only in B")
+    console.print(f"[bold]{run_a}[/bold] (A) vs [bold]{run_b}[/bold] (B): {len(report['shared'])} steps identical "
+                  f"(same key and output), {len(report['differ'])} differ, {len(report['only_a'])} only in A, "
+                  f"{len(report['only_b'])} only in B")
     for c in report["config"]:
         console.print(f"config {c['field']}: {c['a']!r} -> {c['b']!r}")
     for d in report["drift"]:
         console.print(f"[red]drift[/red] in {d['step']}: {d['a']} -> {d['b']}")
     table = Table(title="differing steps")
-    for col in ("step", "why", "content"):
+    for col in ("step", "why", "what differs"):
         table.add_column(col, overflow="fold")
     for d in report["differ"]:
-        content = d.get("content", {})
-        summary = ", ".join(f"{k}={v}" for k, v in content.items() if k not in ("examples", "kind"))
+        content = d.get("content")
+        summary = describe_difference(content, tolerance) if content else ("same output" if d["same_content"] else "")
         table.add_row(d["step"], "; ".join(d["why"]) or ("same content" if d["same_content"] else ""), summary)
     console.print(table)
     for step, changes in report["rank_changes"].items():
         if "moved" in changes:
-            console.print(f"{step}: targets moved in {changes['moved']} queries "
-                          f"({changes['better']} better, {changes['worse']} worse)")
+            console.print(f"{step}: the target's rank changed in {changes['moved']} queries "
+                          f"({changes['better']} ranked higher in B, {changes['worse']} lower)")
     if report["metrics"]:
         mt = Table(title="metric deltas")
         for col in ("metric", "a", "b", "delta"):
             mt.add_column(col, justify="right" if col != "metric" else "left")
         for m in report["metrics"]:
-            mt.add_row(m["metric"], str(m["a"]), str(m["b"]), "" if m["delta"] is None else f"{m['delta']:+.4g}")
+            mt.add_row(m["metric"], _num(m["a"]), _num(m["b"]), "" if m["delta"] is None else f"{m['delta']:+.2f}")
         console.print(mt)
 
 

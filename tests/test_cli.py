@@ -102,13 +102,64 @@ def test_verify_detects_corruption_and_repair_lets_runs_recompute(env):
 def test_gc_removes_only_what_no_run_reaches(env):
     exp, store, cli = env
     cli("run", exp)
-    cli("run", exp, "--set", "embed.dim=4")  # same run name: the old dim=8 artifacts lose their root
+    cli("run", exp, "--set", "embed.dim=4", "--replace")  # overwrite on purpose: the dim=8 artifacts lose their root
     before = sorted(p for p in store.rglob("*") if p.is_file())
     out = cli("gc", "--dry-run")
     assert "would remove" in out
     assert sorted(p for p in store.rglob("*") if p.is_file()) == before
     cli("gc")
     assert "0 entries" in cli("gc", "--dry-run")
-    out = cli("run", exp, "--set", "embed.dim=4")
+    out = cli("run", exp, "--set", "embed.dim=4")  # the same configuration as the run named toy: no new name
     assert "computed" not in out.split("results")[0], "gc kept everything the named run needs"
     assert "0 corrupt" in cli("verify")
+
+
+def test_a_different_configuration_never_overwrites_a_run(env):
+    exp, store, cli = env
+    cli("run", exp)
+    first = json.loads((store / "runs" / "toy.json").read_text())
+    out = cli("run", exp, "--set", "embed.dim=4")
+    assert "recorded as 'toy~2'" in out and "--name" in out
+    assert json.loads((store / "runs" / "toy.json").read_text())["config_hash"] == first["config_hash"]
+    assert json.loads((store / "runs" / "toy~2.json").read_text())["config"]["embed"]["dim"] == 4
+    out = cli("run", exp, "--set", "embed.dim=4")  # the same configuration again: the same run, no toy~3
+    assert "toy~3" not in out and not (store / "runs" / "toy~3.json").exists()
+    cli("run", exp, "--set", "embed.dim=4", "--replace")
+    assert json.loads((store / "runs" / "toy.json").read_text())["config"]["embed"]["dim"] == 4
+
+
+def test_ls_shows_headline_metrics_and_keeps_the_cold_compute_time(env, tmp_path):
+    exp, store, cli = env
+    slow = tmp_path / "slow.toml"
+    slow.write_text(EXP.replace('name = "toy"', 'name = "slow"') + "delay = 0.05\n")  # 5 shards of 0.05 s
+    cli("run", slow)
+    cold = json.loads((store / "runs" / "slow.json").read_text())
+    assert cold["cold_seconds"] >= 0.25 and cold["cold"]["embed"]["items"] == 23
+    cli("run", slow)  # everything cached: the record is rewritten, the cold cost is not lost
+    warm = json.loads((store / "runs" / "slow.json").read_text())
+    assert {s["status"] for s in warm["steps"]} == {"hit"}
+    assert warm["cold_seconds"] == cold["cold_seconds"] and warm["seconds"] < warm["cold_seconds"]
+    row = next(line for line in cli("ls").splitlines() if "slow" in line)
+    assert f"{cold['cold_seconds']:.1f}s" in row
+    assert "n 23" in row and "sum" in row  # headline metrics in reading order, not alphabetical key=value
+
+
+def test_summary_on_a_fresh_store_claims_nothing_cached(env, tmp_path):
+    exp, store, cli = env
+    twice = tmp_path / "twice.toml"
+    twice.write_text('pipeline = "toy_pipeline:toy_twice"\nname = "twice"\n')
+    out = cli("run", twice)
+    summary = out.strip().splitlines()[-1]
+    assert "cached" not in summary.replace("reused", ""), summary
+    assert "1 reused within this run" in summary and "3 computed" in summary
+
+
+def test_progress_lines_without_a_terminal(env, tmp_path):
+    exp, store, _ = env
+    slow = tmp_path / "slow.toml"
+    slow.write_text(EXP.replace("n = 23", "n = 200") + "delay = 0.02\n")
+    result = CliRunner().invoke(main, ["run", str(slow), "--store", str(store)], catch_exceptions=False,
+                                env={"CIRKIT_PROGRESS_INTERVAL": "0"})
+    lines = [line for line in result.output.splitlines() if line.startswith("embed (items): ")]
+    assert lines and lines[-1].startswith("embed (items): 200/200 items (100%)") and "items/s" in lines[0]
+    assert "ETA" in lines[0]

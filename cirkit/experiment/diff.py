@@ -10,6 +10,7 @@ import numpy as np
 from ..engine import Store
 from ..engine.codec import UnknownType
 from ..engine.store import MissingContent
+from ..ordering import order_columns
 from .runner import config_diff
 
 __all__ = ["diff_runs"]
@@ -52,7 +53,7 @@ def _compare_values(a: Any, b: Any, tolerance: float) -> dict | None:
         if a.dtype.kind in "fc":
             worst = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
             return {"kind": "array", "max_abs_diff": worst, "within_tolerance": worst <= tolerance}
-        return {"kind": "array", "changed": int(np.sum(a != b))}
+        return {"kind": "array", "changed": int(np.sum(a != b)), "of": int(a.size)}
     if kind_a == "Answers" and type(b).__name__ == "Answers":
         changed = [i for i, (x, y) in enumerate(zip(a.values, b.values, strict=False)) if x != y]
         models_a, models_b = sorted(set(a.models)), sorted(set(b.models))
@@ -103,7 +104,7 @@ def diff_runs(store: Store, run_a: str, run_b: str, *, tolerance: float = 1e-3, 
         if values and name.endswith("evaluate") and not entry["same_content"]:
             report["rank_changes"][name] = _rank_changes(store, sa, sb)
     ma, mb = _flatten(a.get("metrics") or {}), _flatten(b.get("metrics") or {})
-    for key in sorted(set(ma) | set(mb)):
+    for key in order_columns([*ma, *mb], a.get("metric_order") or b.get("metric_order")):
         x, y = ma.get(key), mb.get(key)
         delta = round(y - x, 6) if isinstance(x, (int, float)) and isinstance(y, (int, float)) else None
         if x != y:
