@@ -153,11 +153,12 @@ def ls_(store_url: str) -> None:
         table.add_column(col, overflow="fold", justify="right" if col in ("cold compute", "last run") else "left")
     for name in store.run_names():
         rec = store.get_run(name) or {}
-        head = headline_metrics(rec.get("metrics"), rec.get("metric_order"))
+        row, head = headline_metrics(rec.get("metrics"), rec.get("metric_order"))
         cold = rec.get("cold_seconds")
+        text = ", ".join(f"{k} {_num(v)}" for k, v in head.items())
         table.add_row(name, rec.get("pipeline", "?"), rec.get("started", "?"),
                       "?" if cold is None else f"{cold:.1f}s", f"{rec.get('seconds', 0):.1f}s",
-                      str(len(rec.get("artifacts", []))), ", ".join(f"{k} {_num(v)}" for k, v in head.items()))
+                      str(len(rec.get("artifacts", []))), f"{row}: {text}" if row else text)
     console.print(table)
 
 
@@ -339,20 +340,29 @@ def pull(run_name: str, url: str, store_url: str) -> None:
 
 
 @main.command()
-@click.argument("run_name", metavar="RUN")
-@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.argument("runs", metavar="RUN [RUN ...]", nargs=-1, required=True)
+@click.option("-o", "--output", "path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="The HTML file to write (default: report.html).")
+@click.option("--query", "queries", multiple=True, metavar="ID", help="Show this query in the grids (repeatable).")
+@click.option("--examples", default=4, show_default=True, help="Queries per grid section (wins, losses, sample).")
+@click.option("--top-k", "k", default=5, show_default=True, help="Thumbnails per run and query.")
 @store_option
-def report(run_name: str, path: str, store_url: str) -> None:
-    """Write a self-contained HTML report of RUN (metrics, steps, plots such as a loss curve) to PATH."""
-    from .html_report import run_report_html
+def report(runs: tuple[str, ...], path: str | None, queries: tuple[str, ...], examples: int, k: int,
+           store_url: str) -> None:
+    """Write one self-contained HTML page comparing RUNs (the first is the baseline of deltas): configuration
+    differences, versions, metrics side by side, plots, per-query grids with thumbnails, cold per-step cost."""
+    from .html_report import report_html
 
+    if path is None and len(runs) > 1 and runs[-1].endswith(".html"):  # the older form: cirkit report RUN FILE.html
+        runs, path = runs[:-1], runs[-1]
+    path = path or "report.html"
     try:
-        page = run_report_html(_open(store_url), run_name)
+        page = report_html(_open(store_url), list(runs), queries=queries, examples=examples, k=k)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {path} ({len(page) / 1024:.0f} KiB, {len(runs)} run{'s' if len(runs) > 1 else ''})")
 
 
 @main.command()

@@ -84,19 +84,16 @@ def metric_order_of(metrics: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def headline_metrics(metrics: Any, declared: Iterable[str] | None = None, limit: int = 4) -> dict[str, Any]:
-    """The few numbers that summarise a run: the first non-chance row's first metrics in reading order.
-
-    Flat metrics give their own first metrics; nested ones (``task · variant`` -> metrics) are labelled
-    ``variant R@1`` (or ``task R@1``) from the first declared row that is not a chance row."""
+def headline_metrics(metrics: Any, declared: Iterable[str] | None = None, limit: int = 4) -> tuple[str, dict[str, Any]]:
+    """The few numbers that summarise a run, as (row, {metric: value}): the first non-chance row's first
+    metrics in reading order (row ``""`` for flat metrics), never chance values."""
     if not isinstance(metrics, dict) or not metrics:
-        return {}
+        return "", {}
     if not all(isinstance(v, dict) for v in metrics.values()):
         flat = {k: v for k, v in metrics.items() if not isinstance(v, dict) and not is_chance(k)}
-        return {k: flat[k] for k in order_metrics(flat)[:limit]}
+        return "", {k: flat[k] for k in order_metrics(flat)[:limit]}
     rows = [r for r in order_rows(metrics, declared) if not is_chance(r)]
     if not rows:
-        return {}
-    row = rows[0]
-    values = {k: v for k, v in metrics[row].items() if not isinstance(v, dict) and not is_chance(k)}
-    return {f"{row} {k}": values[k] for k in order_metrics(values)[:limit]}
+        return "", {}
+    values = {k: v for k, v in metrics[rows[0]].items() if not isinstance(v, dict) and not is_chance(k)}
+    return rows[0], {k: values[k] for k in order_metrics(values)[:limit]}

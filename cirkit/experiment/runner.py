@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
+import subprocess
 import time
 from typing import Any
 
@@ -69,10 +72,28 @@ def _run_one(exp: Experiment, spec: RunSpec, store: Store, *, dry_run: bool, pro
         "artifacts": artifact_keys(engine.steps), "metrics": describe(outcome.metrics),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(outcome.seconds, 3), "versions": package_versions(),
-        "metric_order": metric_order_of(outcome.metrics), "cold": cost,
+        "metric_order": metric_order_of(outcome.metrics), "cold": cost, "commit": source_commit(),
         "cold_seconds": round(sum(c["seconds"] for c in cost.values()), 3),
     })
     return outcome
+
+
+@functools.lru_cache(maxsize=1)
+def source_commit() -> str | None:
+    """The git commit of the cirkit source tree that ran (``+dirty`` with uncommitted changes to tracked
+    files), or None when cirkit is not running from a git checkout (an installed wheel)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.exists(os.path.join(root, ".git")):
+        return None
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def free_run_name(store: Store, name: str, config_hash: str, *, replace: bool = False) -> str:
