@@ -30,7 +30,7 @@ figure{display:inline-block;margin:.5em}figcaption{font-size:12px;color:#555;max
 img.thumb{width:72px;height:72px;object-fit:cover;margin:2px;border:3px solid transparent}
 img.thumb.target{border-color:#1a7f37}.noimg{display:inline-block;width:72px;height:72px;background:#eee;
 font-size:10px;margin:2px;vertical-align:top}.text{font-size:12px;color:#333;max-width:900px}
-details{margin:.5em 0}pre{background:#f8f8f8;padding:8px;font-size:12px;overflow:auto}"""
+table.left td{text-align:left}details{margin:.5em 0}pre{background:#f8f8f8;padding:8px;font-size:12px;overflow:auto}"""
 
 
 def _figure(caption: str, svg: str) -> str:
@@ -47,12 +47,19 @@ def _runs_table(views: list[RunView]) -> str:
         env = r.get("environment") or {}
         cold = r.get("cold_seconds")
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
-            v.name, r.get("pipeline", "?"), r.get("experiment", "?"), r.get("started", "?"),
-            "?" if cold is None else f"{cold:.1f}", r.get("seconds", "?"), r.get("commit") or "unknown",
+            v.name, r.get("pipeline", "?"), os.path.basename(str(r.get("experiment", "?"))), r.get("started", "?"),
+            "?" if cold is None else f"{cold:.1f}", r.get("seconds", "?"), _short_commit(r.get("commit")),
             env.get("lock_digest") or r.get("lock_digest") or "not recorded")) + "</tr>")
     head = "".join(f"<th>{c}</th>" for c in ("run", "pipeline", "experiment", "started", "cold compute (s)",
                                              "last run (s)", "cirkit commit", "environment lock digest"))
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    return f"<table class='left'><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _short_commit(commit: str | None) -> str:
+    if not commit:
+        return "unknown"
+    sha, _, dirty = commit.partition("+")
+    return sha[:12] + (f" +{dirty}" if dirty else "")
 
 
 def _versions_table(views: list[RunView]) -> str:

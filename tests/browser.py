@@ -9,20 +9,19 @@ import subprocess
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--hide-scrollbars"]
 
-# Runs in the page: records console errors and uncaught errors, waits for every <img> to decode (or fail),
-# then writes the counts into <body data-...> for --dump-dom to report.
+# Runs in the page: records console errors and uncaught errors; on 'load' (every <img> loaded or failed)
+# counts the images that decoded to a natural size, then writes the counts into <body data-...> for --dump-dom to report.
 PROBE = """<script>
 window.__errors = [];
 window.addEventListener('error', e => window.__errors.push(String(e.message || e.type)), true);
 const origError = console.error; console.error = (...a) => { window.__errors.push(a.join(' ')); origError(...a); };
 window.addEventListener('load', () => {
-  const imgs = Array.from(document.images);
-  Promise.all(imgs.map(i => i.decode().then(() => i.naturalWidth > 0, () => false))).then(ok => {
-    document.body.dataset.decoded = ok.filter(x => x).length;
-    document.body.dataset.failed = ok.filter(x => !x).length;
-    document.body.dataset.errors = JSON.stringify(window.__errors);
-    document.body.dataset.probe = 'done';
-  });
+  // after 'load' every <img> has loaded or failed; a loaded, decodable image has a natural size
+  const ok = Array.from(document.images).map(i => i.complete && i.naturalWidth > 0);
+  document.body.dataset.decoded = ok.filter(x => x).length;
+  document.body.dataset.failed = ok.filter(x => !x).length;
+  document.body.dataset.errors = JSON.stringify(window.__errors);
+  document.body.dataset.probe = 'done';
 });
 </script>"""
 
@@ -46,5 +45,5 @@ def probe_page(html_path, screenshot_path, width=1400, height=2400) -> dict:
     body = re.search(r"<body([^>]*)>", dom.stdout)
     attrs = dict(re.findall(r'data-(\w+)="([^"]*)"', body.group(1))) if body else {}
     errors = json.loads(attrs.get("errors", "[]").replace("&quot;", '"')) if attrs.get("errors") else []
-    return {"probe": attrs.get("probe"), "decoded": int(attrs.get("decoded", -1)), "failed": int(attrs.get("failed", -1)),
+    return {"dom_bytes": len(dom.stdout), "rc": dom.returncode, "probe": attrs.get("probe"), "decoded": int(attrs.get("decoded", -1)), "failed": int(attrs.get("failed", -1)),
             "errors": errors, "stderr": dom.stderr}
