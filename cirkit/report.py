@@ -19,7 +19,7 @@ _STYLE = {"hit": "green", "computed": "yellow", "miss": "red", "partial": "yello
 def steps_table(steps, explanations: dict[str, list[str]], *, title: str) -> Table:
     table = Table(title=title)
     for col in ("step", "stage", "status", "items", "key", "seconds"):
-        table.add_column(col, no_wrap=True)
+        table.add_column(col, overflow="fold")  # wrap within the cell, never cut a name with an ellipsis
     table.add_column("why", overflow="fold", min_width=20)
     for s in steps:
         items = "" if s.items_total is None else f"{s.items_cached}/{s.items_total}"

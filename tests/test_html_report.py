@@ -47,7 +47,7 @@ def test_two_run_page_compares_configs_metrics_and_queries(two_runs):
     assert metrics.index(">R@1<") < metrics.index(">R@5<") < metrics.index(">R@10<")
     assert metrics.index("ranker") < metrics.index("chance"), "chance row last"
     assert "<b>91.67</b>" in metrics and "(-25.00)" in metrics, "best in bold, delta against the first run"
-    assert "Recall@K: composed squares · ranker" in text
+    assert "Recall@K: composed squares" in text
     assert "biggest losses of noisy against good" in text and "sampled queries" in text
     assert "describe</b>: a red square (noise 1.0)" in text, "intermediate texts per run"
     assert "cost of each step (cold computation)" in text

@@ -84,45 +84,61 @@ def metrics_section(runs: list[tuple[str, dict]]) -> str:
     return "".join(parts)
 
 
+def _series_label(run: str, variant: str, runs: int, variants: int) -> str:
+    if runs > 1 and variants > 1:
+        return f"{run}: {variant}"
+    return run if runs > 1 or not variant else variant
+
+
 def metric_plots(runs: list[tuple[str, dict]]) -> list[tuple[str, str]]:
-    """(caption, svg) for every plot the metrics support."""
+    """(caption, svg) for every plot the metrics support, one per task: Recall@K curves with the chance
+    line, Hits@K over dialogue rounds, and per-aspect bars; a line (or bar) per run and variant."""
     per_run = [(name, metric_rows(rec)) for name, rec in runs]
     rows: list[str] = []
     for _, r in per_run:
         rows += [x for x in r if x not in rows]
-    plots = []
+    tasks: dict[str, list[str]] = {}
     for row in rows:
-        if is_chance(row):
-            continue
-        task = row.partition(" · ")[0] if " · " in row else ""
-        chance_row = next((r for r in (f"{task} · chance", "chance") if r in rows), None)
-        recall = [Series(name, [(int(m[1]), v) for k, v in r.get(row, {}).items() if (m := _RECALL.match(k))])
-                  for name, r in per_run]
+        tasks.setdefault(row.partition(" · ")[0] if " · " in row else "", []).append(row)
+    plots = []
+    for task, task_rows in tasks.items():
+        variants = [r for r in task_rows if not is_chance(r)]
+        label = lambda run, row: _series_label(run, row.partition(" · ")[2] if " · " in row else row,  # noqa: E731
+                                               len(per_run), len(variants))
+        chance_row = next((r for r in task_rows if is_chance(r)), None)
+        recall = [Series(label(name, row), [(int(m[1]), v) for k, v in r.get(row, {}).items() if (m := _RECALL.match(k))])
+                  for row in variants for name, r in per_run]
         recall = [s for s in recall if len(s.points) >= 2]
         if recall:
             chance = per_run[0][1].get(chance_row, {}) if chance_row else {}
             pts = [(int(m[1]), v) for k, v in chance.items() if (m := _RECALL.match(k))]
             if pts:
                 recall.append(Series("chance", pts, dashed=True, colour="#777"))
-            title = f"Recall@K: {row or 'all queries'}"
+            title = f"Recall@K: {task or 'all queries'}"
             plots.append((title, line_chart(recall, title=title, x_label="K (log scale)", y_label="Recall@K (%)",
                                             log_x=True, y_range=(0.0, 100.0))))
-        rounds = [Series(name, [(int(m[2]), v) for k, v in r.get(row, {}).items() if (m := _ROUND.match(k))])
-                  for name, r in per_run]
+        rounds = [Series(label(name, row), [(int(m[2]), v) for k, v in r.get(row, {}).items() if (m := _ROUND.match(k))])
+                  for row in variants for name, r in per_run]
         rounds = [s for s in rounds if len(s.points) >= 2]
         if rounds:
-            metric = next(m[1] for k in per_run[0][1].get(row, {}) if (m := _ROUND.match(k))) if per_run[0][1].get(row) \
-                else "Hits@10"
-            title = f"{metric} over dialogue rounds: {row or 'chat'}"
+            metric = next((m[1] for row in variants for _, r in per_run for k in r.get(row, {})
+                           if (m := _ROUND.match(k))), "Hits@10")
+            if chance_row:
+                pts = [(int(m[2]), v) for k, v in per_run[0][1].get(chance_row, {}).items() if (m := _ROUND.match(k))]
+                if pts:
+                    rounds.append(Series("chance", pts, dashed=True, colour="#777"))
+            title = f"{metric} over dialogue rounds: {task or 'chat'}"
             plots.append((title, line_chart(rounds, title=title, x_label="dialogue round",
                                             y_label=f"{metric} (%), cumulative")))
-        aspects = sorted({k for _, r in per_run for k in r.get(row, {})
-                          if ("per aspect" in row and not _RECALL.match(k)) or _ASPECT.match(k)})
-        if aspects and ("per aspect" in row or len(aspects) >= 2):
-            series = [Series(name, [(i, r[row][a]) for i, a in enumerate(aspects) if a in r.get(row, {})])
-                      for name, r in per_run if row in r]
+        aspect_rows = [row for row in variants if "per aspect" in row or
+                       sum(bool(_ASPECT.match(k)) for _, r in per_run for k in r.get(row, {})) >= 2]
+        aspects = sorted({k for row in aspect_rows for _, r in per_run for k in r.get(row, {})
+                          if "per aspect" in row or _ASPECT.match(k)})
+        if aspects:
+            series = [Series(label(name, row), [(i, r[row][a]) for i, a in enumerate(aspects) if a in r.get(row, {})])
+                      for row in aspect_rows for name, r in per_run if row in r]
             labels = [(_ASPECT.match(a)[2] if _ASPECT.match(a) else a) for a in aspects]
-            title = f"CIRCO mAP@10 per aspect: {row}"
+            title = f"CIRCO mAP@10 per aspect: {task.replace(' mAP@10 per aspect', '') or 'all queries'}"
             plots.append((title, bar_chart(labels, series, title=title, x_label="semantic aspect",
                                            y_label="mAP@10 (%)")))
     return plots

@@ -72,12 +72,24 @@ def open_run(store: Store, name: str, *, texts: bool = True) -> RunView:
     view.ranking = _value(store, rank_rec and rank_rec["output"])
     if texts and view.split is not None:
         n = len(view.split.queries)
-        for s in record.get("steps", []):
-            if s.get("output") and s.get("stage") not in ("evaluate", "load") and _small_json(store, s["output"]):
+        asked = tuple(query_text(q) for q in view.split.queries)
+        for s in _descendants(record.get("steps", []), last["input_keys"]["split"]):
+            if s.get("output") and s.get("stage") != "evaluate" and _small_json(store, s["output"]):
                 found = _per_query_texts(_value(store, s["output"]), n)
-                if found is not None and len(set(found)) > 1:
+                if found is not None and len(set(found)) > 1 and found != asked:
                     view.texts[s["step"]] = found
     return view
+
+
+def _descendants(steps: list[dict], key: str) -> list[dict]:
+    """The steps computed from the artifact ``key`` (directly or through other steps), in run order: only
+    their texts are aligned with that split's queries."""
+    reached, out = {key}, []
+    for s in steps:
+        if set(s.get("input_keys", {}).values()) & reached and s.get("key"):
+            reached.add(s["key"])
+            out.append(s)
+    return out
 
 
 def target_ranks(split: Any, ranking: Any) -> dict[str, int | None]:
