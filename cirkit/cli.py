@@ -17,8 +17,8 @@ from .engine.maintenance import collect_garbage, store_status, verify_store
 from .experiment.config import ConfigError
 from .experiment.experiment import load_experiment
 from .experiment.runner import RunOutcome, run_experiment
-from .ordering import headline_metrics, metric_order_of
-from .report import describe_difference, metrics_table, metrics_tables, preview, steps_table
+from .ordering import headline_metrics
+from .report import describe_difference, metrics_tables, preview, steps_table, sweep_table
 
 
 class _LazyConsole:
@@ -81,9 +81,9 @@ def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | 
     for outcome in outcomes:
         _print_outcome(outcome, dry_run)
     if len(outcomes) > 1 and not dry_run:
-        rows = {o.name: _flatten(o.metrics) for o in outcomes if isinstance(o.metrics, dict)}
-        console.print(metrics_table(rows, title=f"{exp.name}: {len(outcomes)} runs", row_label="run",
-                                    declared=metric_order_of(outcomes[0].metrics)))
+        points = [(o.name, dict(spec.sweep_point), _flatten(o.metrics))
+                  for o, spec in zip(outcomes, exp.runs, strict=True) if isinstance(o.metrics, dict)]
+        console.print(sweep_table(points, title=f"{exp.name}: {len(points)} runs (named {exp.name}/KEY=VALUE,...)"))
 
 
 def _print_outcome(outcome: RunOutcome, dry_run: bool) -> None:
@@ -363,6 +363,27 @@ def report(runs: tuple[str, ...], path: str | None, queries: tuple[str, ...], ex
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
     console.print(f"wrote {path} ({len(page) / 1024:.0f} KiB, {len(runs)} run{'s' if len(runs) > 1 else ''})")
+
+
+@main.command(name="plot-sweep")
+@click.argument("sweep")
+@click.option("-o", "--output", "path", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="The PNG file to write.")
+@click.option("--metric", default=None, help="The metric to plot (default: the runs' first headline metric).")
+@store_option
+def plot_sweep(sweep: str, path: str, metric: str | None, store_url: str) -> None:
+    """Plot a metric against the swept value for the runs of SWEEP (named SWEEP/KEY=VALUE,...) as a PNG."""
+    from .reporting.sweeps import sweep_png
+
+    store = _open(store_url)
+    names = [n for n in store.run_names() if n.startswith(sweep + "/")]
+    png = sweep_png([store.get_run(n) or {} for n in names], metric)
+    if png is None:
+        raise click.ClickException(f"no sweep over a numeric value named {sweep!r} in {store.location} "
+                                   f"({len(names)} runs named {sweep}/...)")
+    with open(path, "wb") as f:
+        f.write(png)
+    console.print(f"wrote {path} ({len(names)} runs)")
 
 
 @main.command()

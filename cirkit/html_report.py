@@ -15,6 +15,7 @@ from .reporting.grids import grids_section, images_needed, pick_queries
 from .reporting.metrics import metric_plots, metrics_section
 from .reporting.plots import Series, line_chart, svg_data_url
 from .reporting.runs import RunView, open_run, step_costs
+from .reporting.sweeps import sweep_svg
 from .reporting.thumbnails import thumbnail_map
 
 __all__ = ["report_html", "run_report_html"]
@@ -124,24 +125,9 @@ def _training_curves(store: Store, views: list[RunView]) -> list[tuple[str, str]
 
 
 def _sweep_plot(views: list[RunView]) -> list[tuple[str, str]]:
-    """A metric against the swept value, when the runs differ in one numeric sweep key."""
-    from .ordering import headline_metrics
-
-    points = [dict(v.record.get("sweep_point") or {}) for v in views]
-    keys = {k for p in points for k in p}
-    if len(views) < 2 or len(keys) != 1:
-        return []
-    key = next(iter(keys))
-    if not all(isinstance(p.get(key), (int, float)) for p in points):
-        return []
-    lines: dict[str, list[tuple[float, float]]] = {}
-    for v, p in zip(views, points, strict=True):
-        for metric, value in headline_metrics(v.record.get("metrics"), v.record.get("metric_order"))[1].items():
-            if isinstance(value, (int, float)):
-                lines.setdefault(metric, []).append((float(p[key]), float(value)))
-    title = f"metrics against {key}"
-    return [(title, line_chart([Series(m, pts) for m, pts in lines.items()], title=title, x_label=key,
-                               y_label="metric (%)"))] if lines else []
+    """A metric against the swept value, when the runs are points of one sweep."""
+    found = sweep_svg([v.record for v in views])
+    return [found] if found else []
 
 
 def _cost_section(store: Store, views: list[RunView]) -> str:

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from .ordering import order_columns, order_rows
 
-__all__ = ["steps_table", "metrics_table", "metrics_tables", "preview", "describe_difference", "round_sig"]
+__all__ = ["steps_table", "metrics_table", "metrics_tables", "preview", "describe_difference", "round_sig",
+           "sweep_table"]
 
 _STYLE = {"hit": "green", "computed": "yellow", "miss": "red", "partial": "yellow", "pending": "magenta", "read": "cyan"}
 
@@ -87,6 +88,26 @@ def metrics_tables(metrics: Any, *, title: str, declared: Iterable[str] | None =
         task, _, variant = name.partition(" · ")
         groups.setdefault(task, {})[variant] = metrics[name]
     return [metrics_table(rows, title=f"{title}: {task}", row_label="") for task, rows in groups.items()]
+
+
+def sweep_table(points: list[tuple[str, dict[str, Any], dict[str, Any]]], *, title: str,
+                width: int | None = None) -> Table:
+    """A sweep's runs as rows labelled by their swept values only (never by long, truncated run names),
+    metrics in reading order; chance columns equal in every run move to the caption."""
+    keys = list(dict.fromkeys(k for _, point, _ in points for k in point))
+    flat = [metrics for _, _, metrics in points]
+    columns = order_columns(c for m in flat for c in m)
+    constant = [c for c in columns if "chance" in c.lower() and len({repr(m.get(c)) for m in flat}) == 1]
+    columns = [c for c in columns if c not in constant]
+    table = Table(title=title, caption=", ".join(f"{c} {_fmt(flat[0].get(c))}" for c in constant) or None)
+    for k in keys:
+        table.add_column(k.rsplit(".", 1)[-1] if sum(x.rsplit(".", 1)[-1] == k.rsplit(".", 1)[-1] for x in keys) == 1
+                         else k, overflow="fold")
+    for c in columns:
+        table.add_column(c, justify="right", overflow="fold")
+    for _, point, metrics in points:
+        table.add_row(*(str(point.get(k, "")) for k in keys), *(_fmt(metrics.get(c, "")) for c in columns))
+    return table
 
 
 def describe_difference(content: dict, tolerance: float) -> str:

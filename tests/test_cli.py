@@ -163,3 +163,34 @@ def test_progress_lines_without_a_terminal(env, tmp_path):
     lines = [line for line in result.output.splitlines() if line.startswith("embed (items): ")]
     assert lines and lines[-1].startswith("embed (items): 200/200 items (100%)") and "items/s" in lines[0]
     assert "ETA" in lines[0]
+
+
+def test_sweep_summary_and_sweep_plot(env, tmp_path):
+    from PIL import Image
+
+    exp, store, cli = env
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(EXP + '[sweep]\n"embed.scale" = [1.0, 2.0, 3.0]\n"total.offset" = [0.0, 1.0]\n')
+    out = cli("run", sweep)
+    summary = out[out.index("toy: 6 runs"):]
+    header = next(line for line in summary.splitlines() if "scale" in line)
+    assert header.index("scale") < header.index("offset") < header.index(" n ") < header.index("sum")
+    assert "…" not in summary and "toy/embed.scale" not in summary, "rows are labelled by the swept values"
+    records = {json.loads(p.read_text())["sweep_point"]["embed.scale"]: json.loads(p.read_text())
+               for p in (store / "runs").glob("*.json") if "offset%3D0.0" in p.name}
+    assert records[2.0]["metrics"]["sum"] == pytest.approx(2 * records[1.0]["metrics"]["sum"], abs=1e-4)
+
+    from cirkit.reporting.sweeps import sweep_series
+
+    all_records = [json.loads(p.read_text()) for p in (store / "runs").glob("*.json")]
+    key, metric, series = sweep_series(all_records, "sum")
+    assert key == "embed.scale" and metric == "sum"
+    lines = {s.label: s.points for s in series}
+    assert set(lines) == {"offset=0.0", "offset=1.0"}
+    assert [x for x, _ in lines["offset=0.0"]] == [1.0, 2.0, 3.0]
+    assert [y for _, y in lines["offset=1.0"]] == pytest.approx([y + 1.0 for _, y in lines["offset=0.0"]])
+    cli("plot-sweep", "toy", "-o", tmp_path / "sweep.png", "--metric", "sum")
+    with Image.open(tmp_path / "sweep.png") as image:
+        assert image.format == "PNG" and image.size == (640, 400)
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 5, "lines, text and a legend, not a blank canvas"
+    assert "no sweep over a numeric value named 'nope'" in cli("plot-sweep", "nope", "-o", tmp_path / "x.png", code=1)

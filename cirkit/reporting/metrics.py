@@ -103,8 +103,8 @@ def metric_plots(runs: list[tuple[str, dict]]) -> list[tuple[str, str]]:
     plots = []
     for task, task_rows in tasks.items():
         variants = [r for r in task_rows if not is_chance(r)]
-        label = lambda run, row: _series_label(run, row.partition(" · ")[2] if " · " in row else row,  # noqa: E731
-                                               len(per_run), len(variants))
+        label = lambda run, row, n=len(variants): _series_label(  # noqa: E731
+            run, row.partition(" · ")[2] if " · " in row else row, len(per_run), n)
         chance_row = next((r for r in task_rows if is_chance(r)), None)
         recall = [Series(label(name, row), [(int(m[1]), v) for k, v in r.get(row, {}).items() if (m := _RECALL.match(k))])
                   for row in variants for name, r in per_run]

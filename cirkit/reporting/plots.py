@@ -11,7 +11,7 @@ import html
 import math
 from collections.abc import Sequence
 
-__all__ = ["Series", "line_chart", "bar_chart", "svg_data_url", "COLOURS"]
+__all__ = ["Series", "line_chart", "bar_chart", "svg_data_url", "ticks", "COLOURS"]
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 _W, _H = 520, 300
@@ -26,7 +26,7 @@ class Series:
         self.label, self.points, self.dashed, self.colour = label, list(points), dashed, colour
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+def ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     if hi <= lo:
         hi = lo + 1.0
     step = 10 ** math.floor(math.log10((hi - lo) / n))
@@ -80,7 +80,7 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
     out = _frame(title, x_label, y_label)
     out.append(f"<rect x='{_LEFT}' y='{_TOP}' width='{_W - _LEFT - _RIGHT}' height='{_H - _TOP - _BOTTOM}' "
                f"fill='none' stroke='#888'/>")
-    for t in _ticks(y_lo, y_hi):
+    for t in ticks(y_lo, y_hi):
         out.append(f"<line x1='{_LEFT - 4}' y1='{py(t):.1f}' x2='{_W - _RIGHT}' y2='{py(t):.1f}' stroke='#eee'/>"
                    f"<text x='{_LEFT - 6}' y='{py(t) + 4:.1f}' text-anchor='end'>{_num(t)}</text>")
     x_values = sorted({x for x, _ in pts})
@@ -109,7 +109,7 @@ def bar_chart(groups: Sequence[str], series: Sequence[Series], *, title: str, x_
     bar = slot * 0.8 / len(series)
     out = _frame(title, x_label, y_label)
     out.append(f"<rect x='{_LEFT}' y='{_TOP}' width='{inner_w}' height='{inner_h}' fill='none' stroke='#888'/>")
-    for t in _ticks(0.0, y_hi):
+    for t in ticks(0.0, y_hi):
         y = _H - _BOTTOM - t / y_hi * inner_h
         out.append(f"<line x1='{_LEFT - 4}' y1='{y:.1f}' x2='{_W - _RIGHT}' y2='{y:.1f}' stroke='#eee'/>"
                    f"<text x='{_LEFT - 6}' y='{y + 4:.1f}' text-anchor='end'>{_num(t)}</text>")
