@@ -190,7 +190,10 @@ def show(target: str, as_json: bool, store_url: str) -> None:
         from .engine import Step
 
         steps = [Step(**{k: v for k, v in s.items()}) for s in run_record["steps"]]
-        console.print(steps_table(steps, {}, title=f"run {target} ({run_record.get('pipeline')})"))
+        from .reporting.runs import step_costs
+
+        console.print(steps_table(steps, {}, title=f"run {target} ({run_record.get('pipeline')})",
+                                  cold=step_costs(store, run_record)))
         if run_record.get("metrics"):
             for table in metrics_tables(run_record["metrics"], title="metrics",
                                         declared=run_record.get("metric_order")):

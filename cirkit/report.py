@@ -17,17 +17,20 @@ __all__ = ["steps_table", "metrics_table", "metrics_tables", "preview", "describ
 _STYLE = {"hit": "green", "computed": "yellow", "miss": "red", "partial": "yellow", "pending": "magenta", "read": "cyan"}
 
 
-def steps_table(steps, explanations: dict[str, list[str]], *, title: str) -> Table:
+def steps_table(steps, explanations: dict[str, list[str]], *, title: str, cold: dict[str, dict] | None = None) -> Table:
+    """One row per step; with ``cold`` (a run record's per-step cold cost) a column of the seconds each
+    output cost when it was computed, so a cached rerun still shows where the time goes."""
     table = Table(title=title)
-    for col in ("step", "stage", "status", "items", "key", "seconds"):
+    for col in ("step", "stage", "status", "items", "key", "seconds", *(("cold seconds",) if cold is not None else ())):
         table.add_column(col, overflow="fold")  # wrap within the cell, never cut a name with an ellipsis
     table.add_column("why", overflow="fold", min_width=20)
     for s in steps:
         items = "" if s.items_total is None else f"{s.items_cached}/{s.items_total}"
         style = _STYLE.get(s.status, "")
         why = "; ".join(explanations.get(s.step, []) + [f"{k}: {v}" for k, v in (s.report or {}).items()])
+        extra = () if cold is None else (f"{cold[s.step]['seconds']:.2f}" if s.step in cold else "",)
         table.add_row(s.step, f"{s.stage} v{s.version}", f"[{style}]{s.status}[/{style}]", items,
-                      (s.key or "")[:12], f"{s.seconds:.2f}" if s.status in ("computed", "read") else "", why)
+                      (s.key or "")[:12], f"{s.seconds:.2f}" if s.status in ("computed", "read") else "", *extra, why)
     return table
 
 

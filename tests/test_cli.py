@@ -1,6 +1,7 @@
 """The command line: run, dry run with reasons, ls, show, status, verify and gc, on a real store."""
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -139,6 +140,8 @@ def test_ls_shows_headline_metrics_and_keeps_the_cold_compute_time(env, tmp_path
     warm = json.loads((store / "runs" / "slow.json").read_text())
     assert {s["status"] for s in warm["steps"]} == {"hit"}
     assert warm["cold_seconds"] == cold["cold_seconds"] and warm["seconds"] < warm["cold_seconds"]
+    shown = next(line for line in cli("show", "slow").splitlines() if line.startswith("│ embed "))
+    assert f"{cold['cold']['embed']['seconds']:.2f}" in shown, "show keeps the cold seconds of a cached step"
     row = next(line for line in cli("ls").splitlines() if "slow" in line)
     assert f"{cold['cold_seconds']:.1f}s" in row
     assert "n 23" in row and "sum" in row  # headline metrics in reading order, not alphabetical key=value
@@ -194,3 +197,20 @@ def test_sweep_summary_and_sweep_plot(env, tmp_path):
         assert image.format == "PNG" and image.size == (640, 400)
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 5, "lines, text and a legend, not a blank canvas"
     assert "no sweep over a numeric value named 'nope'" in cli("plot-sweep", "nope", "-o", tmp_path / "x.png", code=1)
+
+
+def test_diff_rounds_floats_and_says_what_each_count_means(env):
+    exp, store, cli = env
+    cli("run", exp, "--name", "a")
+    cli("run", exp, "--name", "b", "--set", "embed.scale=1.3", "--set", "total.offset=0.123456789")
+    out = cli("diff", "a", "b")
+    assert "1 steps identical (same key and output), 2 differ, 0 only in A, 0 only in B" in out
+    line = next(x for x in out.splitlines() if "embed" in x and "largest" in x)
+    worst = re.search(r"largest elementwise difference ([0-9.e-]+) \(above the tolerance 0.001\)", out)
+    assert worst and len(worst.group(1).replace("0.", "").lstrip("0")) <= 3, line
+    data = json.loads(cli("diff", "a", "b", "--json"))
+    embed = next(d for d in data["differ"] if d["step"] == "embed")
+    assert float(worst.group(1)) == pytest.approx(embed["content"]["max_abs_diff"], rel=5e-3)
+    deltas = {m["metric"]: m for m in data["metrics"]}
+    row = next(x for x in out.splitlines() if x.strip().startswith("│ sum"))
+    assert f"{deltas['sum']['delta']:+.2f}" in row and not re.search(r"\d\.\d{3,}", row), row
