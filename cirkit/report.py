@@ -23,7 +23,7 @@ def steps_table(steps, explanations: dict[str, list[str]], *, title: str, cold: 
     table = Table(title=title)
     for col in ("step", "stage", "status", "items", "key", "seconds", *(("cold seconds",) if cold is not None else ())):
         table.add_column(col, overflow="fold")  # wrap within the cell, never cut a name with an ellipsis
-    table.add_column("why", overflow="fold", min_width=20)
+    table.add_column("why", overflow="fold", min_width=8)
     for s in steps:
         items = "" if s.items_total is None else f"{s.items_cached}/{s.items_total}"
         style = _STYLE.get(s.status, "")

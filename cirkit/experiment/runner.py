@@ -12,6 +12,7 @@ from typing import Any
 from ..engine import Artifact, Engine, Step, Store
 from ..engine.codec import describe
 from ..engine.hashing import digest
+from ..engine.progress import progress_enabled
 from ..engine.provenance import package_versions
 from ..ordering import metric_order_of
 from .experiment import Experiment, RunSpec
@@ -48,7 +49,8 @@ def _run_one(exp: Experiment, spec: RunSpec, store: Store, *, dry_run: bool, pro
              replace: bool = False) -> RunOutcome:
     engine = Engine(store, dry_run=dry_run, progress=progress, executor=executor)
     started = time.time()
-    outputs = exp.pipeline.build(engine, spec.config)
+    with progress_enabled(progress and not dry_run):  # stages that report their own progress follow --quiet
+        outputs = exp.pipeline.build(engine, spec.config)
     outcome = RunOutcome(spec.name, engine.steps, outputs, seconds=time.time() - started)
     if dry_run:
         previous = store.get_run(spec.name)

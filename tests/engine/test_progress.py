@@ -42,3 +42,19 @@ def test_short_stages_print_nothing_and_disabled_prints_nothing():
 
 def test_durations_read_naturally():
     assert [format_duration(s) for s in (None, 4.4, 185, 3725)] == ["?", "4s", "3m05s", "1h02m"]
+
+
+def test_a_stage_made_progress_follows_the_surrounding_run():
+    from cirkit.engine.progress import progress_enabled
+
+    stream, clock = io.StringIO(), Clock()
+    for enabled in (False, True):
+        with progress_enabled(enabled), Progress(stream=stream, interval=0.0, clock=clock).bar(
+                "train CLIP", total=2, unit="steps") as advance:
+            clock.now += 1.0
+            advance(1)
+            clock.now += 1.0
+            advance(1)
+    assert stream.getvalue() == ("train CLIP: 1/2 steps (50%), 1.0 steps/s, 1s elapsed, ETA 1s\n"
+                                 "train CLIP: 2/2 steps (100%), 1.0 steps/s, 2s elapsed, done\n")
+    assert Progress().enabled, "outside any run, progress is shown"
