@@ -21,7 +21,8 @@ from .experiment.experiment import load_experiment
 from .experiment.run_record import RunRecordError, read_run
 from .experiment.runner import RunOutcome, run_experiment
 from .models.config import BackendError
-from .report import metrics_table, metrics_tables, preview, steps_table
+from .ordering import headline_metrics
+from .report import describe_difference, metrics_tables, preview, steps_table, sweep_table
 
 
 class _LazyConsole:
@@ -96,13 +97,15 @@ def main() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Show per stage what is cached and what would be computed, and why.")
 @click.option("--name", default=None, help="Record the run under this name instead of the file's.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
+@click.option("--replace", is_flag=True,
+              help="Overwrite a run of the same name even if its configuration differs (default: keep both).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where item-mapping stages compute their missing shards.")
 @click.option("--ray-address", default=None, help="An existing Ray cluster (default: start a local one).")
 @store_option
-def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | None, quiet: bool, executor: str,
-        ray_address: str | None, store_url: str) -> None:
+def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | None, quiet: bool, replace: bool,
+        executor: str, ray_address: str | None, store_url: str) -> None:
     """Run an experiment file (every run of its sweep), computing only what the store lacks."""
     try:
         exp = load_experiment(experiment, overrides, name=name)
@@ -115,8 +118,7 @@ def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | 
 
         backend = RayExecutor(address=ray_address)
     try:
-        outcomes = run_experiment(exp, store, dry_run=dry_run, progress=not quiet and sys.stderr.isatty(),
-                                  executor=backend)
+        outcomes = run_experiment(exp, store, dry_run=dry_run, progress=not quiet, executor=backend, replace=replace)
     except BackendError as exc:  # a model server failed: what it answered is cached, the rest is asked next time
         raise click.ClickException(str(exc)) from None
     except DataError as exc:
@@ -124,8 +126,9 @@ def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | 
     for outcome in outcomes:
         _print_outcome(outcome, dry_run)
     if len(outcomes) > 1 and not dry_run:
-        rows = {o.name: _flatten(o.metrics) for o in outcomes if isinstance(o.metrics, dict)}
-        console.print(metrics_table(rows, title=f"{exp.name}: {len(outcomes)} runs"))
+        points = [(o.name, dict(spec.sweep_point), _flatten(o.metrics))
+                  for o, spec in zip(outcomes, exp.runs, strict=True) if isinstance(o.metrics, dict)]
+        console.print(sweep_table(points, title=f"{exp.name}: {len(points)} runs (named {exp.name}/KEY=VALUE,...)"))
 
 
 def _print_outcome(outcome: RunOutcome, dry_run: bool) -> None:
@@ -137,9 +140,24 @@ def _print_outcome(outcome: RunOutcome, dry_run: bool) -> None:
         if outcome.metrics is not None:
             for table in metrics_tables(outcome.metrics, title=f"results: {outcome.name}"):
                 console.print(table)
-        computed = sum(1 for s in outcome.steps if s.status == "computed")
-        console.print(f"[dim]{len(outcome.steps)} steps, {computed} computed, {outcome.seconds:.2f}s; "
+        console.print(f"[dim]{len(outcome.steps)} steps ({_counts_text(outcome)}), {outcome.seconds:.2f}s; "
                       f"run recorded as {outcome.name!r}[/dim]")
+        if outcome.renamed_from:
+            err.print(f"[yellow]run {outcome.renamed_from!r} already holds a different configuration; this run is "
+                      f"recorded as {outcome.name!r} (choose a name with --name, or overwrite with --replace)[/yellow]")
+
+
+def _counts_text(outcome: RunOutcome) -> str:
+    """What happened to the steps, each count named for what it is (a fresh store has nothing cached)."""
+    c = outcome.counts()
+    parts = [f"{c['computed']} computed"]
+    if c["cached"]:
+        parts.append(f"{c['cached']} cached")
+    if c["reused"]:
+        parts.append(f"{c['reused']} reused within this run (same inputs as an earlier step)")
+    if c["read"]:
+        parts.append(f"{c['read']} read from disk")
+    return ", ".join(parts)
 
 
 @main.command()
@@ -164,12 +182,11 @@ def demo(experiment: str, quiet: bool, steps: bool, store_url: str) -> None:
     else:
         pipe = get_pipeline("demo")
         exp = Experiment("(built-in defaults)", "demo", pipe.description, pipe, (RunSpec("demo", pipe.config_type()),))
-    (outcome,) = run_experiment(exp, _open(store_url), progress=not quiet and sys.stderr.isatty())
+    (outcome,) = run_experiment(exp, _open(store_url), progress=not quiet)
     if steps:
         console.print(steps_table(outcome.steps, {}, title=outcome.name))
-    counts = {s: sum(1 for st in outcome.steps if st.status == s) for s in ("hit", "computed", "read")}
-    console.print(f"[bold]cirkit demo[/bold]: {len(outcome.steps)} steps ({counts['computed']} computed, "
-                  f"{counts['hit']} cached, {counts['read']} read from disk) in {time.perf_counter() - start:.1f}s")
+    console.print(f"[bold]cirkit demo[/bold]: {len(outcome.steps)} steps ({_counts_text(outcome)}) "
+                  f"in {time.perf_counter() - start:.1f}s")
     for table in metrics_tables(outcome.metrics, title="demo"):
         console.print(table)
     console.print("[dim]The CLIP here is cirkit's own small model trained on the built-in benchmark; numbers are "
@@ -182,15 +199,21 @@ def ls_(store_url: str) -> None:
     """List the named runs in the store."""
     store = _open(store_url)
     table = Table(title=f"runs in {store.location}")
-    for col in ("run", "pipeline", "started", "seconds", "artifacts", "metrics"):
-        table.add_column(col)
+    for col in ("run", "pipeline", "started", "cold compute", "last run", "artifacts", "headline metrics"):
+        table.add_column(col, overflow="fold", justify="right" if col in ("cold compute", "last run") else "left")
     for name in store.run_names():
         rec = store.get_run(name) or {}
-        metrics = rec.get("metrics") or {}
-        flat = ", ".join(f"{k}={v}" for k, v in list(_flatten(metrics).items())[:4])
-        table.add_row(name, rec.get("pipeline", "?"), rec.get("started", "?"), str(rec.get("seconds", "?")),
-                      str(len(rec.get("artifacts", []))), flat)
+        row, head = headline_metrics(rec.get("metrics"), rec.get("metric_order"))
+        cold = rec.get("cold_seconds")
+        text = ", ".join(f"{k} {_num(v)}" for k, v in head.items())
+        table.add_row(name, rec.get("pipeline", "?"), rec.get("started", "?"),
+                      "?" if cold is None else f"{cold:.1f}s", f"{rec.get('seconds', 0):.1f}s",
+                      str(len(rec.get("artifacts", []))), f"{row}: {text}" if row else text)
     console.print(table)
+
+
+def _num(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -218,10 +241,14 @@ def show(target: str, as_json: bool, store_url: str) -> None:
 
         known = {f.name for f in dataclasses.fields(Step)}
         steps = [Step(**{k: v for k, v in s.items() if k in known}) for s in run_record["steps"]]
-        console.print(steps_table(steps, {}, title=f"run {target} ({run_record.get('pipeline')})"))
+        from .reporting.runs import step_costs
+
+        console.print(steps_table(steps, {}, title=f"run {target} ({run_record.get('pipeline')})",
+                                  cold=step_costs(store, run_record)))
         console.print(f"run digest {_run_digest(store, target)}", soft_wrap=True)
         if run_record.get("metrics"):
-            for table in metrics_tables(run_record["metrics"], title="metrics"):
+            for table in metrics_tables(run_record["metrics"], title="metrics",
+                                        declared=run_record.get("metric_order")):
                 console.print(table)
         return
     key = _resolve_key(store, target)
@@ -334,8 +361,9 @@ def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str
     if as_json:
         click.echo(json.dumps(report, default=str))
         return
-    console.print(f"[bold]{run_a}[/bold] vs [bold]{run_b}[/bold]: {len(report['shared'])} steps shared, "
-                  f"{len(report['differ'])} differ, {len(report['only_a'])} only in A, {len(report['only_b'])} only in B")
+    console.print(f"[bold]{run_a}[/bold] (A) vs [bold]{run_b}[/bold] (B): {len(report['shared'])} steps identical "
+                  f"(same key and output), {len(report['differ'])} differ, {len(report['only_a'])} only in A, "
+                  f"{len(report['only_b'])} only in B")
     for c in report["config"]:
         console.print(f"config {c['field']}: {c['a']!r} -> {c['b']!r}")
     for d in report["drift"]:
@@ -346,23 +374,23 @@ def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str
         console.print("[yellow]computed under a different environment[/yellow]: " + "; ".join(shown)
                       + (f"; and {more} more (--json lists all)" if more > 0 else ""))
     table = Table(title="differing steps")
-    for col in ("step", "why", "content"):
+    for col in ("step", "why", "what differs"):
         table.add_column(col, overflow="fold")
     for d in report["differ"]:
-        content = d.get("content", {})
-        summary = ", ".join(f"{k}={v}" for k, v in content.items() if k not in ("examples", "kind"))
+        content = d.get("content")
+        summary = describe_difference(content, tolerance) if content else ("same output" if d["same_content"] else "")
         table.add_row(d["step"], "; ".join(d["why"]) or ("same content" if d["same_content"] else ""), summary)
     console.print(table)
     for step, changes in report["rank_changes"].items():
         if "moved" in changes:
-            console.print(f"{step}: targets moved in {changes['moved']} queries "
-                          f"({changes['better']} better, {changes['worse']} worse)")
+            console.print(f"{step}: the target's rank changed in {changes['moved']} queries "
+                          f"({changes['better']} ranked higher in B, {changes['worse']} lower)")
     if report["metrics"]:
         mt = Table(title="metric deltas")
         for col in ("metric", "a", "b", "delta"):
             mt.add_column(col, justify="right" if col != "metric" else "left")
         for m in report["metrics"]:
-            mt.add_row(m["metric"], str(m["a"]), str(m["b"]), "" if m["delta"] is None else f"{m['delta']:+.4g}")
+            mt.add_row(m["metric"], _num(m["a"]), _num(m["b"]), "" if m["delta"] is None else f"{m['delta']:+.2f}")
         console.print(mt)
 
 
@@ -401,22 +429,53 @@ def pull(run_name: str, url: str, expect: str | None, store_url: str) -> None:
 
 
 @main.command()
-@click.argument("run_name", metavar="RUN")
-@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.argument("runs", metavar="RUN [RUN ...]", nargs=-1, required=True)
+@click.option("-o", "--output", "path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="The HTML file to write (default: report.html).")
+@click.option("--query", "queries", multiple=True, metavar="ID", help="Show this query in the grids (repeatable).")
+@click.option("--examples", default=4, show_default=True, help="Queries per grid section (wins, losses, sample).")
+@click.option("--top-k", "k", default=5, show_default=True, help="Thumbnails per run and query.")
 @store_option
-def report(run_name: str, path: str, store_url: str) -> None:
-    """Write a self-contained HTML report of RUN (metrics, steps, plots such as a loss curve) to PATH."""
-    from .html_report import run_report_html
+def report(runs: tuple[str, ...], path: str | None, queries: tuple[str, ...], examples: int, k: int,
+           store_url: str) -> None:
+    """Write one self-contained HTML page comparing RUNs (the first is the baseline of deltas): configuration
+    differences, versions, metrics side by side, plots, per-query grids with thumbnails, cold per-step cost."""
+    from .html_report import report_html
 
+    if path is None and len(runs) > 1 and runs[-1].endswith(".html"):  # the older form: cirkit report RUN FILE.html
+        runs, path = runs[:-1], runs[-1]
+    path = path or "report.html"
     store = _open(store_url)
-    _run(store, run_name)
+    for name in runs:
+        _run(store, name)
     try:
-        page = run_report_html(store, run_name)
+        page = report_html(store, list(runs), queries=queries, examples=examples, k=k)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {path} ({len(page) / 1024:.0f} KiB, {len(runs)} run{'s' if len(runs) > 1 else ''})")
+
+
+@main.command(name="plot-sweep")
+@click.argument("sweep")
+@click.option("-o", "--output", "path", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="The PNG file to write.")
+@click.option("--metric", default=None, help="The metric to plot (default: the runs' first headline metric).")
+@store_option
+def plot_sweep(sweep: str, path: str, metric: str | None, store_url: str) -> None:
+    """Plot a metric against the swept value for the runs of SWEEP (named SWEEP/KEY=VALUE,...) as a PNG."""
+    from .reporting.sweeps import sweep_png
+
+    store = _open(store_url)
+    names = [n for n in store.run_names() if n.startswith(sweep + "/")]
+    png = sweep_png([store.get_run(n) or {} for n in names], metric)
+    if png is None:
+        raise click.ClickException(f"no sweep over a numeric value named {sweep!r} in {store.location} "
+                                   f"({len(names)} runs named {sweep}/...)")
+    with open(path, "wb") as f:
+        f.write(png)
+    console.print(f"wrote {path} ({len(names)} runs)")
 
 
 @main.command()

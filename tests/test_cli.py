@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -110,14 +111,14 @@ def test_verify_detects_corruption_and_repair_lets_runs_recompute(env):
 def test_gc_removes_only_what_no_run_reaches(env):
     exp, store, cli = env
     cli("run", exp)
-    cli("run", exp, "--set", "embed.dim=4")  # same run name: the old dim=8 artifacts lose their root
+    cli("run", exp, "--set", "embed.dim=4", "--replace")  # overwrite on purpose: the dim=8 artifacts lose their root
     before = sorted(p for p in store.rglob("*") if p.is_file())
     out = cli("gc", "--dry-run")
     assert "would remove" in out
     assert sorted(p for p in store.rglob("*") if p.is_file()) == before
     cli("gc")
     assert "0 entries" in cli("gc", "--dry-run")
-    out = cli("run", exp, "--set", "embed.dim=4")
+    out = cli("run", exp, "--set", "embed.dim=4")  # the same configuration as the run named toy: no new name
     assert "computed" not in out.split("results")[0], "gc kept everything the named run needs"
     assert "0 corrupt" in cli("verify")
 
@@ -234,3 +235,104 @@ def test_a_failing_model_call_is_a_one_line_error_and_only_it_is_asked_again(env
         assert len(server.bodies) == 5, "the rerun asks only for the request that failed"
     finally:
         server.close()
+
+
+def test_a_different_configuration_never_overwrites_a_run(env):
+    exp, store, cli = env
+    cli("run", exp)
+    first = json.loads((store / "runs" / "toy.json").read_text())
+    out = cli("run", exp, "--set", "embed.dim=4")
+    assert "recorded as 'toy~2'" in out and "--name" in out
+    assert json.loads((store / "runs" / "toy.json").read_text())["config_hash"] == first["config_hash"]
+    assert json.loads((store / "runs" / "toy~2.json").read_text())["config"]["embed"]["dim"] == 4
+    out = cli("run", exp, "--set", "embed.dim=4")  # the same configuration again: the same run, no toy~3
+    assert "toy~3" not in out and not (store / "runs" / "toy~3.json").exists()
+    cli("run", exp, "--set", "embed.dim=4", "--replace")
+    assert json.loads((store / "runs" / "toy.json").read_text())["config"]["embed"]["dim"] == 4
+
+
+def test_ls_shows_headline_metrics_and_keeps_the_cold_compute_time(env, tmp_path):
+    exp, store, cli = env
+    slow = tmp_path / "slow.toml"
+    slow.write_text(EXP.replace('name = "toy"', 'name = "slow"') + "delay = 0.05\n")  # 5 shards of 0.05 s
+    cli("run", slow)
+    cold = json.loads((store / "runs" / "slow.json").read_text())
+    assert cold["cold_seconds"] >= 0.25 and cold["cold"]["embed"]["items"] == 23
+    cli("run", slow)  # everything cached: the record is rewritten, the cold cost is not lost
+    warm = json.loads((store / "runs" / "slow.json").read_text())
+    assert {s["status"] for s in warm["steps"]} == {"hit"}
+    assert warm["cold_seconds"] == cold["cold_seconds"] and warm["seconds"] < warm["cold_seconds"]
+    shown = next(line for line in cli("show", "slow").splitlines() if line.startswith("│ embed "))
+    assert f"{cold['cold']['embed']['seconds']:.2f}" in shown, "show keeps the cold seconds of a cached step"
+    row = next(line for line in cli("ls").splitlines() if "slow" in line)
+    assert f"{cold['cold_seconds']:.1f}s" in row
+    assert "n 23" in row and "sum" in row  # headline metrics in reading order, not alphabetical key=value
+
+
+def test_summary_on_a_fresh_store_claims_nothing_cached(env, tmp_path):
+    exp, store, cli = env
+    twice = tmp_path / "twice.toml"
+    twice.write_text('pipeline = "toy_pipeline:toy_twice"\nname = "twice"\n')
+    out = cli("run", twice)
+    summary = out.strip().splitlines()[-1]
+    assert "cached" not in summary.replace("reused", ""), summary
+    assert "1 reused within this run" in summary and "3 computed" in summary
+
+
+def test_progress_lines_without_a_terminal(env, tmp_path):
+    exp, store, _ = env
+    slow = tmp_path / "slow.toml"
+    slow.write_text(EXP.replace("n = 23", "n = 200") + "delay = 0.02\n")
+    result = CliRunner().invoke(main, ["run", str(slow), "--store", str(store)], catch_exceptions=False,
+                                env={"CIRKIT_PROGRESS_INTERVAL": "0"})
+    lines = [line for line in result.output.splitlines() if line.startswith("embed (items): ")]
+    assert lines and lines[-1].startswith("embed (items): 200/200 items (100%)") and "items/s" in lines[0]
+    assert "ETA" in lines[0]
+
+
+def test_sweep_summary_and_sweep_plot(env, tmp_path):
+    from PIL import Image
+
+    exp, store, cli = env
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(EXP + '[sweep]\n"embed.scale" = [1.0, 2.0, 3.0]\n"total.offset" = [0.0, 1.0]\n')
+    out = cli("run", sweep)
+    summary = out[out.index("toy: 6 runs"):]
+    header = next(line for line in summary.splitlines() if "scale" in line)
+    assert header.index("scale") < header.index("offset") < header.index(" n ") < header.index("sum")
+    assert "…" not in summary and "toy/embed.scale" not in summary, "rows are labelled by the swept values"
+    records = {json.loads(p.read_text())["sweep_point"]["embed.scale"]: json.loads(p.read_text())
+               for p in (store / "runs").glob("*.json") if "offset%3D0.0" in p.name}
+    assert records[2.0]["metrics"]["sum"] == pytest.approx(2 * records[1.0]["metrics"]["sum"], abs=1e-4)
+
+    from cirkit.reporting.sweeps import sweep_series
+
+    all_records = [json.loads(p.read_text()) for p in (store / "runs").glob("*.json")]
+    key, metric, series = sweep_series(all_records, "sum")
+    assert key == "embed.scale" and metric == "sum"
+    lines = {s.label: s.points for s in series}
+    assert set(lines) == {"offset=0.0", "offset=1.0"}
+    assert [x for x, _ in lines["offset=0.0"]] == [1.0, 2.0, 3.0]
+    assert [y for _, y in lines["offset=1.0"]] == pytest.approx([y + 1.0 for _, y in lines["offset=0.0"]])
+    cli("plot-sweep", "toy", "-o", tmp_path / "sweep.png", "--metric", "sum")
+    with Image.open(tmp_path / "sweep.png") as image:
+        assert image.format == "PNG" and image.size == (640, 400)
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 5, "lines, text and a legend, not a blank canvas"
+    assert "no sweep over a numeric value named 'nope'" in cli("plot-sweep", "nope", "-o", tmp_path / "x.png", code=1)
+
+
+def test_diff_rounds_floats_and_says_what_each_count_means(env):
+    exp, store, cli = env
+    cli("run", exp, "--name", "a")
+    cli("run", exp, "--name", "b", "--set", "embed.scale=1.3", "--set", "total.offset=0.123456789")
+    out = cli("diff", "a", "b")
+    assert "1 steps identical (same key and output), 2 differ, 0 only in A, 0 only in B" in out
+    line = next(x for x in out.splitlines() if "embed" in x and "largest" in x)
+    worst = re.search(r"largest elementwise difference ([0-9.e-]+) \(above the tolerance 0.001\)", out)
+    assert worst and len(worst.group(1).replace("0.", "").lstrip("0")) <= 3, line
+    data = json.loads(cli("diff", "a", "b", "--json"))
+    embed = next(d for d in data["differ"] if d["step"] == "embed")
+    assert float(worst.group(1)) == pytest.approx(embed["content"]["max_abs_diff"], rel=5e-3)
+    deltas = {m["metric"]: m for m in data["metrics"]}
+    row = next(x for x in out.splitlines() if x.strip().startswith("│ sum"))
+    assert f"{deltas['sum']['delta']:+.2f}" in row and not re.search(r"\d\.\d{3,}", row), row

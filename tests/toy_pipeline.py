@@ -85,3 +85,12 @@ def toy(engine, config: ToyConfig) -> dict:
     vectors = engine.run(embed, config.embed, items=items)
     metrics = engine.run(total, config.total, vectors=vectors)
     return {"vectors": vectors, "metrics": metrics}
+
+
+@pipeline("toy_twice", ToyConfig)
+def toy_twice(engine, config: ToyConfig) -> dict:
+    """The same call reached twice with identical inputs: the second is a hit even on a fresh store."""
+    items = engine.run(make_items, config.items)
+    vectors = engine.run(embed, config.embed, items=items)
+    again = engine.run(embed, config.embed, items=items, step="embed_again")
+    return {"vectors": again, "metrics": engine.run(total, config.total, vectors=vectors)}

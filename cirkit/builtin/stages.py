@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 from PIL import Image
@@ -32,7 +31,7 @@ def train_builtin_clip(config: TrainConfig, pairs: Split) -> FileSet:
     targets = [images[t.target] for t in pairs.truths]
     pixels = np.stack([np.asarray(Image.open(im.path).convert("RGB")) for im in targets])
     captions = [q.text for q in pairs.queries]
-    with Progress(enabled=sys.stderr.isatty()).bar("train CLIP (steps)", total=config.steps) as advance:
+    with Progress().bar("train CLIP", total=config.steps, unit="steps") as advance:  # lines without a TTY
         files, _ = train_clip(config, pixels, captions, progress=advance)
     return pack_files(files)
 

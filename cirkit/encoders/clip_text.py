@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
@@ -9,14 +10,30 @@ import numpy as np
 
 from .clip_config import CheckpointError
 
-__all__ = ["ClipTokenizer"]
+__all__ = ["ClipTokenizer", "clip_tokenizer_class"]
+
+
+def _not_torch_advice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("PyTorch was not found")
+
+
+def clip_tokenizer_class() -> type:
+    """transformers' ``CLIPTokenizer``, imported without the "PyTorch was not found" advice that importing
+    transformers logs without torch: only its tokenizer is used here, and torch is an optional extra."""
+    logger = logging.getLogger("transformers")
+    logger.addFilter(_not_torch_advice)
+    try:
+        from transformers import CLIPTokenizer
+    finally:
+        logger.removeFilter(_not_torch_advice)
+    return CLIPTokenizer
 
 
 class ClipTokenizer:
     """Token ids padded/truncated to the context length; truncation keeps the end-of-text token last."""
 
     def __init__(self, directory: str, context_length: int) -> None:
-        from transformers import CLIPTokenizer
+        CLIPTokenizer = clip_tokenizer_class()  # noqa: N806 - a class
 
         has_files = any(os.path.isfile(os.path.join(directory, f)) for f in ("tokenizer.json", "vocab.json"))
         if not has_files:

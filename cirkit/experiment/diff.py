@@ -12,7 +12,8 @@ from ..engine.codec import UnknownType
 from ..engine.fingerprint import code_changes
 from ..engine.provenance import environment_changes
 from ..engine.store import MissingContent
-from .environment import environment_changes
+from ..ordering import order_columns
+from .environment import environment_differences
 from .runner import config_diff
 
 __all__ = ["diff_runs"]
@@ -55,7 +56,7 @@ def _compare_values(a: Any, b: Any, tolerance: float) -> dict | None:
         if a.dtype.kind in "fc":
             worst = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
             return {"kind": "array", "max_abs_diff": worst, "within_tolerance": worst <= tolerance}
-        return {"kind": "array", "changed": int(np.sum(a != b))}
+        return {"kind": "array", "changed": int(np.sum(a != b)), "of": int(a.size)}
     if kind_a == "Answers" and type(b).__name__ == "Answers":
         changed = [i for i, (x, y) in enumerate(zip(a.values, b.values, strict=False)) if x != y]
         models_a, models_b = sorted(set(a.models)), sorted(set(b.models))
@@ -86,7 +87,7 @@ def diff_runs(store: Store, run_a: str, run_b: str, *, tolerance: float = 1e-3, 
         "shared": sorted(n for n in steps_a if n in steps_b and _same(steps_a[n], steps_b[n])),
         "only_a": sorted(set(steps_a) - set(steps_b)), "only_b": sorted(set(steps_b) - set(steps_a)),
         "differ": [], "metrics": [], "rank_changes": {}, "drift": [],
-        "environment": environment_changes(a.get("environment"), b.get("environment")),
+        "environment": environment_differences(a.get("environment"), b.get("environment")),
     }
     for name in sorted(n for n in steps_a if n in steps_b and not _same(steps_a[n], steps_b[n])):
         sa, sb = steps_a[name], steps_b[name]
@@ -111,7 +112,7 @@ def diff_runs(store: Store, run_a: str, run_b: str, *, tolerance: float = 1e-3, 
         if values and name.endswith("evaluate") and not entry["same_content"]:
             report["rank_changes"][name] = _rank_changes(store, sa, sb)
     ma, mb = _flatten(a.get("metrics") or {}), _flatten(b.get("metrics") or {})
-    for key in sorted(set(ma) | set(mb)):
+    for key in order_columns([*ma, *mb], a.get("metric_order") or b.get("metric_order")):
         x, y = ma.get(key), mb.get(key)
         delta = round(y - x, 6) if isinstance(x, (int, float)) and isinstance(y, (int, float)) else None
         if x != y:

@@ -13,7 +13,7 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["environment", "environment_changes", "installed", "read_lock"]
+__all__ = ["environment", "environment_differences", "installed", "read_lock"]
 
 _LOCKS = Path(__file__).resolve().parents[2] / "requirements"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.M)
@@ -54,7 +54,7 @@ def environment() -> dict:
     return out
 
 
-def environment_changes(a: dict | None, b: dict | None) -> list[str]:
+def environment_differences(a: dict | None, b: dict | None) -> list[str]:
     """Human-readable differences between two recorded environments ([] when the same or unknown)."""
     if not a or not b or a.get("digest") == b.get("digest"):
         return []

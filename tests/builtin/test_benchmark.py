@@ -135,4 +135,6 @@ def test_demo_pipeline_end_to_end_and_cached_rerun(tmp_path, monkeypatch):
     result = runner.invoke(main, ["report", "tiny-demo", str(page), "--store", str(tmp_path / "store")])
     assert result.exit_code == 0, result.output
     text = page.read_text()
-    assert "<h2>text-to-image</h2>" in text and "loss_curve.png" in text and "<img" in text
+    assert "<h2>text-to-image</h2>" in text and "training loss (symmetric InfoNCE)" in text and "<img" in text
+    assert text.index("<h2>text-to-image</h2>") < text.index("<h2>composed cirr</h2>") < text.index("<h2>chat</h2>")
+    assert "Hits@10 over dialogue rounds" in text and "CIRCO mAP@10 per aspect" in text

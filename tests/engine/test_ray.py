@@ -56,7 +56,7 @@ def test_ray_ships_only_missing_shards(cluster, tmp_path):
     store = tmp_path / "s"
     CliRunner().invoke(main, ["run", str(exp), "--store", str(store), "--quiet"], catch_exceptions=False)
     result = CliRunner().invoke(main, ["run", str(exp), "--store", str(store), "--quiet", "--executor", "ray",
-                                       "--set", "items.n=73"], catch_exceptions=False)
+                                       "--set", "items.n=73", "--replace"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     record = json.loads((store / "runs" / "toy.json").read_text())
     embed = next(s for s in record["steps"] if s["step"] == "embed")
