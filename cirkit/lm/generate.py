@@ -60,11 +60,10 @@ def _generate(params, tokens, mask, soft_prompt, lora, *, config: LMConfig, max_
 
     def step(state):
         i, logits, cache, done, generated, history = state
-        token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        token = jnp.where(done, pad_id, token)
+        token = jnp.where(done, pad_id, jnp.argmax(logits, axis=-1).astype(jnp.int32))
         generated = generated.at[:, i].set(token)
         if keep_logits:
-            history = history.at[:, i].set(logits.astype(jnp.float32))
+            history = history.at[:, i].set(jnp.where(done[:, None], 0.0, logits.astype(jnp.float32)))
         done = done | jnp.isin(token, eos)
         nxt = run(embed_tokens(params, token[:, None], dtype), positions[:, -1:] + 1 + i, cache=cache,
                   cache_index=t + i)

@@ -47,11 +47,12 @@ def _reference(model, ids, mask, **kw):
         return model(torch.tensor(ids), attention_mask=torch.tensor(mask), position_ids=torch.tensor(positions), **kw)
 
 
-def test_logits_and_hidden_states_match_transformers(checkpoint):
+def test_forward_and_greedy_generation_match_transformers(checkpoint):
+    """Logits and every hidden state on a left-padded batch, then cached greedy decoding, token for token."""
     name, folder = checkpoint
-    model, lm = _torch_model(folder), load_lm(str(folder))
+    lm = load_lm(str(folder))
     ids, mask = _batch()
-    ref = _reference(model, ids, mask, output_hidden_states=True)
+    ref = _reference(_torch_model(folder), ids, mask, output_hidden_states=True)
     out = forward(lm.params, lm.config, embed_tokens(lm.params, jnp.asarray(ids)),
                   positions_from_mask(jnp.asarray(mask)), jnp.asarray(mask), all_hidden=True)
     real = mask > 0
@@ -61,19 +62,15 @@ def test_logits_and_hidden_states_match_transformers(checkpoint):
         np.testing.assert_allclose(np.asarray(out.layers[layer])[real], ref.hidden_states[layer].numpy()[real],
                                    atol=1e-4, rtol=0)
 
-
-def test_greedy_generation_with_left_padding_matches_transformers(checkpoint):
-    name, folder = checkpoint
-    model, lm = _torch_model(folder), load_lm(str(folder))
     rng = np.random.default_rng(1)
     # prompts of 5, 9 and 20 tokens; for the "dynamic" layout the longest runs past the 16-token trained context
     prompts = [rng.integers(3, VOCAB, size=n).tolist() for n in (5, 9, 20)]
     ours, logits = greedy_generate(lm.params, lm.config, prompts, 10, eos_ids=(), pad_id=0, return_logits=True)
     tokens, mask = pad_left(prompts, 0, bucket=1)
     with torch.no_grad():
-        ref = model.generate(torch.tensor(tokens, dtype=torch.long), attention_mask=torch.tensor(mask),
-                             max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0,
-                             output_logits=True, return_dict_in_generate=True)
+        ref = _torch_model(folder).generate(
+            torch.tensor(tokens, dtype=torch.long), attention_mask=torch.tensor(mask), max_new_tokens=10,
+            do_sample=False, eos_token_id=None, pad_token_id=0, output_logits=True, return_dict_in_generate=True)
     ref_tokens = ref.sequences[:, tokens.shape[1]:].tolist()
     assert len({t for row in ref_tokens for t in row}) >= 3, "the reference generations are too uniform to test"
     assert ours == ref_tokens
@@ -82,18 +79,32 @@ def test_greedy_generation_with_left_padding_matches_transformers(checkpoint):
     np.testing.assert_allclose(logits, ref_logits, atol=1e-4 * max(1.0, np.abs(ref_logits).max()), rtol=0)
 
 
-def test_bfloat16_logits_stay_close_to_float32(checkpoint):
-    name, folder = checkpoint
+def test_end_token_stops_a_sequence_and_pads_the_rest(tmp_path):
+    make_lm_checkpoint(tmp_path, "qwen2", vocab=VOCAB)
+    lm = load_lm(str(tmp_path))
+    prompts = [np.random.default_rng(1).integers(3, VOCAB, size=n).tolist() for n in (5, 9)]
+    free = greedy_generate(lm.params, lm.config, prompts, 8, eos_ids=(), pad_id=0)
+    stop = free[0][-1]  # a token the first row produces: declared an end token, it ends that row there
+    ours, logits = greedy_generate(lm.params, lm.config, prompts, 8, eos_ids=(stop,), pad_id=0, return_logits=True)
+    expected = [row[:row.index(stop) + 1] if stop in row else row for row in free]
+    assert ours == expected
+    ended = len(ours[0])  # the loop itself stopped deciding for that row: no logits recorded after its end
+    assert ended < 8 and np.all(logits[0, ended:] == 0) and np.any(logits[0, ended - 1] != 0)
+
+
+def test_bfloat16_logits_stay_close_to_float32(tmp_path):
+    make_lm_checkpoint(tmp_path, "llama3", vocab=VOCAB)
     ids, mask = _batch()
     logits = {}
     for dtype in ("float32", "bfloat16"):
-        lm = load_lm(str(folder), dtype=dtype)
+        lm = load_lm(str(tmp_path), dtype=dtype)
         out = forward(lm.params, lm.config, embed_tokens(lm.params, jnp.asarray(ids), jnp.dtype(dtype)),
                       positions_from_mask(jnp.asarray(mask)), jnp.asarray(mask))
         assert out.logits.dtype == jnp.dtype(dtype)
         logits[dtype] = np.asarray(out.logits, np.float32)[mask > 0]
     scale = np.abs(logits["float32"]).max()
     assert np.abs(logits["bfloat16"] - logits["float32"]).max() < 0.05 * scale
+    assert (logits["bfloat16"].argmax(-1) == logits["float32"].argmax(-1)).mean() > 0.9
 
 
 def test_sharded_checkpoint_loads_like_a_single_file(tmp_path):
