@@ -16,7 +16,7 @@ import numpy as np
 from jax import lax
 
 from .config import LMConfig
-from .model import embed_tokens, empty_cache, forward
+from .model import embed_tokens, empty_cache, forward, positions_from_mask, prepend_soft_prompt
 
 __all__ = ["greedy_generate", "pad_left", "positions_from_mask"]
 
@@ -36,20 +36,13 @@ def pad_left(prompts: list[list[int]], pad_id: int, bucket: int = BUCKET) -> tup
     return tokens, mask
 
 
-def positions_from_mask(mask):
-    """Position of each real token counted from the sequence's first real token; 0 on padding."""
-    return jnp.where(mask > 0, jnp.cumsum(mask, axis=1) - 1, 0)
-
-
 @functools.partial(jax.jit, static_argnames=("config", "max_new_tokens", "eos_ids", "pad_id", "dtype", "lora_scale",
                                              "keep_logits"))
 def _generate(params, tokens, mask, soft_prompt, lora, *, config: LMConfig, max_new_tokens: int,
               eos_ids: tuple[int, ...], pad_id: int, dtype, lora_scale: float, keep_logits: bool):
     embeds = embed_tokens(params, tokens, dtype)
-    if soft_prompt is not None:  # learned embeddings before the (padded) prompt; positions follow the mask
-        prefix = jnp.broadcast_to(soft_prompt.astype(dtype), (tokens.shape[0], *soft_prompt.shape[-2:]))
-        embeds = jnp.concatenate([prefix, embeds], axis=1)
-        mask = jnp.concatenate([jnp.ones(prefix.shape[:2], mask.dtype), mask], axis=1)
+    if soft_prompt is not None:
+        embeds, mask = prepend_soft_prompt(embeds, mask, soft_prompt)
     b, t = mask.shape
     key_mask = jnp.concatenate([mask, jnp.ones((b, max_new_tokens), mask.dtype)], axis=1)
     positions = positions_from_mask(mask)

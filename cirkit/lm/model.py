@@ -20,7 +20,8 @@ from jax import lax
 from .config import LMConfig
 from .rope import rotary_tables, rotate
 
-__all__ = ["LMOutput", "forward", "embed_tokens", "empty_cache", "PROJECTIONS"]
+__all__ = ["LMOutput", "forward", "embed_tokens", "empty_cache", "positions_from_mask", "prepend_soft_prompt",
+           "PROJECTIONS"]
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _NEG = -1e30  # a finite "minus infinity": fully masked rows (left padding) stay finite instead of NaN
@@ -38,6 +39,19 @@ class LMOutput:
 def embed_tokens(params, tokens, dtype=jnp.float32):
     """Token ids ``[batch, time]`` -> input embeddings ``[batch, time, hidden]``."""
     return jnp.take(params["embed"], tokens, axis=0).astype(dtype)
+
+
+def positions_from_mask(mask):
+    """Position of each real token counted from the sequence's first real token; 0 on padding."""
+    return jnp.where(mask > 0, jnp.cumsum(mask, axis=1) - 1, 0)
+
+
+def prepend_soft_prompt(embeds, mask, soft_prompt):
+    """Put learned embeddings ``[length, hidden]`` before every sequence; positions follow the extended mask
+    (left padding then sits between prompt and tokens, where the mask hides it)."""
+    prefix = jnp.broadcast_to(soft_prompt.astype(embeds.dtype), (embeds.shape[0], *soft_prompt.shape[-2:]))
+    return (jnp.concatenate([prefix, embeds], axis=1),
+            jnp.concatenate([jnp.ones(prefix.shape[:2], mask.dtype), mask], axis=1))
 
 
 def empty_cache(config: LMConfig, batch: int, length: int, dtype=jnp.float32):

@@ -18,7 +18,7 @@ from ..encoders.safetensors_io import checkpoint_files, read_safetensors
 from .config import CheckpointError, LMConfig, read_lm_config
 from .model import PROJECTIONS
 
-__all__ = ["LanguageModel", "load_lm", "expected_shapes", "hf_name", "params_from_tensors"]
+__all__ = ["LanguageModel", "load_lm", "expected_shapes", "hf_name", "params_from_tensors", "random_params"]
 
 _IGNORED = re.compile(r"^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$")
 _NORMS = {"input_norm": "input_layernorm", "post_norm": "post_attention_layernorm"}
@@ -115,3 +115,12 @@ def load_lm(directory: str, dtype: str = "float32") -> LanguageModel:
         tensors.update(read_safetensors(path))
     params = params_from_tensors(config, tensors, directory, jnp.dtype(dtype))
     return LanguageModel(config, params, directory)
+
+
+def random_params(config: LMConfig, seed: int, std: float = 0.02) -> dict:
+    """A random parameter tree of the config's shapes (norms near one), for tests and tiny trained backbones."""
+    rng = np.random.default_rng(seed)
+    tensors = {name: (1.0 + 0.1 * rng.standard_normal(shape) if name.endswith("norm.weight") or "layernorm" in name
+                      else std * rng.standard_normal(shape)).astype(np.float32)
+               for name, shape in expected_shapes(config).items()}
+    return params_from_tensors(config, tensors, f"random parameters (seed {seed})")
