@@ -46,7 +46,7 @@ def best_of(runs: int, fn) -> float:
     return min(times)
 
 
-def main(new_tokens: int = 32, folder: str | None = None) -> None:
+def main(new_tokens: int = 16, folder: str | None = None) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -82,8 +82,8 @@ def main(new_tokens: int = 32, folder: str | None = None) -> None:
             ours(batch)  # compiles once per (batch, prompt bucket, length)
             compile_s = time.perf_counter() - t0
             theirs(batch)  # warm-up
-            jax_s = best_of(3, lambda: ours(batch))  # noqa: B023
-            torch_s = best_of(3, lambda: theirs(batch))  # noqa: B023
+            jax_s = best_of(2, lambda: ours(batch))  # noqa: B023
+            torch_s = best_of(2, lambda: theirs(batch))  # noqa: B023
             tokens = batch * new_tokens
             print(f"batch {batch}: cirkit JAX {tokens / jax_s:.1f} tokens/s, transformers torch "
                   f"{tokens / torch_s:.1f} tokens/s, ratio {torch_s / jax_s:.2f}x "
