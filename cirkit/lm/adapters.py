@@ -9,6 +9,7 @@ trainer differentiates, only the adapter moves. LoRA adds ``(alpha / rank) * x A
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +80,7 @@ def init_adapter(config: LMConfig, adapter: AdapterConfig, base_params=None) -> 
     return tree
 
 
+@functools.partial(jax.jit, static_argnames=("config", "adapter", "dtype", "logits", "all_hidden"))
 def adapted_forward(base_params, config: LMConfig, adapter: AdapterConfig, trainable: dict, tokens, mask, *,
                     dtype=jnp.float32, logits: str = "all", all_hidden: bool = False) -> tuple[LMOutput, jax.Array]:
     """The frozen base plus ``trainable`` on left-padded ``tokens``; returns the output and the (extended) mask."""

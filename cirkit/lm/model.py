@@ -11,6 +11,7 @@ safetensors names (see ``weights.py``), which is what jit, LoRA splitting and co
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -97,6 +98,7 @@ def _mlp(x, p, lora, scale):
     return _dense(jax.nn.silu(gate) * _dense(x, p, lora, "up_proj", scale), p, lora, "down_proj", scale)
 
 
+@functools.partial(jax.jit, static_argnames=("config", "lora_scale", "logits", "all_hidden"))
 def forward(params, config: LMConfig, embeds, positions, key_mask, *, cache=None, cache_index=0, lora=None,
             lora_scale: float = 1.0, logits: str = "all", all_hidden: bool = False) -> LMOutput:
     """Run the decoder on ``embeds`` ``[batch, time, hidden]`` at integer ``positions`` ``[batch, time]``.
