@@ -82,7 +82,10 @@ def test_bad_experiment_gives_a_clear_error(env, tmp_path):
 def test_ls_show_status(env):
     exp, store, cli = env
     cli("run", exp)
-    assert "toy" in cli("ls") and "toy_pipeline" not in cli("ls").split("toy", 1)[0]
+    cli("run", exp, "--name", "small", "--set", "items.n=7")
+    rows = [line for line in cli("ls").splitlines() if line.strip("│ ").startswith(("toy ", "small "))]
+    assert len(rows) == 2, "both named runs are listed, one row each"
+    assert "n 7" in next(r for r in rows if r.strip("│ ").startswith("small")), "each row shows its own run's metrics"
     out = cli("show", "toy")
     assert "embed" in out and "sum" in out
     record = json.loads(next(store.joinpath("runs").glob("*.json")).read_text())
