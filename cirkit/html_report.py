@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from .engine import Engine, Store
+from .experiment.environment import lock_summary
 from .experiment.runner import config_diff
 from .reporting.grids import grids_section, images_needed, pick_queries
 from .reporting.metrics import metric_plots, metrics_section
@@ -45,14 +46,14 @@ def _runs_table(views: list[RunView]) -> str:
     rows = []
     for v in views:
         r = v.record
-        env = r.get("environment") or {}
+        env = r.get("environment")
         cold = r.get("cold_seconds")
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
             v.name, r.get("pipeline", "?"), os.path.basename(str(r.get("experiment", "?"))), r.get("started", "?"),
             "?" if cold is None else f"{cold:.1f}", r.get("seconds", "?"), _short_commit(r.get("commit")),
-            env.get("lock_digest") or r.get("lock_digest") or "not recorded")) + "</tr>")
+            lock_summary(env))) + "</tr>")
     head = "".join(f"<th>{c}</th>" for c in ("run", "pipeline", "experiment", "started", "cold compute (s)",
-                                             "last run (s)", "cirkit commit", "environment lock digest"))
+                                             "last run (s)", "cirkit commit", "environment (lock it matches)"))
     return f"<table class='left'><tr>{head}</tr>{''.join(rows)}</table>"
 
 

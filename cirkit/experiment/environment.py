@@ -62,3 +62,13 @@ def environment_differences(a: dict | None, b: dict | None) -> list[str]:
     changes = [f"{n} {pa.get(n, 'absent')} -> {pb.get(n, 'absent')}" for n in sorted(set(pa) | set(pb))
                if pa.get(n) != pb.get(n)]
     return changes or ["installed packages differ"]
+
+
+def lock_summary(env: dict | None) -> str:
+    """One line for tables: the lock files the run's environment matched (with their digests), else the digest
+    of the installed set."""
+    if not env:
+        return "not recorded"
+    matched = [f"{name} {info['digest'][:12]}" for name, info in sorted(env.get("locks", {}).items())
+               if info.get("matches")]
+    return ", ".join(matched) if matched else f"no lock matched; installed set {str(env.get('digest', ''))[:12]}"
