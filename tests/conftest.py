@@ -9,6 +9,27 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_models_after_each_module():
+    """Models loaded by one test module (backends, CLIP encoders, jitted programs) are freed before the next,
+    so the suite's memory is that of its largest module, not the sum of all of them."""
+    yield
+    import gc
+
+    if "cirkit.models.stages" in sys.modules:
+        sys.modules["cirkit.models.stages"].release_backends()
+    if "cirkit.encoders.clip_encoder" in sys.modules:
+        sys.modules["cirkit.encoders.clip_encoder"].load_encoder.cache_clear()
+    if "cirkit.encoders.interface" in sys.modules:
+        for name in dir(sys.modules["cirkit.encoders.interface"]):
+            fn = getattr(sys.modules["cirkit.encoders.interface"], name)
+            if hasattr(fn, "cache_clear"):
+                fn.cache_clear()
+    if "jax" in sys.modules:
+        sys.modules["jax"].clear_caches()
+    gc.collect()
+
+
 @pytest.fixture
 def store_dir(tmp_path):
     return tmp_path / "store"

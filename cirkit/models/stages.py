@@ -12,7 +12,7 @@ from ..engine.fingerprint import analyse
 from .config import BackendConfig, BackendError, BackendIdentity, RequestsFailed
 from .requests import ChatRequest, ChatResponse, request_identity
 
-__all__ = ["resolve_backend", "chat", "make_backend"]
+__all__ = ["resolve_backend", "chat", "make_backend", "release_backends"]
 
 
 @stage(version=1, volatile=True)
@@ -75,6 +75,13 @@ def make_backend(config: BackendConfig, location: str = ""):
         if backend is None:
             backend = _BACKENDS[(config, location)] = _load_backend(config, location)
         return backend
+
+
+def release_backends() -> None:
+    """Forget every live backend (its model is freed once nothing else holds it): for long-lived processes
+    that move on to other models, such as a notebook or a test session."""
+    with _BACKENDS_LOCK:
+        _BACKENDS.clear()
 
 
 def _load_backend(config: BackendConfig, location: str):
