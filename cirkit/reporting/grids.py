@@ -92,8 +92,11 @@ def grids_section(views: list[RunView], sections: dict[str, list[str]], thumbs: 
                 row_index = lookups[i][0].get(qid)
                 top = v.ranking.ranked_ids(row_index, k) if row_index is not None else []
                 cells = "".join(_img(thumbs.get(g), g, "target" if g in targets else "") for g in top)
-                texts = "".join(f"<div class='text'><b>{html.escape(step)}</b>: {html.escape(vals[lookups[i][1][qid][0]][:300])}</div>"
-                                for step, vals in v.texts.items())
+                shown: dict[str, str] = {}  # text -> the first step that produced it (later copies are skipped)
+                for step, vals in v.texts.items():
+                    shown.setdefault(vals[lookups[i][1][qid][0]], step)
+                texts = "".join(f"<div class='text'><b>{html.escape(step)}</b>: {html.escape(text[:300])}</div>"
+                                for text, step in shown.items())
                 rows.append(f"<div class='runrow'><div class='runname'>{html.escape(v.name)}</div>"
                             f"<div class='topk'>{cells}</div>{texts}</div>")
             parts.append(head + f"<div class='qbody'>{ref}<div>{''.join(rows)}</div></div></div>")
