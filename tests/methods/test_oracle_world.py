@@ -90,6 +90,34 @@ def test_each_stage_and_method_adds_what_its_paper_says(world):
         assert m["R@1"] >= base["text"]["R@1"] + 25 and m["R@10"] >= base["text"]["R@10"] + 60  # +35.0, +86.25
 
 
+def test_noise_sweep_recomputes_only_role_answers_and_what_follows(world):
+    """(Runs before the noise test, which would fill the store with noisy answers.) The ablation file's dry run: the noise-0 point is all hits; every other point misses only the role
+    answers (chat steps, because the noise is in the backend's config) and everything after them is pending."""
+    small = ["--set", "setup.data.max_queries=8", "--set", "stitch_size=32",
+             "--set", f"setup.export.directory={json.dumps(world[1].export.directory)}"]
+    small += [a for k, v in dataclasses.asdict(BENCHMARK).items() for a in ("--set", f"setup.benchmark.{k}={v}")]
+    small += [a for k in ("steps", "batch_size") for a in ("--set", f"setup.train.{k}={getattr(TRAIN, k)}")]
+    store = ["--store", world[0]]  # the module's store: the world is built already
+    first = CliRunner().invoke(main, ["run", "experiments/oracle/imagescope.toml", *store, *small, "--quiet"],
+                               catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    dry = CliRunner().invoke(main, ["run", "experiments/ablations/imagescope_noise.toml", *store, *small, "--dry-run"],
+                             catch_exceptions=False)
+    assert dry.exit_code == 0, dry.output
+    points = dry.output.split("dry run of ")[1:]
+    assert len(points) == 4 and points[0].startswith("oracle-imagescope-noise/setup.oracle_noise=0.0")
+    rows = [[cells for line in p.splitlines() if line.startswith("│ ")
+             and (cells := [c.strip() for c in line.split("│")[1:4]])[0]] for p in points]  # wrapped lines: no step
+    assert {status for _, _, status in rows[0]} <= {"hit", "read"}, "noise 0 is the oracle run: nothing to do"
+    for point in rows[1:]:
+        missed = {step for step, _, status in point if status == "miss"}
+        assert missed == {"s0_captioner/chat", "reference_captioner/chat"}, point  # the first answers; the
+        chats = {step for step, _, status in point if step.endswith("/chat") and status == "pending"}
+        assert len(chats) >= 5  # other roles' answers wait for their (recomputed) inputs
+        upstream = {step for step, stage, status in point if status in ("hit", "read")}
+        assert {"train_builtin_clip", "embed_gallery", "generate_builtin"} <= upstream
+
+
 def test_scores_fall_towards_the_all_wrong_level_as_noise_rises(world):
     """R@5 at noise 0 / 0.4 / 1.0 (measured): ImageScope s1 85.0 / 33.75 / 1.25, s2 and s3 97.5 / 25.0 / 1.25,
     CIReVL 81.25 / 32.5 / 3.75, OSrCIR 81.25 / 58.75 / 31.25 (a wrong OSrCIR answer still edits the right
@@ -110,34 +138,6 @@ def test_cirr_subset_protocol_reranks_the_members_only(world):
     assert s["s2"]["Rs@1"] == 100.0, "right propositions single out the target among the img_set members"
     assert s["s3"]["Rs@1"] == 100.0
     assert s["s2"]["R@1"] == s["s1"]["R@1"], "the gallery ranking is stage 1's in a subset run"
-
-
-def test_noise_sweep_recomputes_only_role_answers_and_what_follows(world):
-    """The ablation file's dry run: the noise-0 point is all hits; every other point misses only the role
-    answers (chat steps, because the noise is in the backend's config) and everything after them is pending."""
-    small = ["--set", "setup.data.max_queries=8", "--set", "stitch_size=32",
-             "--set", f"setup.export.directory={json.dumps(world[1].export.directory)}"]
-    small += [a for k, v in dataclasses.asdict(BENCHMARK).items() for a in ("--set", f"setup.benchmark.{k}={v}")]
-    small += [a for k in ("steps", "batch_size") for a in ("--set", f"setup.train.{k}={getattr(TRAIN, k)}")]
-    store = ["--store", world[0]]  # the module's store: the world is built already
-    first = CliRunner().invoke(main, ["run", "experiments/oracle/imagescope.toml", *store, *small, "--quiet"],
-                               catch_exceptions=False)
-    assert first.exit_code == 0, first.output
-    dry = CliRunner().invoke(main, ["run", "experiments/ablations/imagescope_noise.toml", *store, *small, "--dry-run"],
-                             catch_exceptions=False)
-    assert dry.exit_code == 0, dry.output
-    points = dry.output.split("dry run of ")[1:]
-    assert len(points) == 4 and points[0].startswith("oracle-imagescope-noise/setup.oracle_noise=0.0")
-    rows = [[cells for line in p.splitlines() if line.startswith("│ ")
-             and (cells := [c.strip() for c in line.split("│")[1:4]])[0]] for p in points]  # wrapped lines: no step
-    assert {status for _, _, status in rows[0]} <= {"hit", "read"}, "noise 0 is the oracle run: nothing to do"
-    for point in rows[1:]:
-        missed = {step for step, _, status in point if status == "miss"}
-        assert missed == {"s0_captioner/chat", "reference_captioner/chat"}, missed  # the first answers; the
-        chats = {step for step, _, status in point if step.endswith("/chat") and status == "pending"}
-        assert len(chats) >= 5  # other roles' answers wait for their (recomputed) inputs
-        upstream = {step for step, stage, status in point if status in ("hit", "read")}
-        assert {"train_builtin_clip", "embed_gallery", "generate_builtin"} <= upstream
 
 
 def test_osrcir_counts_failed_answers_and_falls_back_as_configured(world):
