@@ -65,7 +65,8 @@ def run_text_methods(world, noise=None):
 
 def baselines(world):
     e = engine(world)
-    split, clip, _ = prepare(e, world[1], {})
+    parts, clip = prepare(e, world[1], {})
+    split = parts[0].split
     gallery = e.run(embed_images, world[1].embed, images=e.run(gallery_images, None, split=split), model=clip)
     texts = e.run(embed_texts, world[1].embed, texts=e.run(query_texts, TextsConfig(), split=split), model=clip)
     out = {}
@@ -162,7 +163,7 @@ def test_osrcir_counts_failed_answers_and_falls_back_as_configured(world):
             results[fallback] = out["targets"].value
             parse, = [s for s in e.steps if s.step == "multimodal_reasoner/parse"]
             assert parse.report["fallbacks"] == 6, "every failed answer is counted"
-        queries = prepare(engine(world), setup, {})[0].value.queries
+        queries = prepare(engine(world), setup, {})[0][0].split.value.queries
         assert results["instruction"] == tuple(q.text for q in queries)
         world_folder = builtin_world(engine(world), setup.benchmark, setup.train, setup.export).root.value
         oracle_world = OracleWorld(world_folder)

@@ -137,7 +137,10 @@ class OpenAIBackend:
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.url = base_url_of(config)
-        self.client = httpx.Client(timeout=config.timeout, headers=_headers(config))
+        # One pooled connection per request in flight (httpx keeps 20 by default, which capped 64 in flight).
+        n = max(1, config.max_in_flight)
+        self.client = httpx.Client(timeout=config.timeout, headers=_headers(config),
+                                   limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
         atexit.register(self.client.close)
 
     def _attempt(self, body: dict, deadline: float) -> ChatResponse:
