@@ -27,12 +27,17 @@ def cluster(tmp_path_factory):
     port = free_port()
     exe = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TOY_PID_LOG": str(pid_log)}
-    subprocess.run([exe, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=180)
-    ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
-    yield pid_log
-    ray.shutdown()
-    subprocess.run([exe, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    # Everything on loopback: the head, its workers and the driver (never the machine's other addresses).
+    started = subprocess.run([exe, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                              "--include-dashboard=false", "--disable-usage-stats"], env=env, capture_output=True,
+                             text=True, timeout=180)
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        ray.init(address=f"127.0.0.1:{port}", _node_ip_address="127.0.0.1", log_to_driver=False)
+        yield pid_log
+    finally:
+        ray.shutdown()
+        subprocess.run([exe, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 def test_ray_executor_matches_the_local_one(cluster, tmp_path):

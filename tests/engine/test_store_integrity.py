@@ -51,9 +51,9 @@ def test_a_missing_array_under_an_intact_value_is_recomputed(tmp_path):
     import shutil
 
     shutil.rmtree(root / "arrays")  # e.g. an interrupted gc of an older version, which removed arrays first
-    out = run_toy(tmp_path, root, "toy", "total.offset=1.0")  # loads the embeddings again
+    out = run_toy(tmp_path, root, "offset", "total.offset=1.0")  # loads the embeddings again
     assert "computed" in out
-    assert metrics(root) == {"sum": pytest.approx(before["sum"] + 1.0), "n": 12}
+    assert metrics(root, "offset") == {"sum": pytest.approx(before["sum"] + 1.0), "n": 12}
     assert verify_store(Store(str(root)))[1] == []
 
 
