@@ -220,14 +220,14 @@ def _stage3(engine: Engine, cfg: ImageScopeConfig, roles, split, ranking, texts)
         folder = engine.run(export_files, cfg.setup.export, files=stitched, step="s3/export_stitched")
     images = engine.run(evaluator_images, pairs, split=split, ranking=ranking, folder=folder, step="s3/images")
     accepted = engine.run(nothing_accepted, None, split=split, step="s3/none_accepted")
-    for rank in range(cfg.rerank.alpha):
-        round_ = RoundConfig(rank, cfg.early_stop)
+    for position in range(cfg.rerank.alpha):
+        round_ = RoundConfig(position, cfg.early_stop)
         inputs = engine.run(round_inputs, round_, images=images, instructions=texts, accepted=accepted,
-                            step=f"s3/round{rank}/inputs")
-        verdicts = roles.ask("evaluator", cfg.evaluator, inputs, fallbacks=False, name=f"s3_evaluator_round{rank}",
+                            step=f"s3/round{position}/inputs")
+        verdicts = roles.ask("evaluator", cfg.evaluator, inputs, fallbacks=False, name=f"s3_evaluator_round{position}",
                              parse=ParseConfig(cfg.evaluator_answer))
         accepted = engine.run(update_accepted, round_, images=images, accepted=accepted, verdicts=verdicts,
-                              step=f"s3/round{rank}/accepted")
+                              step=f"s3/round{position}/accepted")
     return engine.run(promote_accepted, None, ranking=ranking, accepted=accepted, step="s3/promote")
 
 
