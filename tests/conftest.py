@@ -188,3 +188,13 @@ def vlm_server(tiny_vlm, tmp_path_factory):
     yield info
     proc.terminate()
     proc.wait(timeout=30)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Peak memory of the test process and of the largest child it waited for (servers, CLI subprocesses): the
+    suite's memory budget is checked against these."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    terminalreporter.write_line(f"peak memory: test process {own:.0f} MiB, largest child {children:.0f} MiB")
