@@ -16,10 +16,11 @@ from ..ordering import order_columns
 from .environment import environment_differences
 from .runner import config_diff
 
-__all__ = ["diff_runs"]
+__all__ = ["diff_runs", "stored_value"]
 
 
-def _value(store: Store, content: str | None) -> Any:
+def stored_value(store: Store, content: str | None) -> Any:
+    """The value stored under ``content``, or None when it is absent or of a type this cirkit does not know."""
     if not content:
         return None
     try:
@@ -103,7 +104,7 @@ def diff_runs(store: Store, run_a: str, run_b: str, *, tolerance: float = 1e-3, 
         if sa["key"] == sb["key"]:
             entry["why"].append("same inputs, new output (it reads files or a server)")
         if values and not entry["same_content"]:
-            compared = _compare_values(_value(store, sa["output"]), _value(store, sb["output"]), tolerance)
+            compared = _compare_values(stored_value(store, sa["output"]), stored_value(store, sb["output"]), tolerance)
             if compared:
                 entry["content"] = compared
                 if "drift" in compared:
@@ -130,7 +131,7 @@ def _rank_changes(store: Store, sa: dict, sb: dict) -> dict:
     def load(step, name):
         key = step["input_keys"].get(name)
         rec = store.get_record(key) if key else None
-        return _value(store, rec["output"]) if rec else None
+        return stored_value(store, rec["output"]) if rec else None
 
     split_a, split_b = load(sa, "split"), load(sb, "split")
     rank_a, rank_b = load(sa, "ranking"), load(sb, "ranking")

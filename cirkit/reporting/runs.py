@@ -9,8 +9,7 @@ import json
 from typing import Any
 
 from ..engine import Store
-from ..engine.codec import UnknownType
-from ..engine.store import MissingContent
+from ..experiment.diff import stored_value
 
 __all__ = ["RunView", "open_run", "target_ranks", "query_text", "step_costs"]
 
@@ -25,15 +24,6 @@ class RunView:
     split: Any = None
     ranking: Any = None
     texts: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # step -> one text per query
-
-
-def _value(store: Store, content: str | None) -> Any:
-    if not content:
-        return None
-    try:
-        return store.get_value(content)
-    except (MissingContent, UnknownType):
-        return None
 
 
 def _small_json(store: Store, content: str, depth: int = 0) -> bool:
@@ -68,14 +58,14 @@ def open_run(store: Store, name: str, *, texts: bool = True) -> RunView:
     view.eval_step = last["step"]
     split_rec = store.get_record(last["input_keys"]["split"])
     rank_rec = store.get_record(last["input_keys"]["ranking"])
-    view.split = _value(store, split_rec and split_rec["output"])
-    view.ranking = _value(store, rank_rec and rank_rec["output"])
+    view.split = stored_value(store, split_rec and split_rec["output"])
+    view.ranking = stored_value(store, rank_rec and rank_rec["output"])
     if texts and view.split is not None:
         n = len(view.split.queries)
         asked = tuple(query_text(q) for q in view.split.queries)
         for s in _descendants(record.get("steps", []), last["input_keys"]["split"]):
             if s.get("output") and s.get("stage") != "evaluate" and _small_json(store, s["output"]):
-                found = _per_query_texts(_value(store, s["output"]), n)
+                found = _per_query_texts(stored_value(store, s["output"]), n)
                 if found is not None and len(set(found)) > 1 and found != asked:
                     view.texts[s["step"]] = found
     return view
