@@ -19,7 +19,7 @@ from .reporting.runs import RunView, open_run, step_costs
 from .reporting.sweeps import sweep_svg
 from .reporting.thumbnails import thumbnail_map
 
-__all__ = ["report_html", "run_report_html"]
+__all__ = ["report_html"]
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -175,8 +175,3 @@ def report_html(store: Store, runs: list[str], *, queries: tuple[str, ...] = (),
     parts += [grids, _cost_section(store, views)]
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>cirkit {html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
-
-
-def run_report_html(store: Store, run: str) -> str:
-    """The page for one run."""
-    return report_html(store, [run])

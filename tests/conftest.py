@@ -21,10 +21,7 @@ def _release_models_after_each_module():
     if "cirkit.encoders.clip_encoder" in sys.modules:
         sys.modules["cirkit.encoders.clip_encoder"].load_encoder.cache_clear()
     if "cirkit.encoders.interface" in sys.modules:
-        for name in dir(sys.modules["cirkit.encoders.interface"]):
-            fn = getattr(sys.modules["cirkit.encoders.interface"], name)
-            if hasattr(fn, "cache_clear"):
-                fn.cache_clear()
+        sys.modules["cirkit.encoders.interface"].release_encoders()
     if "jax" in sys.modules:
         sys.modules["jax"].clear_caches()
     gc.collect()

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..engine import artifact_type
 
-__all__ = ["Encoder", "ComposedEncoder", "ModelRef", "register_encoder", "encoder_kinds", "load_model"]
+__all__ = ["Encoder", "ComposedEncoder", "ModelRef", "register_encoder", "encoder_kinds", "load_model", "release_encoders"]
 
 
 @runtime_checkable
@@ -74,6 +74,11 @@ def _resolve(kind: str) -> Callable[..., Encoder]:
         module, name = loader.split(":")
         loader = getattr(importlib.import_module(module), name)
     return loader
+
+
+def release_encoders() -> None:
+    """Forget the encoders loaded through the registry (long-lived processes moving on to other models)."""
+    _load.cache_clear()
 
 
 @functools.lru_cache(maxsize=4)
