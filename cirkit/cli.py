@@ -21,7 +21,7 @@ from .experiment.experiment import load_experiment
 from .experiment.run_record import RunRecordError, read_run
 from .experiment.runner import RunOutcome, run_experiment
 from .models.config import BackendError
-from .ordering import headline_metrics
+from .ordering import flatten, headline_metrics
 from .report import describe_difference, metrics_tables, preview, steps_table, sweep_table
 
 
@@ -126,7 +126,7 @@ def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | 
     for outcome in outcomes:
         _print_outcome(outcome, dry_run)
     if len(outcomes) > 1 and not dry_run:
-        points = [(o.name, dict(spec.sweep_point), _flatten(o.metrics))
+        points = [(o.name, dict(spec.sweep_point), flatten(o.metrics))
                   for o, spec in zip(outcomes, exp.runs, strict=True) if isinstance(o.metrics, dict)]
         console.print(sweep_table(points, title=f"{exp.name}: {len(points)} runs (named {exp.name}/KEY=VALUE,...)"))
 
@@ -214,15 +214,6 @@ def ls_(store_url: str) -> None:
 
 def _num(v: Any) -> str:
     return f"{v:.2f}" if isinstance(v, float) else str(v)
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix or "value": d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}/") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 @main.command()

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["metric_sort_key", "order_metrics", "order_rows", "headline_metrics", "is_chance", "metric_order_of",
-           "order_columns"]
+           "order_columns", "flatten"]
 
 # Families in the order papers report them; an unknown family sorts after these, by name.
 _FAMILIES = ("R", "Recall", "Rs", "Recall_subset", "Hits", "mAP", "MRR", "NDCG", "nDCG", "P")
@@ -97,3 +97,13 @@ def headline_metrics(metrics: Any, declared: Iterable[str] | None = None, limit:
         return "", {}
     values = {k: v for k, v in metrics[rows[0]].items() if not isinstance(v, dict) and not is_chance(k)}
     return rows[0], {k: values[k] for k in order_metrics(values)[:limit]}
+
+
+def flatten(tree: Any, sep: str = "/", prefix: str = "") -> dict[str, Any]:
+    """Nested tables to one level: ``{"s1": {"R@1": 2}}`` -> ``{"s1/R@1": 2}`` (the names tables show)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree} if prefix else {}
+    flat: dict[str, Any] = {}
+    for k, v in tree.items():
+        flat.update(flatten(v, sep, f"{prefix}{sep}{k}" if prefix else str(k)))
+    return flat

@@ -2,7 +2,7 @@
 
 from rich.console import Console
 
-from cirkit.ordering import headline_metrics, metric_order_of, order_columns, order_metrics, order_rows
+from cirkit.ordering import flatten, headline_metrics, metric_order_of, order_columns, order_metrics, order_rows
 from cirkit.report import metrics_table, metrics_tables
 
 
@@ -58,3 +58,10 @@ def test_per_task_tables_follow_the_declared_task_order():
                "composed cirr · image": {"R@1": 3.0}}
     titles = [t.title for t in metrics_tables(dict(sorted(metrics.items())), title="m", declared=list(metrics))]
     assert titles == ["m: text-to-image", "m: chat", "m: composed cirr"]
+
+
+def test_flatten_joins_nested_names_and_keeps_leaves_that_are_not_tables():
+    nested = {"s2": {"R@1": 1.5, "subset": {"Rs@1": 3}}, "chance R@1": 0.1, "empty": {}}
+    assert flatten(nested) == {"s2/R@1": 1.5, "s2/subset/Rs@1": 3, "chance R@1": 0.1}
+    assert flatten({"fusion": {"tau": [0.1, 0.2]}}, ".") == {"fusion.tau": [0.1, 0.2]}
+    assert flatten(3) == {}

@@ -16,6 +16,7 @@ import typing
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from ..config_checks import InvalidConfig
+from ..ordering import flatten
 
 __all__ = ["ConfigError", "build", "parse_override", "apply_override", "expand_sweep"]
 
@@ -166,19 +167,10 @@ def expand_sweep(sweep: dict, *, source: str) -> list[dict[str, Any]]:
     if not sweep:
         return [{}]
     keys = []
-    for key, values in _flatten(sweep).items():
+    for key, values in flatten(sweep, ".").items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{_where(source, 'sweep.' + key)}: expected a non-empty list of values, found {_found(values)}")
         keys.append((key, values))
     return [dict(zip([k for k, _ in keys], combo)) for combo in itertools.product(*[v for _, v in keys])]
 
 
-def _flatten(table: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in table.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            flat.update(_flatten(v, key + "."))
-        else:
-            flat[key] = v
-    return flat

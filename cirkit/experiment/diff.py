@@ -12,7 +12,7 @@ from ..engine.codec import UnknownType
 from ..engine.fingerprint import code_changes
 from ..engine.provenance import environment_changes
 from ..engine.store import MissingContent
-from ..ordering import order_columns
+from ..ordering import flatten, order_columns
 from .environment import environment_differences
 from .runner import config_diff
 
@@ -27,15 +27,6 @@ def stored_value(store: Store, content: str | None) -> Any:
         return store.get_value(content)
     except (MissingContent, UnknownType):
         return None
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d} if prefix else {}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}/{k}" if prefix else str(k)))
-    return out
 
 
 def _target_ranks(split: Any, ranking: Any) -> dict[str, int | None]:
@@ -112,7 +103,7 @@ def diff_runs(store: Store, run_a: str, run_b: str, *, tolerance: float = 1e-3, 
         report["differ"].append(entry)
         if values and name.endswith("evaluate") and not entry["same_content"]:
             report["rank_changes"][name] = _rank_changes(store, sa, sb)
-    ma, mb = _flatten(a.get("metrics") or {}), _flatten(b.get("metrics") or {})
+    ma, mb = flatten(a.get("metrics") or {}), flatten(b.get("metrics") or {})
     for key in order_columns([*ma, *mb], a.get("metric_order") or b.get("metric_order")):
         x, y = ma.get(key), mb.get(key)
         delta = round(y - x, 6) if isinstance(x, (int, float)) and isinstance(y, (int, float)) else None
