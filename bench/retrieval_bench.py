@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -25,21 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import matmul_peak  # noqa: E402
+from machine import cpu_model, matmul_peak  # noqa: E402
 
 from cirkit.retrieval.exact import exact_topk  # noqa: E402
 from cirkit.retrieval.scann_index import ScannConfig, build_scann, load_searcher
 from cirkit.retrieval.stages import _unit_rows
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def rss() -> int:
