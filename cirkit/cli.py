@@ -5,17 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from .cli_common import console, err, open_store, store_option
 from .data.errors import DataError
 from .engine import Store
-from .engine.maintenance import collect_garbage, store_status, verify_store
 from .experiment.config import ConfigError
 from .experiment.experiment import load_experiment
 from .experiment.run_record import RunRecordError, read_run
@@ -23,46 +21,6 @@ from .experiment.runner import RunOutcome, run_experiment
 from .models.config import BackendError
 from .ordering import flatten, headline_metrics
 from .report import describe_difference, metrics_tables, preview, steps_table, sweep_table
-
-
-class _LazyConsole:
-    """A rich console made at first use, so it sees the real output stream (a terminal, a pipe, a test)."""
-
-    def __init__(self, stderr: bool = False) -> None:
-        self.stderr = stderr
-
-    def __getattr__(self, name: str) -> Any:
-        stream = sys.stderr if self.stderr else sys.stdout
-        width = None if stream.isatty() else int(os.environ.get("COLUMNS", "160"))
-        return getattr(Console(file=stream, width=width, stderr=self.stderr), name)
-
-
-console = _LazyConsole()
-err = _LazyConsole(stderr=True)
-
-store_option = click.option(
-    "--store", "store_url", envvar="CIRKIT_STORE", default="artifacts", show_default=True,
-    help="Store root: a directory or an fsspec URL (or set CIRKIT_STORE).",
-)
-
-
-def _open(store_url: str, what: str = "--store") -> Store:
-    """The store at ``store_url``; a file, an unknown URL scheme or a place that cannot be opened is a one-line
-    error, not a traceback."""
-    scheme = store_url.split("://", 1)[0] if "://" in store_url else ""
-    if scheme and scheme != "file":
-        from fsspec.registry import available_protocols
-
-        if scheme not in available_protocols():
-            raise click.ClickException(f"{what} {store_url}: unknown URL scheme {scheme!r}; expected a folder or an "
-                                       "fsspec URL (file://, s3://, gs://, memory://, ...)")
-    elif os.path.isfile(store_url.removeprefix("file://")):
-        raise click.ClickException(f"{what} {store_url}: expected a store folder or URL, found a file")
-    try:
-        return Store(store_url)
-    except (OSError, ValueError, ImportError) as exc:
-        reason = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise click.ClickException(f"{what} {store_url}: cannot open the store ({reason})") from None
 
 
 def _run(store: Store, name: str) -> dict | None:
@@ -111,7 +69,7 @@ def run(experiment: str, overrides: tuple[str, ...], dry_run: bool, name: str | 
         exp = load_experiment(experiment, overrides, name=name)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    store = _open(store_url)
+    store = open_store(store_url)
     backend = None
     if executor == "ray" and not dry_run:
         from .engine.ray_executor import RayExecutor
@@ -182,7 +140,7 @@ def demo(experiment: str, quiet: bool, steps: bool, store_url: str) -> None:
     else:
         pipe = get_pipeline("demo")
         exp = Experiment("(built-in defaults)", "demo", pipe.description, pipe, (RunSpec("demo", pipe.config_type()),))
-    (outcome,) = run_experiment(exp, _open(store_url), progress=not quiet)
+    (outcome,) = run_experiment(exp, open_store(store_url), progress=not quiet)
     if steps:
         console.print(steps_table(outcome.steps, {}, title=outcome.name))
     console.print(f"[bold]cirkit demo[/bold]: {len(outcome.steps)} steps ({_counts_text(outcome)}) "
@@ -197,7 +155,7 @@ def demo(experiment: str, quiet: bool, steps: bool, store_url: str) -> None:
 @store_option
 def ls_(store_url: str) -> None:
     """List the named runs in the store."""
-    store = _open(store_url)
+    store = open_store(store_url)
     table = Table(title=f"runs in {store.location}")
     for col in ("run", "pipeline", "started", "cold compute", "last run", "artifacts", "headline metrics"):
         table.add_column(col, overflow="fold", justify="right" if col in ("cold compute", "last run") else "left")
@@ -222,7 +180,7 @@ def _num(v: Any) -> str:
 @store_option
 def show(target: str, as_json: bool, store_url: str) -> None:
     """Show a run (its steps and metrics) or an artifact KEY (record, lineage, a preview of the value)."""
-    store = _open(store_url)
+    store = open_store(store_url)
     run_record = _run(store, target)
     if run_record is not None:
         if as_json:
@@ -303,7 +261,7 @@ def export(run_name: str, output: str, path: str, part: str | None, store_url: s
     """Write a run's named OUTPUT (e.g. metrics, submission) to PATH as JSON."""
     from .engine.codec import describe
 
-    store = _open(store_url)
+    store = open_store(store_url)
     record = _run(store, run_name)
     if record is None:
         raise click.ClickException(f"no run named {run_name!r} in {store.location}")
@@ -342,7 +300,7 @@ def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str
     """Compare two runs: config, shared and differing artifacts, metric deltas, rank changes, texts, drift."""
     from .experiment.diff import diff_runs
 
-    store = _open(store_url)
+    store = open_store(store_url)
     for name in (run_a, run_b):
         _run(store, name)
     try:
@@ -386,40 +344,6 @@ def diff(run_a: str, run_b: str, as_json: bool, tolerance: float, store_url: str
 
 
 @main.command()
-@click.argument("run_name", metavar="RUN")
-@click.argument("url")
-@store_option
-def push(run_name: str, url: str, store_url: str) -> None:
-    """Copy RUN's records and content to URL (any fsspec location); only what URL lacks is sent."""
-    from .engine.sharing import VerificationError, push_run
-
-    try:
-        report = push_run(_open(store_url), _open(url, "URL"), run_name)
-    except (KeyError, VerificationError) as exc:
-        raise click.ClickException(str(exc.args[0])) from None
-    console.print(f"pushed {run_name} to {url}: {report.files} files, {_size(report.bytes)}; "
-                  f"{report.skipped} entries were already there")
-    console.print(f"run digest {report.digest} (pin it: cirkit pull {run_name} URL --expect DIGEST)", soft_wrap=True)
-
-
-@main.command()
-@click.argument("run_name", metavar="RUN")
-@click.argument("url")
-@click.option("--expect", default=None, metavar="DIGEST", help="Accept only the run with this digest (from push/show).")
-@store_option
-def pull(run_name: str, url: str, expect: str | None, store_url: str) -> None:
-    """Fetch RUN from URL; everything is verified before anything is published into the local store."""
-    from .engine.sharing import VerificationError, pull_run
-
-    try:
-        report = pull_run(_open(url, "URL"), _open(store_url), run_name, expect=expect)
-    except (KeyError, VerificationError) as exc:
-        raise click.ClickException(str(exc.args[0])) from None
-    console.print(f"pulled {run_name} from {url}: {report.files} files, {_size(report.bytes)}; "
-                  f"{report.skipped} entries were already here")
-
-
-@main.command()
 @click.argument("runs", metavar="RUN [RUN ...]", nargs=-1, required=True)
 @click.option("-o", "--output", "path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="The HTML file to write (default: report.html).")
@@ -436,7 +360,7 @@ def report(runs: tuple[str, ...], path: str | None, queries: tuple[str, ...], ex
     if path is None and len(runs) > 1 and runs[-1].endswith(".html"):  # the older form: cirkit report RUN FILE.html
         runs, path = runs[:-1], runs[-1]
     path = path or "report.html"
-    store = _open(store_url)
+    store = open_store(store_url)
     for name in runs:
         _run(store, name)
     try:
@@ -458,7 +382,7 @@ def plot_sweep(sweep: str, path: str, metric: str | None, store_url: str) -> Non
     """Plot a metric against the swept value for the runs of SWEEP (named SWEEP/KEY=VALUE,...) as a PNG."""
     from .reporting.sweeps import sweep_png
 
-    store = _open(store_url)
+    store = open_store(store_url)
     names = [n for n in store.run_names() if n.startswith(sweep + "/")]
     png = sweep_png([store.get_run(n) or {} for n in names], metric)
     if png is None:
@@ -469,70 +393,12 @@ def plot_sweep(sweep: str, path: str, metric: str | None, store_url: str) -> Non
     console.print(f"wrote {path} ({len(names)} runs)")
 
 
-@main.command()
-@store_option
-def status(store_url: str) -> None:
-    """Store size and entry counts."""
-    store = _open(store_url)
-    areas = store_status(store)
-    table = Table(title=f"store {store.location}")
-    table.add_column("area")
-    table.add_column("entries", justify="right")
-    table.add_column("size", justify="right")
-    for area, info in areas.items():
-        table.add_row(area, str(info["entries"]), _size(info["bytes"]))
-    table.add_row("runs (named)", str(len(store.run_names())), "")
-    table.add_row("total", str(sum(a["entries"] for a in areas.values())), _size(sum(a["bytes"] for a in areas.values())))
-    console.print(table)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-@main.command()
-@click.option("--repair", is_flag=True, help="Remove corrupt entries so the next run recomputes them.")
-@store_option
-def verify(repair: bool, store_url: str) -> None:
-    """Re-hash every entry; report corrupt ones and exit non-zero if any."""
-    store = _open(store_url)
-    checked, problems = verify_store(store, repair=repair)
-    incomplete = [p for p in problems if p.what.startswith("incomplete")]
-    for p in problems:
-        label = "incomplete" if p in incomplete else "corrupt"
-        removed = " (removed)" if repair and p not in incomplete and not p.what.startswith("not checked") else ""
-        err.print(f"[red]{label}[/red] {p.path}: {p.what.removeprefix('incomplete: ')}{removed}", soft_wrap=True)
-    console.print(f"checked {checked} entries: {len(problems) - len(incomplete)} corrupt; runs incomplete: {len(incomplete)}")
-    if problems:
-        sys.exit(1)
-
-
-@main.command()
-@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-@store_option
-def gc(dry_run: bool, store_url: str) -> None:
-    """Remove every entry that no named run reaches, and temporaries an hour old. Not while runs are in progress."""
-    from .engine.maintenance import GcRefused
-
-    store = _open(store_url)
-    try:
-        doomed, size = collect_garbage(store, dry_run=dry_run)
-    except GcRefused as exc:
-        raise click.ClickException(str(exc)) from None
-    for entry in doomed:
-        console.print(f"{'would remove' if dry_run else 'removed'} {entry}")
-    console.print(f"{len(doomed)} entries, {_size(size)} {'reclaimable' if dry_run else 'reclaimed'}")
-
-
 def _register() -> None:
     from .cli_data import data, evaluate
+    from .cli_store import gc, pull, push, status, verify
 
-    main.add_command(data)
-    main.add_command(evaluate)
+    for command in (data, evaluate, push, pull, status, verify, gc):
+        main.add_command(command)
 
 
 _register()

@@ -7,16 +7,11 @@ import sys
 import click
 from rich.table import Table
 
+from .cli_common import console
 from .cli_evaluate import evaluate  # noqa: F401  (registered by cli.py from here)
 from .data.check import check_split
 from .data.errors import DataError
 from .data.loaders import BENCHMARKS, default_splits, load_split
-
-
-def _console():
-    from .cli import console
-
-    return console
 
 
 @click.group()
@@ -35,7 +30,6 @@ def data() -> None:
 @click.option("--show", default=20, show_default=True, help="How many missing/undecodable files to list.")
 def check(name, root, split, category, task, no_decode, full_decode, show) -> None:
     """Count queries and images of NAME under ROOT; list missing and undecodable images."""
-    console = _console()
     wanted = {k: v for k, v in (("split", split), ("category", category), ("task", task)) if v is not None}
     variants = [v for v in default_splits(name) if all(v.get(k, val) == val for k, val in wanted.items())] or [{}]
     variants = [{**v, **wanted} for v in variants]

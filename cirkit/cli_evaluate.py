@@ -6,6 +6,7 @@ import json
 
 import click
 
+from .cli_common import console
 from .data.errors import DataError
 from .data.loaders import load_split
 from .data.loaders.fashioniq import CATEGORIES
@@ -89,6 +90,4 @@ def evaluate(benchmark, root, predictions, split, categories, task, reference, d
     if as_json:
         click.echo(json.dumps(scored.metrics))
     elif scored.metrics:
-        from .cli import console
-
         console.print(metrics_table(scored.metrics, title=f"{benchmark}: {predictions}"))
