@@ -3,6 +3,8 @@ the real CIRR or FashionIQ loader (the same path a user's real train split takes
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..builtin.benchmark import BuiltinConfig
 from ..builtin.files import ExportConfig, export_files
 from ..builtin.stages import generate_builtin, generate_builtin_train
@@ -10,14 +12,22 @@ from ..builtin.train_split import TrainSplitConfig
 from ..data.stage import BenchmarkConfig, load_benchmark
 from ..engine import Artifact, Engine
 
-__all__ = ["builtin_train_root", "load_builtin_train"]
+__all__ = ["TrainData", "builtin_train", "load_builtin_train"]
 
 
-def builtin_train_root(engine: Engine, benchmark: BuiltinConfig, train: TrainSplitConfig, export: ExportConfig) -> Artifact:
-    """The exported train split's folder (the benchmark is generated, or found cached, first)."""
-    files = engine.run(generate_builtin, benchmark)
+@dataclasses.dataclass(frozen=True)
+class TrainData:
+    files: Artifact  # the train split's FileSet (what scene-graph CoT annotations read)
+    root: Artifact  # the folder it was exported to (what the loaders and the oracle read)
+
+
+def builtin_train(engine: Engine, benchmark: BuiltinConfig, train: TrainSplitConfig, export: ExportConfig, *,
+                  benchmark_files: Artifact | None = None) -> TrainData:
+    """The train split, generated (or found cached) and exported. ``benchmark_files``: the benchmark's FileSet
+    when the pipeline has already run ``generate_builtin`` (a step name is used once per run)."""
+    files = benchmark_files if benchmark_files is not None else engine.run(generate_builtin, benchmark)
     train_files = engine.run(generate_builtin_train, train, benchmark=files)
-    return engine.run(export_files, export, files=train_files, step="export_train_split")
+    return TrainData(train_files, engine.run(export_files, export, files=train_files, step="export_train_split"))
 
 
 def load_builtin_train(engine: Engine, root: Artifact, layout: str = "cirr", category: str | None = None, *,
