@@ -14,10 +14,11 @@ import os
 import re
 
 from ..data.errors import DataError, field, read_json
+from ..data.model import Split
 from ..engine import artifact_type, stage
 
 __all__ = ["CotAnnotation", "CotAnnotations", "render_cot", "parse_cot", "cot_to_json", "write_cot_json",
-           "read_cot_json", "import_cot", "FORMAT"]
+           "read_cot_json", "import_cot", "match_cot", "FORMAT"]
 
 FORMAT = "cirkit-cot"
 _VERSION = 1
@@ -47,7 +48,7 @@ class CotAnnotation:
 @dataclasses.dataclass(frozen=True)
 class CotAnnotations:
     """Annotations of one split, in query order. ``source`` says where they came from (``scene graphs``,
-    ``roles: <models>``, ``file: <name>``); the fallback counts are those of the model roles."""
+    ``roles: <models>``, as recorded in an imported file); the fallback counts are those of the model roles."""
 
     benchmark: str
     split: str
@@ -58,6 +59,10 @@ class CotAnnotations:
 
     def by_query(self) -> dict[str, CotAnnotation]:
         return {a.query: a for a in self.items}
+
+    def cirkit_json(self) -> dict:
+        """What ``cirkit export`` writes: the shareable file format."""
+        return cot_to_json(self)
 
     def cirkit_report(self) -> dict:
         return {"annotations": len(self.items), "usable": sum(1 for a in self.items if a.ok),
@@ -129,5 +134,24 @@ def read_cot_json(path: str) -> CotAnnotations:
 
 @stage(version=1, volatile=True, helpers=[read_cot_json])
 def import_cot(config: None, path: str) -> CotAnnotations:
-    """Annotations from a shared JSON file (re-read on every run, so an edited file is noticed)."""
+    """Annotations from a shared JSON file (re-read on every run, so an edited file is noticed); ``source`` stays
+    what the file says produced them."""
     return read_cot_json(path)
+
+
+@stage(version=1)
+def match_cot(config: None, split: Split, annotations: CotAnnotations) -> CotAnnotations:
+    """The annotations of ``split``'s queries in query order, checked against the split (an imported file may
+    come from another split or version): every query needs one, with the same reference and instruction."""
+    found = annotations.by_query()
+    items = []
+    for q in split.queries:
+        a = found.get(q.id)
+        where = f"{annotations.source}: query {q.id}"
+        if a is None:
+            raise DataError(f"{where}: no annotation for this query of {split.benchmark} {split.split}")
+        if (a.reference, a.instruction) != (getattr(q, "reference", None), q.text):
+            raise DataError(f"{where}: annotated as ({a.reference!r}, {a.instruction!r}), but the split has "
+                            f"({getattr(q, 'reference', None)!r}, {q.text!r})"[:400])
+        items.append(a)
+    return dataclasses.replace(annotations, items=tuple(items))

@@ -19,7 +19,7 @@ from ..models.requests import Decoding
 from ..models.roles import Answers, EngineRoles, RoleConfig
 from .cot import CotAnnotation, CotAnnotations
 
-__all__ = ["CotRolesConfig", "annotate_with_roles", "reference_images", "reasoning_fields", "reasoning_fallbacks",
+__all__ = ["CotRolesConfig", "annotate_with_roles", "cot_references", "cot_reasoning_fields", "cot_reasoning_fallbacks",
            "assemble_cot"]
 
 
@@ -36,7 +36,7 @@ class CotRolesConfig:
 
 
 @stage(version=1)
-def reference_images(config: None, split: Split) -> tuple[ImageRef, ...]:
+def cot_references(config: None, split: Split) -> tuple[ImageRef, ...]:
     """The reference image of every composed query, in query order."""
     images = {im.id: im for im in split.gallery.images}
     out = []
@@ -48,12 +48,12 @@ def reference_images(config: None, split: Split) -> tuple[ImageRef, ...]:
 
 
 @stage(version=1)
-def reasoning_fields(config: None, split: Split, captions: Answers) -> tuple[dict, ...]:
+def cot_reasoning_fields(config: None, split: Split, captions: Answers) -> tuple[dict, ...]:
     return tuple({"reference": c, "instruction": q.text} for q, c in zip(split.queries, captions.values, strict=True))
 
 
 @stage(version=1)
-def reasoning_fallbacks(config: None, captions: Answers) -> tuple[dict, ...]:
+def cot_reasoning_fallbacks(config: None, captions: Answers) -> tuple[dict, ...]:
     return tuple({"reasoning": "", "conclusion": c} for c in captions.values)
 
 
@@ -80,10 +80,10 @@ def assemble_cot(config: None, split: Split, captions: Answers, reasoning: Answe
 def annotate_with_roles(roles: EngineRoles, config: CotRolesConfig, split: Artifact, *, name: str = "cot") -> Artifact:
     """Wire the annotation into a pipeline (``roles.folders`` names the model folders of local backends)."""
     engine = roles.engine
-    images = engine.run(reference_images, None, split=split, step=f"{name}/references")
+    images = engine.run(cot_references, None, split=split, step=f"{name}/references")
     captions = roles.caption(config.captioner, images, name=f"{name}/captioner")
-    fields = engine.run(reasoning_fields, None, split=split, captions=captions, step=f"{name}/fields")
-    fallbacks = engine.run(reasoning_fallbacks, None, captions=captions, step=f"{name}/fallbacks")
+    fields = engine.run(cot_reasoning_fields, None, split=split, captions=captions, step=f"{name}/fields")
+    fallbacks = engine.run(cot_reasoning_fallbacks, None, captions=captions, step=f"{name}/fallbacks")
     reasoning = roles.reason(config.reasoner, fields, images if config.reasoner_sees_image else None, fallbacks,
                              ("reasoning", "conclusion"), name=f"{name}/reasoner", aliases=config.aliases)
     return engine.run(assemble_cot, None, split=split, captions=captions, reasoning=reasoning, step=f"{name}/assemble")

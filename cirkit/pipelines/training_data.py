@@ -4,15 +4,25 @@ the real CIRR or FashionIQ loader (the same path a user's real train split takes
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
+from .. import config_checks as checks
+from ..annotation.cot import import_cot, match_cot
+from ..annotation.cot_roles import CotRolesConfig, annotate_with_roles
+from ..annotation.cot_scenes import cot_from_scenes
 from ..builtin.benchmark import BuiltinConfig
 from ..builtin.files import ExportConfig, export_files
 from ..builtin.stages import generate_builtin, generate_builtin_train
 from ..builtin.train_split import TrainSplitConfig
 from ..data.stage import BenchmarkConfig, load_benchmark
 from ..engine import Artifact, Engine
+from ..experiment.pipeline import pipeline
+from ..methods.common import SubsetConfig, take_queries
+from ..models.config import BackendConfig
+from ..models.prompts import PromptConfig
+from ..models.roles import EngineRoles, RoleConfig
 
-__all__ = ["TrainData", "builtin_train", "load_builtin_train"]
+__all__ = ["TrainData", "builtin_train", "load_builtin_train", "CotDataConfig", "cot_annotations"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,3 +51,52 @@ def load_builtin_train(engine: Engine, root: Artifact, layout: str = "cirr", cat
     else:
         raise ValueError(f"the built-in train split has the layouts cirr and fashioniq, not {layout!r}")
     return engine.run(load_benchmark, config, root=root, step=step)
+
+
+@dataclasses.dataclass(frozen=True)
+class CotDataConfig:
+    """CoT annotations of the built-in benchmark: of its train split (``cirr`` or ``fashioniq`` layout) or of its
+    composed val queries (``cirr`` or ``circo`` layout), written from the scene graphs or by model roles."""
+
+    benchmark: BuiltinConfig = BuiltinConfig()
+    train: TrainSplitConfig = TrainSplitConfig()
+    export: ExportConfig = ExportConfig()
+    split: Literal["train", "val"] = "train"
+    layout: Literal["cirr", "circo", "fashioniq"] = "cirr"
+    category: Literal["dress", "shirt", "toptee"] = "dress"  # fashioniq: one, two or three objects in the reference
+    source: Literal["scenes", "roles", "file"] = "scenes"
+    path: str = ""  # source = "file": a shared annotation file (cirkit's CoT JSON format), checked against the split
+    roles: CotRolesConfig = CotRolesConfig(RoleConfig(BackendConfig("oracle"), PromptConfig("cot/captioner")),
+                                           RoleConfig(BackendConfig("oracle"), PromptConfig("cot/reasoner")))
+    max_queries: int = 0  # 0: all; else the first N
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 0, "max_queries")
+        if self.source == "file" and not self.path:
+            checks.fail(self, "path", "the annotation file to import (source = 'file')", self.path)
+        allowed = {"train": ("cirr", "fashioniq"), "val": ("cirr", "circo")}[self.split]
+        if self.layout not in allowed:
+            checks.fail(self, "layout", f"one of {', '.join(allowed)} for split {self.split!r}", self.layout)
+
+
+@pipeline("cot_annotations", CotDataConfig)
+def cot_annotations(engine: Engine, config: CotDataConfig) -> dict:
+    """CoT annotations (caption, reasoning, conclusion) of the built-in benchmark's composed queries."""
+    files = engine.run(generate_builtin, config.benchmark)
+    if config.split == "train":
+        data = builtin_train(engine, config.benchmark, config.train, config.export, benchmark_files=files)
+        split = load_builtin_train(engine, data.root, config.layout, config.category)
+    else:
+        data = TrainData(files, engine.run(export_files, config.export, files=files, step="export_benchmark"))
+        loader = BenchmarkConfig(config.layout, split="val", images_root="images" if config.layout == "circo" else None)
+        split = engine.run(load_benchmark, loader, root=data.root, step="load_val")
+    if config.max_queries:
+        split = engine.run(take_queries, SubsetConfig(config.max_queries), split=split)
+    if config.source == "file":
+        imported = engine.run(import_cot, None, path=config.path)
+        return {"cot": engine.run(match_cot, None, split=split, annotations=imported)}
+    if config.source == "scenes":
+        return {"cot": engine.run(cot_from_scenes, None, files=data.files, split=split)}
+    folders = {role: data.root for role in ("captioner", "reasoner")
+               if getattr(config.roles, role).backend.kind == "oracle"}  # the oracle reads this split's scene graphs
+    return {"cot": annotate_with_roles(EngineRoles(engine, folders=folders), config.roles, split)}
