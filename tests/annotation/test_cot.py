@@ -194,3 +194,41 @@ def test_rendered_cot_parses_back_and_garbage_does_not():
     assert parse_cot(a.render()) == {"caption": a.caption, "reasoning": a.reasoning, "conclusion": a.conclusion}
     assert parse_cot("Caption: x\nConclusion: y") is None
     assert parse_cot("a blue circle") is None
+
+
+def test_a_real_server_reasoner_with_unreadable_answers(world, tmp_path):
+    """A scripted OpenAI-compatible server on 127.0.0.1 (a real HTTP server; no real model can run here) answers
+    every other request with prose: those reasoning answers fall back to the caption and are counted."""
+    from fake_servers import Scripted
+
+    def script(n, body):
+        prompt = body["messages"][-1]["content"]
+        text = prompt if isinstance(prompt, str) else " ".join(p.get("text", "") for p in prompt)
+        instruction = text.split("Requested change: ", 1)[1].split("\n", 1)[0]
+        answer = (json.dumps({"reasoning": ["first", "then"], "conclusion": f"wanted: {instruction}"})
+                  if "change the background" not in instruction else "Sorry, I cannot tell.")
+        return 200, {"model": "scripted-1", "choices": [{"message": {"content": answer}, "finish_reason": "stop"}]}, {}
+
+    server = Scripted(script)
+    try:
+        store, _, _, train = world
+        split = load_builtin_train(Engine(store, progress=False), train.root, "cirr").value
+        engine = Engine(Store(str(tmp_path / "store")), progress=False)
+        reasoner = BackendConfig("openai", model="scripted", snapshot="s1", base_url=server.url, retries=0)
+        config = CotRolesConfig(RoleConfig(BackendConfig("oracle"), PromptConfig("cot/captioner")),
+                                RoleConfig(reasoner, PromptConfig("cot/reasoner")))
+        roles = EngineRoles(engine, folders={"captioner": train.root})
+        cot = annotate_with_roles(roles, config, split).value
+    finally:
+        server.close()
+    background = [a.instruction.startswith("change the background") for a in cot.items]
+    assert 0 < sum(background) < len(background)
+    assert cot.reasoning_fallbacks == sum(background) and cot.caption_fallbacks == 0
+    for a, failed in zip(cot.items, background):
+        assert a.ok != failed
+        assert (a.reasoning, a.conclusion) == (("", a.caption) if failed else ("first then", f"wanted: {a.instruction}"))
+    captions = {a.caption for a in cot.items}
+    for body in server.bodies:  # the reasoner read the captioner's caption of the reference
+        sent = body["messages"][-1]["content"]
+        sent = sent if isinstance(sent, str) else " ".join(p.get("text", "") for p in sent)
+        assert sent.split("Reference image: ", 1)[1].split("\n", 1)[0] in captions
