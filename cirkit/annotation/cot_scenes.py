@@ -12,7 +12,7 @@ import json
 
 from ..builtin.edits import Edit, valid_targets
 from ..builtin.files import FileSet
-from ..builtin.scenes import Obj, Scene, caption
+from ..builtin.scenes import POSITIONS, Obj, Scene, caption
 from ..builtin.train_split import read_scenes
 from ..data.errors import DataError
 from ..data.model import ComposedQuery, Split
@@ -26,11 +26,15 @@ def _listing(items: list[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
+def _in_caption_order(scene: Scene) -> list[Obj]:
+    return sorted(scene.objects, key=lambda o: POSITIONS.index(o.position))
+
+
 def _kept(ref: Scene, edit: Edit) -> str:
     if edit.kind == "background":
         return "Every object stays as it is."
     changed = edit.target if edit.kind in ("colour", "shape", "move", "remove") else None
-    kept = [f"the {o.phrase()} at the {o.position}" for o in ref.objects if o != changed]
+    kept = [f"the {o.phrase()} at the {o.position}" for o in _in_caption_order(ref) if o != changed]
     kept.append(f"the {ref.background} background")
     text = f"{_listing(kept)} {'stays' if len(kept) == 1 else 'stay'}."
     return text[0].upper() + text[1:]

@@ -24,42 +24,43 @@ from cirkit.models.prompts import PromptConfig
 from cirkit.models.roles import EngineRoles, RoleConfig
 from cirkit.pipelines.training_data import builtin_train, load_builtin_train
 
-RED = Obj("circle", "red", "small", "top left")
-BLUE = Obj("square", "blue", "large", "center")
+RED = Obj("square", "red", "small", "top left")
+BLUE = Obj("circle", "blue", "large", "center")
 REF = Scene("gray", (RED, BLUE)).canonical()
 HAND_CHECKED = [
     (Edit("colour", RED, "green"),
-     "The small red circle at the top left must become green; its shape, size and position do not change. "
-     "The large blue square at the center and the gray background stay.",
-     "a small green circle at the top left and a large blue square at the center on a gray background"),
+     "The small red square at the top left must become green; its shape, size and position do not change. "
+     "The large blue circle at the center and the gray background stay.",
+     "a small green square at the top left and a large blue circle at the center on a gray background"),
     (Edit("move", BLUE, "bottom right"),
-     "The large blue square must go from the center to the bottom right, leaving the center empty. "
-     "The small red circle at the top left and the gray background stay.",
-     "a small red circle at the top left and a large blue square at the bottom right on a gray background"),
+     "The large blue circle must go from the center to the bottom right, leaving the center empty. "
+     "The small red square at the top left and the gray background stay.",
+     "a small red square at the top left and a large blue circle at the bottom right on a gray background"),
     (Edit("remove", BLUE),
-     "The large blue square at the center must disappear, leaving the center empty. "
-     "The small red circle at the top left and the gray background stay.",
-     "a small red circle at the top left on a gray background"),
+     "The large blue circle at the center must disappear, leaving the center empty. "
+     "The small red square at the top left and the gray background stay.",
+     "a small red square at the top left on a gray background"),
     (Edit("add", value="yellow diamond"),
      "A yellow diamond must be added. The instruction gives neither its size nor its place, so it may be small or "
-     "large at any free position (top right, bottom left and bottom right). The small red circle at the top left, "
-     "the large blue square at the center and the gray background stay.",
-     "a small red circle at the top left and a large blue square at the center and a yellow diamond on a gray "
+     "large at any free position (top right, bottom left and bottom right). The small red square at the top left, "
+     "the large blue circle at the center and the gray background stay.",
+     "a small red square at the top left and a large blue circle at the center and a yellow diamond on a gray "
      "background"),
     (Edit("count", RED),
-     "There is one red circle and there must be two, so another red circle is added; its size and place are open "
-     "(any free position: top right, bottom left and bottom right). The small red circle at the top left, the large "
-     "blue square at the center and the gray background stay.",
-     "a small red circle at the top left and a large blue square at the center and a red circle on a gray background"),
+     "There is one red square and there must be two, so another red square is added; its size and place are open "
+     "(any free position: top right, bottom left and bottom right). The small red square at the top left, the large "
+     "blue circle at the center and the gray background stay.",
+     "a small red square at the top left and a large blue circle at the center and a red square on a gray background"),
     (Edit("background", value="sky"), "The background must change from gray to sky. Every object stays as it is.",
-     "a small red circle at the top left and a large blue square at the center on a sky background"),
+     "a small red square at the top left and a large blue circle at the center on a sky background"),
 ]
 
 
 @pytest.mark.parametrize("edit, reasoning, conclusion", HAND_CHECKED, ids=[e.kind for e, *_ in HAND_CHECKED])
 def test_scene_graph_cot_of_hand_checked_scenes(edit, reasoning, conclusion):
     caption, got_reasoning, got_conclusion = scene_cot(REF, edit)
-    assert caption == "a small red circle at the top left and a large blue square at the center on a gray background"
+    assert REF.objects == (BLUE, RED)  # canonical order differs from the caption's (by position), which the text follows
+    assert caption == "a small red square at the top left and a large blue circle at the center on a gray background"
     assert (got_reasoning, got_conclusion) == (reasoning, conclusion)
 
 
