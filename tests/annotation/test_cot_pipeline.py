@@ -61,3 +61,14 @@ def test_oracle_roles_through_the_pipeline(cli):
     exact = read_cot_json(str(tmp / "cot.json"))
     assert roles.source.startswith("roles: oracle:") and len(roles.items) == 6
     assert [a.conclusion for a in roles.items] == [a.conclusion for a in exact.items[:6]]
+
+
+def test_val_queries_in_the_circo_layout_and_a_layout_the_split_lacks(cli):
+    tmp, run = cli
+    run("run", "experiments/cot_builtin.toml", "--set", "split=\"val\"", "--set", "layout=\"circo\"", "--name", "val")
+    run("export", "val", "cot", tmp / "val.json")
+    val = read_cot_json(str(tmp / "val.json"))
+    assert (val.benchmark, val.split, len(val.items)) == ("circo", "val", 12)
+    out = run("run", "experiments/cot_builtin.toml", "--set", "split=\"val\"", "--set", "layout=\"fashioniq\"",
+              "--name", "bad", code=1)
+    assert "key 'layout': expected one of cirr, circo for split 'val', found str 'fashioniq'" in out
