@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from cirkit.annotation.cot import (CotAnnotation, CotAnnotations, import_cot, parse_cot, read_cot_json,
-                                   write_cot_json)
+from cirkit.annotation.cot import CotAnnotation, CotAnnotations, import_cot, parse_cot, read_cot_json, write_cot_json
 from cirkit.annotation.cot_roles import CotRolesConfig, annotate_with_roles
 from cirkit.annotation.cot_scenes import cot_from_scenes, scene_cot
 from cirkit.builtin.benchmark import BuiltinConfig

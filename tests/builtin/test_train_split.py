@@ -8,8 +8,8 @@ import pytest
 from cirkit.builtin.benchmark import BuiltinConfig, generate_files
 from cirkit.builtin.edits import Edit, valid_targets
 from cirkit.builtin.files import ExportConfig, export_files
-from cirkit.builtin.stages import generate_builtin
 from cirkit.builtin.scenes import Obj
+from cirkit.builtin.stages import generate_builtin
 from cirkit.builtin.train_split import TrainSplitConfig, generate_train_files, held_out_scenes, read_scenes
 from cirkit.data.loaders import load_split
 from cirkit.engine import Engine, Store
