@@ -14,6 +14,7 @@ from ..builtin.benchmark import BuiltinConfig
 from ..builtin.files import ExportConfig, export_files
 from ..builtin.stages import generate_builtin, generate_builtin_train
 from ..builtin.train_split import TrainSplitConfig
+from ..data.selection import MissingImagesConfig, apply_image_policy
 from ..data.stage import BenchmarkConfig, load_benchmark
 from ..engine import Artifact, Engine
 from ..experiment.pipeline import pipeline
@@ -55,15 +56,19 @@ def load_builtin_train(engine: Engine, root: Artifact, layout: str = "cirr", cat
 
 @dataclasses.dataclass(frozen=True)
 class CotDataConfig:
-    """CoT annotations of the built-in benchmark: of its train split (``cirr`` or ``fashioniq`` layout) or of its
-    composed val queries (``cirr`` or ``circo`` layout), written from the scene graphs or by model roles."""
+    """CoT annotations of composed queries. ``root = ""``: the built-in benchmark, its train split (``cirr`` or
+    ``fashioniq`` layout) or its val queries (``cirr`` or ``circo``), from the scene graphs, model roles or a file.
+    Else a real benchmark split under ``root`` (``cirr``, ``circo`` or ``fashioniq``), from model roles or a file."""
 
     benchmark: BuiltinConfig = BuiltinConfig()
     train: TrainSplitConfig = TrainSplitConfig()
     export: ExportConfig = ExportConfig()
-    split: Literal["train", "val"] = "train"
+    root: str = ""  # a real benchmark's folder; "" = the built-in benchmark
+    split: str = "train"
     layout: Literal["cirr", "circo", "fashioniq"] = "cirr"
-    category: Literal["dress", "shirt", "toptee"] = "dress"  # fashioniq: one, two or three objects in the reference
+    category: Literal["dress", "shirt", "toptee"] = "dress"  # built-in: one, two or three objects in the reference
+    images_root: str = ""  # real files: the image folder relative to root (CIRR: "img_raw"); "" = the layout's own
+    missing_images: Literal["fail", "skip"] = "fail"  # real files: skip drops the queries whose images are missing
     source: Literal["scenes", "roles", "file"] = "scenes"
     path: str = ""  # source = "file": a shared annotation file (cirkit's CoT JSON format), checked against the split
     roles: CotRolesConfig = CotRolesConfig(RoleConfig(BackendConfig("oracle"), PromptConfig("cot/captioner")),
@@ -74,19 +79,44 @@ class CotDataConfig:
         checks.integers_at_least(self, 0, "max_queries")
         if self.source == "file" and not self.path:
             checks.fail(self, "path", "the annotation file to import (source = 'file')", self.path)
-        allowed = {"train": ("cirr", "fashioniq"), "val": ("cirr", "circo")}[self.split]
+        if self.root:
+            if self.source == "scenes":
+                checks.fail(self, "source", "'roles' or 'file' (scene graphs exist for the built-in benchmark only)",
+                            self.source)
+            oracles = [r for r in ("captioner", "reasoner") if getattr(self.roles, r).backend.kind == "oracle"]
+            if self.source == "roles" and oracles:
+                checks.fail(self, f"roles.{oracles[0]}.backend.kind", "a real model's backend (the oracle knows "
+                            "the built-in benchmark only)", "oracle")
+            return
+        allowed = {"train": ("cirr", "fashioniq"), "val": ("cirr", "circo")}.get(self.split)
+        if allowed is None:
+            checks.fail(self, "split", "'train' or 'val' (the built-in benchmark's composed splits)", self.split)
         if self.layout not in allowed:
             checks.fail(self, "layout", f"one of {', '.join(allowed)} for split {self.split!r}", self.layout)
 
 
+def _real_split(engine: Engine, config: CotDataConfig) -> Artifact:
+    options: dict = {"split": config.split}
+    if config.layout == "fashioniq":
+        options.update(category=config.category, images_dir=config.images_root or None)
+    else:
+        options["images_root"] = config.images_root or None
+    split = engine.run(load_benchmark, BenchmarkConfig(config.layout, **options), root=config.root, step="load_split")
+    return engine.run(apply_image_policy, MissingImagesConfig(config.missing_images), split=split)
+
+
 @pipeline("cot_annotations", CotDataConfig)
 def cot_annotations(engine: Engine, config: CotDataConfig) -> dict:
-    """CoT annotations (caption, reasoning, conclusion) of the built-in benchmark's composed queries."""
-    files = engine.run(generate_builtin, config.benchmark)
-    if config.split == "train":
+    """CoT annotations (caption, reasoning, conclusion) of a split's composed queries."""
+    data = None
+    if config.root:
+        split = _real_split(engine, config)
+    elif config.split == "train":
+        files = engine.run(generate_builtin, config.benchmark)
         data = builtin_train(engine, config.benchmark, config.train, config.export, benchmark_files=files)
         split = load_builtin_train(engine, data.root, config.layout, config.category)
     else:
+        files = engine.run(generate_builtin, config.benchmark)
         data = TrainData(files, engine.run(export_files, config.export, files=files, step="export_benchmark"))
         loader = BenchmarkConfig(config.layout, split="val", images_root="images" if config.layout == "circo" else None)
         split = engine.run(load_benchmark, loader, root=data.root, step="load_val")
@@ -98,5 +128,5 @@ def cot_annotations(engine: Engine, config: CotDataConfig) -> dict:
     if config.source == "scenes":
         return {"cot": engine.run(cot_from_scenes, None, files=data.files, split=split)}
     folders = {role: data.root for role in ("captioner", "reasoner")
-               if getattr(config.roles, role).backend.kind == "oracle"}  # the oracle reads this split's scene graphs
+               if data is not None and getattr(config.roles, role).backend.kind == "oracle"}  # its scene graphs
     return {"cot": annotate_with_roles(EngineRoles(engine, folders=folders), config.roles, split)}
