@@ -63,4 +63,4 @@ class LMTextEncoder:
         return self.encode_token_ids([self.tokenizer(t)["input_ids"] for t in texts])
 
     def encode_files(self, paths: Sequence[str], boxes: Sequence | None = None) -> np.ndarray:
-        raise TypeError(f"{self.lm.path}: a causal LM text encoder does not embed images")
+        raise ValueError(f"{self.lm.path}: a causal LM text encoder (kind 'causal_lm') does not embed images")
