@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import importlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -138,7 +139,11 @@ def _load(kind: str, path: str, digest_: str, options: tuple) -> Encoder:
     return _resolve(kind)(path, **dict(options))
 
 
+_LOADING = threading.RLock()  # threads must not load the same weights twice; a kind may load another
+
+
 def load_model(ref: ModelRef, **options) -> Encoder:
     """The encoder for ``ref`` with ``options`` (dtype, pooling, ...), loaded once per process (keyed by the
     kind, folder and content digest, not by the code digest: one process runs one version of the code)."""
-    return _load(ref.kind, ref.path, ref.digest, tuple(sorted(options.items())))
+    with _LOADING:
+        return _load(ref.kind, ref.path, ref.digest, tuple(sorted(options.items())))

@@ -88,9 +88,10 @@ def greedy_generate(params, config: LMConfig, prompts: list[list[int]], max_new_
                                              else (eos[0] if eos else 0))
     tokens, mask = pad_left(prompts, pad)
     place = placement(devices)
-    out, logits = _generate(place.replicate(params), place.split(tokens), place.split(mask), place.replicate(soft_prompt),
-                            place.replicate(lora), config=config, max_new_tokens=max_new_tokens, eos_ids=eos,
-                            pad_id=pad, dtype=jnp.dtype(dtype), lora_scale=float(lora_scale), keep_logits=return_logits)
+    out, logits = _generate(place.replicate(params), place.split(tokens), place.split(mask),
+                            place.replicate(soft_prompt), place.replicate(lora), config=config,
+                            max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=pad, dtype=jnp.dtype(dtype),
+                            lora_scale=float(lora_scale), keep_logits=return_logits)
     rows = len(prompts)
     results = []
     for row in np.asarray(out)[:rows]:

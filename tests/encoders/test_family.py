@@ -150,8 +150,8 @@ def test_the_substitutes_reuse_the_stages_encoder(tmp_path, monkeypatch):
     monkeypatch.setattr(ClipEncoder, "__init__", counting_init)
     backend = ClipSubstituteBackend(BackendConfig("clip", model=str(tmp_path / "clip")))
     engine = Engine(Store(str(tmp_path / "store")), progress=False)
-    engine.run(embed_texts, EmbedConfig(), texts=("a red dog",), model=model_ref("clip", str(tmp_path / "clip")))
-    engine.run(embed_images, EmbedConfig(), images=gallery(tmp_path / "g", 2), model=model_ref("clip", str(tmp_path / "clip")))
+    ref = model_ref("clip", str(tmp_path / "clip"))
+    engine.run(embed_texts, EmbedConfig(), texts=("a red dog",), model=ref)
+    engine.run(embed_images, EmbedConfig(), images=gallery(tmp_path / "g", 2), model=ref)
     assert len(loads) == 1, f"one CLIP load for the substitutes and the embedding stages, got {len(loads)}"
-    assert backend.encoder is load_model(model_ref("clip", str(tmp_path / "clip")), dtype="float32",
-                                         preprocessing="clip", target_ratio=1.25)
+    assert backend.encoder is load_model(ref, dtype="float32", preprocessing="clip", target_ratio=1.25)
