@@ -22,7 +22,17 @@ from .interface import ComposedEncoder, Encoder, ModelRef, encoder_options, load
 __all__ = ["ClipCheckpoint", "clip_checkpoint", "EmbedConfig", "QueryInput", "embed_images", "embed_texts",
            "embed_queries", "composed_inputs", "encoder_for", "reference_model"]
 
-ClipCheckpoint = ModelRef  # what the CLIP-only stages took before; a reference of kind "clip"
+@artifact_type
+@dataclasses.dataclass(frozen=True)
+class ClipCheckpoint:
+    """What ``checkpoint_ref`` stored before encoders became a family, kept only so that stores written then
+    still decode (``cirkit diff`` against an old run); :meth:`as_ref` is the same folder as a ``ModelRef``."""
+
+    path: str = dataclasses.field(metadata={"hash": False})
+    digest: str
+
+    def as_ref(self) -> ModelRef:
+        return ModelRef("clip", self.path, self.digest)
 
 
 def clip_checkpoint(path: str) -> ModelRef:

@@ -155,3 +155,10 @@ def test_the_substitutes_reuse_the_stages_encoder(tmp_path, monkeypatch):
     engine.run(embed_images, EmbedConfig(), images=gallery(tmp_path / "g", 2), model=ref)
     assert len(loads) == 1, f"one CLIP load for the substitutes and the embedding stages, got {len(loads)}"
     assert backend.encoder is load_model(ref, dtype="float32", preprocessing="clip", target_ratio=1.25)
+
+
+def test_a_store_written_before_the_family_still_decodes_its_clip_reference():
+    from cirkit.engine.codec import decode
+
+    old = {"$dataclass": "cirkit.encoders.stages:ClipCheckpoint", "fields": {"path": "/m/clip", "digest": "ab12"}}
+    assert decode(old, []).as_ref() == interface.ModelRef("clip", "/m/clip", "ab12")
