@@ -37,13 +37,12 @@ def best_of(runs: int, fn) -> float:
 
 
 def main(new_tokens: int = 16, folder: str | None = None) -> None:
+    import jax
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from cirkit.lm.generate import greedy_generate, pad_left
     from cirkit.lm.weights import load_lm
-
-    import jax
 
     print(f"{describe()} at start; torch threads {torch.get_num_threads()}; cirkit splits each batch over "
           f"{jax.device_count()} JAX device(s)")

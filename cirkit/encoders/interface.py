@@ -23,8 +23,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..engine import artifact_type
-from ..engine import digest, provenance
+from ..engine import artifact_type, digest, provenance
 from ..engine.fingerprint import analyse
 
 __all__ = ["Encoder", "ComposedEncoder", "ModelRef", "register_encoder", "encoder_kinds", "encoder_options",
@@ -107,7 +106,7 @@ def _resolve(kind: str) -> Callable[..., Encoder]:
     return loader
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _code(kind: str) -> str:
     found = analyse(_resolve(kind))
     return digest({"kind": kind, "code": found.digest, "packages": provenance.environment(found.packages)})

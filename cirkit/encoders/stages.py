@@ -22,6 +22,7 @@ from .interface import ComposedEncoder, Encoder, ModelRef, encoder_options, load
 __all__ = ["ClipCheckpoint", "clip_checkpoint", "EmbedConfig", "QueryInput", "embed_images", "embed_texts",
            "embed_queries", "composed_inputs", "encoder_for", "reference_model"]
 
+
 @artifact_type
 @dataclasses.dataclass(frozen=True)
 class ClipCheckpoint:

@@ -18,9 +18,7 @@ from cirkit.data.stage import with_content_hashes  # noqa: E402
 from cirkit.encoders import interface  # noqa: E402
 from cirkit.encoders.clip_encoder import ClipEncoder  # noqa: E402
 from cirkit.encoders.interface import load_model, model_ref, register_encoder, release_encoders  # noqa: E402
-from cirkit.encoders.stages import (  # noqa: E402
-    EmbedConfig, composed_inputs, embed_images, embed_queries, embed_texts,
-)
+from cirkit.encoders.stages import EmbedConfig, composed_inputs, embed_images, embed_queries, embed_texts  # noqa: E402
 from cirkit.engine import Engine, Store  # noqa: E402
 from cirkit.models.backends.clip_substitutes import ClipSubstituteBackend  # noqa: E402
 from cirkit.models.config import BackendConfig  # noqa: E402

@@ -14,6 +14,7 @@ from cirkit.data.filehash import FileDigests  # noqa: E402
 from cirkit.encoders.clip_encoder import ClipEncoder  # noqa: E402
 from cirkit.encoders.interface import Encoder, ModelRef, load_model  # noqa: E402
 
+
 def _ref(kind, folder):
     return ModelRef(kind, str(folder), FileDigests().folder_digest(str(folder)))
 
