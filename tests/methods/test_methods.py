@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from cirkit.cli import main
-from cirkit.methods.imagescope import RerankConfig, promote_first_accepted, rerank_by_propositions
+from cirkit.methods.imagescope.stages import RerankConfig, promote_first_accepted, rerank_by_propositions
 from cirkit.models.roles import Answers
 from cirkit.retrieval.ranking import Ranking
 

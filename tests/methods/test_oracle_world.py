@@ -22,7 +22,9 @@ from cirkit.evaluation.stages import EvalConfig, evaluate
 from cirkit.methods.baselines import BaselineConfig, TextsConfig, compose_queries, gallery_images, query_texts
 from cirkit.models.backends.oracle import OracleWorld
 from cirkit.pipelines.embedded import builtin_world
-from cirkit.pipelines.methods import CIReVLConfig, ImageScopeConfig, OSrCIRConfig, cirevl, imagescope, osrcir
+from cirkit.methods.cirevl.pipeline import CIReVLConfig, cirevl
+from cirkit.methods.imagescope.pipeline import ImageScopeConfig, imagescope
+from cirkit.methods.osrcir.pipeline import OSrCIRConfig, osrcir
 from cirkit.pipelines.setup import DataConfig, Setup, oracle, prepare
 from cirkit.retrieval.stages import RetrievalConfig, retrieve
 from cirkit.training.clip_trainer import TrainConfig
