@@ -67,6 +67,21 @@ class Template:
             raise PromptError(f"{self.source}: malformed placeholder ({exc})") from None
 
 
+def _packaged(name: str):
+    """A packaged template: ``method/rest`` lives in the method's home (``cirkit/methods/<method>/prompts/``);
+    shared templates (``generic/...``) in ``cirkit/prompts/``. The name, not the folder, enters keys."""
+    method, _, rest = name.partition("/")
+    if rest and method.isidentifier():
+        ref = resources.files("cirkit.methods").joinpath(method, "prompts", *f"{rest}.txt".split("/"))
+        if ref.is_file():
+            return ref, f"cirkit/methods/{method}/prompts/{rest}.txt"
+    ref = resources.files("cirkit.prompts").joinpath(*f"{name}.txt".split("/"))
+    if not ref.is_file():
+        raise PromptError(f"no packaged prompt {name!r} (cirkit/methods/{method}/prompts/{rest}.txt or "
+                          f"cirkit/prompts/{name}.txt)")
+    return ref, f"cirkit/prompts/{name}.txt"
+
+
 def load_template(config: PromptConfig) -> Template:
     if config.path:
         if not os.path.isfile(config.path):
@@ -75,10 +90,8 @@ def load_template(config: PromptConfig) -> Template:
         if _BRACKETS.search(text):
             text = _from_brackets(text, config.placeholders)
     else:
-        ref = resources.files("cirkit.prompts").joinpath(*f"{config.name}.txt".split("/"))
-        if not ref.is_file():
-            raise PromptError(f"no packaged prompt {config.name!r} (cirkit/prompts/{config.name}.txt)")
-        text, source = ref.read_text(encoding="utf-8"), f"cirkit/prompts/{config.name}.txt"
+        ref, source = _packaged(config.name)
+        text = ref.read_text(encoding="utf-8")
     turns: list[tuple[str, list[str]]] = [("system", [])]
     for line in text.splitlines():
         if line.strip() in _MARKERS:

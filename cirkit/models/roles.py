@@ -209,10 +209,11 @@ class EngineRoles:
         inputs = self.engine.run(caption_inputs, None, images=images, step=f"{name}/inputs")
         return call_role(self.engine, "captioner", config, inputs, "", name=name, folder=self.folders.get("captioner"))
 
-    def reason(self, config: RoleConfig, fields: Any, images: Any, fallbacks: Any, required: tuple[str, ...],
-               *, name: str = "reasoner", aliases: tuple[tuple[str, str], ...] = (), folder: str = "reasoner",
-               parse: ParseConfig | None = None) -> Artifact:
-        """``folder``: which role's model folder answers (ImageScope's ``propositions`` reasoner has its own);
+    def reason(self, config: RoleConfig, fields: Any, images: Any = None, *, fallbacks: Any,
+               required: tuple[str, ...] = (), name: str = "reasoner", aliases: tuple[tuple[str, str], ...] = (),
+               folder: str = "reasoner", parse: ParseConfig | None = None) -> Artifact:
+        """``fields``: template variables per call; ``images``: None (text only) or one image (or None) per call;
+        ``folder``: which role's model folder answers (ImageScope's ``propositions`` reasoner has its own);
         ``parse``: how answers are read (default: JSON with the ``required`` keys)."""
         inputs = self.engine.run(reason_inputs, None, fields=fields, images=images, step=f"{name}/inputs")
         return call_role(self.engine, "reasoner", config, inputs, fallbacks, name=name,
@@ -228,7 +229,7 @@ class EngineRoles:
                                  instructions=instructions, step=f"{name}/inputs")
         return call_role(self.engine, "evaluator", config, inputs, False, name=name, folder=self.folders.get("evaluator"))
 
-    def reason_about_image(self, config: RoleConfig, images: Any, instructions: Any, fallbacks: Any, *,
+    def reason_about_image(self, config: RoleConfig, images: Any, instructions: Any, *, fallbacks: Any,
                            required: tuple[str, ...] = ("Target Image Description",),
                            name: str = "multimodal_reasoner") -> Artifact:
         fields = self.engine.run(_instruction_fields, None, instructions=instructions, step=f"{name}/fields")

@@ -7,12 +7,17 @@ import dataclasses
 
 from ..engine import stage
 from ..evaluation.stages import EvalConfig, SubmissionConfig, evaluate, make_submission
-from ..methods.imagescope import subset_by_rank_then_score
+from .. import config_checks as checks
+from ..encoders.stages import embed_images, embed_texts
+from ..evaluation.stages import DEFAULT_KS
+from ..methods.baselines import gallery_images
+from ..methods.imagescope.stages import subset_by_rank_then_score
 from ..retrieval.stages import RetrievalConfig, SubsetOrderConfig, build_index, restrict_to_subset, retrieve
 from .parts import Part
 from .setup import Setup, benchmark_of, has_ground_truth, split_of
 
-__all__ = ["OFFICIAL_EXCLUDE_REFERENCE", "resolve_protocol", "rank", "score", "score_reranked", "notice"]
+__all__ = ["OFFICIAL_EXCLUDE_REFERENCE", "resolve_protocol", "rank", "score", "score_reranked", "notice",
+           "text_to_image", "require_deep_enough", "DEEPEST_K"]
 
 # Whether the benchmark's own evaluation removes the reference image from the gallery. CIRCO: the benchmark
 # authors' code (SEARLE) and CIReVL remove it; FashionIQ does not; GeneCIS ranks each query's own gallery.
@@ -92,3 +97,28 @@ def score_reranked(setup: Setup, part: Part, ranking, name: str, *, full=None, b
         subset = part.engine.run(restrict_to_subset, SubsetOrderConfig(), split=part.split, ranking=ranking,
                                  step=f"{name}/subset")
     return _finish(setup, part, ranking, subset, name)
+
+
+def text_to_image(setup: Setup, retrieval: RetrievalConfig, part: Part, clip, targets, name: str) -> dict:
+    """The tail of the text-only methods (CIReVL, OSrCIR, LDRE): embed the target descriptions and rank the
+    gallery with CLIP; the outputs carry the target texts."""
+    engine = part.engine
+    queries = engine.run(embed_texts, setup.embed, texts=targets, model=clip, step="embed_targets")
+    _, outputs = score(setup, retrieval, part, queries, embedded_gallery(setup, part, clip), name)
+    return {**outputs, "targets": targets}
+
+
+def embedded_gallery(setup: Setup, part: Part, clip):
+    """The part's gallery images embedded with ``clip`` (one cached step every method shares)."""
+    images = part.engine.run(gallery_images, None, split=part.split, step="gallery")
+    return part.engine.run(embed_images, setup.embed, images=images, model=clip, step="embed_gallery")
+
+
+DEEPEST_K = max(k for ks in DEFAULT_KS.values() for k in ks)  # the largest K a benchmark's metrics use
+
+
+def require_deep_enough(config) -> None:
+    """Metrics at K deeper than the retrieved list would silently be the metrics at ``retrieval.k``."""
+    if config.retrieval.k < DEEPEST_K:
+        checks.fail(config, "retrieval.k", f"an integer >= {DEEPEST_K} (the largest K the benchmark metrics report)",
+                    config.retrieval.k)

@@ -30,7 +30,7 @@ from ..training.clip_trainer import TrainConfig
 from .embedded import builtin_world, embedded_reasoner, load_layout
 from .parts import Part, PrefixedEngine
 
-__all__ = ["Setup", "DataConfig", "prepare", "clip_substitute", "embedded_llm", "oracle", "with_oracle_noise", "role",
+__all__ = ["Setup", "DataConfig", "prepare", "require_composed", "clip_substitute", "embedded_llm", "oracle", "with_oracle_noise", "role",
            "benchmark_of", "task_of", "has_ground_truth"]
 
 # the built-in benchmark's layouts and the benchmark whose protocol each follows
@@ -122,6 +122,13 @@ def task_of(data: DataConfig) -> Literal["composed", "t2i", "chat"]:
     if benchmark in ("cirr", "circo", "fashioniq", "genecis"):
         return "composed"
     return "chat" if benchmark == "visdial" else "t2i"
+
+
+def require_composed(method: str, setup: Setup) -> None:
+    """A clear error when a composed-retrieval method is pointed at text-to-image or chat data."""
+    if task_of(setup.data) != "composed":
+        raise DataError(f"{method} is a composed-retrieval method; setup.data.layout {setup.data.layout!r} is not "
+                        f"composed (use cirr, circo, fashioniq or genecis)")
 
 
 def split_of(data: DataConfig) -> str:

@@ -11,7 +11,7 @@ from cirkit.experiment.experiment import load_experiment
 PAPER = pathlib.Path(__file__).parents[2] / "experiments" / "paper"
 MATRIX = {"clip_baselines": ("cirr", "circo", "fashioniq", "genecis", "flickr30k", "mscoco", "visdial"),
           "cirevl": ("cirr", "circo", "fashioniq"), "osrcir": ("cirr", "circo", "fashioniq"),
-          "imagescope": ("cirr", "circo", "fashioniq", "flickr30k", "mscoco", "visdial")}
+          "imagescope": ("cirr", "circo", "fashioniq", "flickr30k", "mscoco", "visdial"), "ldre": ("cirr", "circo")}
 CONFIGS = sorted(PAPER.glob("*.toml"))
 
 
@@ -41,3 +41,22 @@ def test_paper_config_loads_and_its_header_says_how_to_run_it(path):
         assert templates and all((PAPER.parents[1] / t).is_file() for t in templates)
     if "OpenGVLab/InternVL2-8B" in local:
         assert "--trust-remote-code" in header and "--limit-mm-per-prompt" in header
+
+
+CIREVL_PROMPTS = {"cirr": "cirevl/structural", "circo": "cirevl/contextual", "fashioniq": "cirevl/fashion"}
+
+
+@pytest.mark.parametrize("benchmark", sorted(CIREVL_PROMPTS))
+def test_cirevl_paper_configs_run_as_the_official_code(benchmark):
+    """CIReVL's official run: the benchmark's own rewrite prompt (structural, contextual, fashion), answers read
+    from the "Edited Description:" line, and the detailed-description request to the BLIP-2 captioner."""
+    (spec,) = load_experiment(str(PAPER / f"cirevl_{benchmark}.toml")).runs
+    assert spec.config.reasoner.prompt.name == CIREVL_PROMPTS[benchmark]
+    assert spec.config.answer_format == "edited_description"
+    assert spec.config.captioner.prompt.name == "cirevl/captioner"
+
+
+def test_ldre_published_config_runs_without_models():
+    (spec,) = load_experiment(str(PAPER / "published" / "ldre_circo.toml")).runs
+    assert spec.config.published.endswith("test_multi_gpt3-5.json") and spec.config.captions == 15
+    assert "cirkit run experiments/paper/published/ldre_circo.toml" in (PAPER / "published" / "ldre_circo.toml").read_text()

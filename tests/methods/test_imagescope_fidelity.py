@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from cirkit.data.model import ComposedQuery, Gallery, ImageRef, Split, TextQuery
-from cirkit.methods.imagescope import (
+from cirkit.methods.imagescope.stages import (
     DescriptionConfig,
     RerankConfig,
     description_counts,
@@ -16,7 +16,7 @@ from cirkit.methods.imagescope import (
     group_rows,
     rerank_by_propositions,
 )
-from cirkit.methods.imagescope_evaluation import (
+from cirkit.methods.imagescope.evaluation import (
     PairsConfig,
     RoundConfig,
     evaluator_images,
@@ -185,7 +185,7 @@ def test_per_dataset_reasoner_prompts_have_five_examples_answering_step1_step2()
 
 
 def test_subset_members_a_reranking_misses_follow_by_score_not_listing_order():
-    from cirkit.methods.imagescope import subset_by_rank_then_score
+    from cirkit.methods.imagescope.stages import subset_by_rank_then_score
 
     reranked = Ranking(("q",), tuple(str(i) for i in range(9)), np.array([[7, 2, 5]]), np.zeros((1, 3), np.float32))
     by_score = Ranking(("q",), reranked.gallery_ids, np.array([[8, 5, 3, 2, 6]]), np.zeros((1, 5), np.float32))

@@ -4,7 +4,7 @@ stage 2 asks the verifier must be the order in which it reads the verdicts back.
 import numpy as np
 
 from cirkit.data.model import ComposedQuery, Gallery, ImageRef, Split, Truth
-from cirkit.methods.imagescope import RerankConfig, rerank_by_propositions, verification_inputs
+from cirkit.methods.imagescope.stages import RerankConfig, rerank_by_propositions, verification_inputs
 from cirkit.models.roles import Answers
 from cirkit.retrieval.ranking import Ranking
 from cirkit.retrieval.stages import SubsetOrderConfig, restrict_to_subset

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from cirkit.cli import main
-from cirkit.methods.imagescope import RerankConfig, promote_first_accepted, rerank_by_propositions
+from cirkit.methods.imagescope.stages import RerankConfig, promote_first_accepted, rerank_by_propositions
 from cirkit.models.roles import Answers
 from cirkit.retrieval.ranking import Ranking
 
@@ -58,6 +58,7 @@ SHORT = "[reasoner.decoding]\nmax_tokens = 12\n[propositions.decoding]\nmax_toke
     ("imagescope", "cirr", SHORT),
     ("imagescope", "t2i", SHORT),
     ("imagescope", "chat", "chat_rounds = 2\n" + SHORT),
+    ("ldre", "cirr", "captions = 2\nrewrites = 2\n[reasoner.decoding]\nmax_tokens = 12"),
 ])
 def test_methods_run_end_to_end_on_the_embedded_backends(pipeline, layout, extra, smollm2_folder, builtin_world,
                                                         tmp_path, monkeypatch):

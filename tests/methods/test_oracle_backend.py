@@ -114,3 +114,14 @@ def test_the_oracle_reads_its_facts_from_the_folder(folder, tmp_path):
     (copy / "edits.json").unlink()
     with pytest.raises(BackendError, match=r"edits.json: the oracle needs"):
         ask(copy, [request("captioner", images=(image(copy, name),))])
+
+
+def test_a_chat_round_joins_the_previous_description_and_the_new_turn(folder):
+    """A perfect reasoner keeps what the dialogue has said: given the previous round's description (not a scene
+    caption) and a question/answer, it describes both; with the blank reference of round 0 the turn alone."""
+    turn = "what colour is the background? gray"
+    chained = ask(folder, [request("reasoner", (("instruction", turn), ("reference", "a picture with a red circle")))])
+    assert json.loads(chained[0].text)["descriptions"] == [f"a picture with a red circle, {turn}"]
+    first = ask(folder, [request("reasoner", (("instruction", "a picture with a red circle"),
+                                              ("reference", "A blank image.")))])
+    assert json.loads(first[0].text)["descriptions"] == ["a picture with a red circle"]

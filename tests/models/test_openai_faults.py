@@ -282,7 +282,7 @@ def test_clip_substitutes_are_labelled_and_answer_every_vision_role(tmp_path):
     assert p[1] == pytest.approx(0.5, abs=1e-6), "a candidate identical to the reference shows no change"
     assert p[0] + p[2] == pytest.approx(1.0, abs=1e-5), "swapping reference and candidate flips the margin"
     osr = roles.reason_about_image(RoleConfig(backend, PromptConfig("generic/multimodal_reasoner")), images,
-                                   ("make it blue",) * 3, "fallback").value
+                                   ("make it blue",) * 3, fallbacks="fallback").value
     assert all(v["Target Image Description"].endswith("make it blue") for v in osr.values)
     identity = next(s for s in engine.steps if s.step == "captioner/backend")
     assert engine.store.get_value(identity.output).substitute is True

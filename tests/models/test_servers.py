@@ -16,7 +16,8 @@ FIELDS = ({"reference": "a red circle on a white background", "instruction": "ma
 def reason(engine, backend, prompt=PromptConfig("generic/reasoner")):
     roles = EngineRoles(engine)
     config = RoleConfig(backend, prompt, Decoding(max_tokens=40))
-    answers = roles.reason(config, FIELDS, (None, None, None), tuple(f["reference"] for f in FIELDS), ("target",))
+    answers = roles.reason(config, FIELDS, (None, None, None), fallbacks=tuple(f["reference"] for f in FIELDS),
+                           required=("target",))
     return answers
 
 

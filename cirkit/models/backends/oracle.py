@@ -6,7 +6,7 @@ what a perfect model would:
 
 - captioner: the scene's caption;
 - reasoner: parses the reference description (a caption) and the instruction (an edit's text), writes the
-  target description, the atomic operations (``Retention: ...`` for what stays) and, asked about operations,
+  target description (a chat round: the previous description joined with the new question/answer), the atomic operations (``Retention: ...`` for what stays) and, asked about operations,
   yes/no propositions in a small fixed grammar that its verifier reads back;
 - verifier: answers a proposition from the candidate's scene graph;
 - evaluator: yes exactly when the candidate's scene is a valid target of the edit applied to the reference
@@ -36,6 +36,7 @@ from ..requests import ChatRequest, ChatResponse, request_identity
 __all__ = ["OracleBackend", "OracleWorld", "propositions_for", "answer_proposition"]
 
 _NOISE_SALT = "cirkit-oracle-noise"
+BLANK = "A blank image."  # the reference text of queries without a reference image (text-to-image, chat)
 
 
 class OracleWorld:
@@ -206,7 +207,14 @@ class OracleBackend:
             if wrong:
                 props = [{**p, "answer": "no" if p["answer"] == "yes" else "yes"} for p in props]
             return json.dumps({"propositions": props})
-        reference = self.world.by_caption.get(request.field("reference").strip())
+        known = request.field("reference").strip()
+        reference = self.world.by_caption.get(known)
+        instruction = request.field("instruction").strip()
+        if reference is None and known and known != BLANK and instruction not in self.world.edits:
+            # a chat round: what is known so far (the previous description) plus the new question/answer
+            target = caption(self._random_scene(rng)) if wrong else ", ".join(t for t in (known, instruction) if t)
+            return json.dumps({"operations": [], "descriptions": [target], "target": target, "step1": [],
+                               "step2": [target]})
         target, operations = self._target(reference, request.field("instruction"), wrong, rng)
         return json.dumps({"operations": operations, "descriptions": [target], "target": target,
                            "step1": operations, "step2": [target]})

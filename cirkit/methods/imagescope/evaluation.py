@@ -16,11 +16,11 @@ import os
 
 from PIL import Image
 
-from ..builtin.files import FileSet, pack_files
-from ..data.model import ComposedQuery, ImageRef, Split
-from ..engine import stage
-from ..models.roles import Answers, RoleInput
-from ..retrieval.ranking import Ranking
+from ...builtin.files import FileSet, pack_files
+from ...data.model import ComposedQuery, ImageRef, Split
+from ...engine import stage
+from ...models.roles import Answers, RoleInput
+from ...retrieval.ranking import Ranking
 
 __all__ = ["PairsConfig", "stitch_pairs", "evaluator_images", "RoundConfig", "nothing_accepted", "round_inputs",
            "update_accepted", "promote_accepted", "BLACK"]

@@ -13,14 +13,23 @@ import json
 
 import numpy as np
 
-from .. import config_checks as checks
-from ..data.model import ComposedQuery, ImageRef, Split
-from ..engine import stage
-from ..models.roles import Answers, RoleInput
-from ..retrieval.ranking import Ranking
+from ... import config_checks as checks
+from ...data.model import ComposedQuery, ImageRef, Split
+from ...engine import stage
+from ...models.roles import Answers, RoleInput
+from ...retrieval.ranking import Ranking
 
 __all__ = ["DescriptionConfig", "subset_by_rank_then_score", "descriptions", "group_rows", "proposition_fields", "RerankConfig",
-           "verification_inputs", "rerank_by_propositions", "description_counts", "evaluation_inputs", "promote_first_accepted"]
+           "verification_inputs", "rerank_by_propositions", "description_counts", "evaluation_inputs", "promote_first_accepted",
+           "blank_references", "STEP_KEYS", "TurnConfig", "chat_turns", "joined_texts"]
+
+STEP_KEYS = (("step1", "operations"), ("step2", "descriptions"))  # the official prompts' answer keys
+
+
+@stage(version=1)
+def blank_references(config: None, split) -> tuple[str, ...]:
+    """Text-to-image and chat queries have no reference: ImageScope describes it as a blank image."""
+    return tuple("A blank image." for _ in split.queries)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,3 +198,20 @@ def subset_by_rank_then_score(config: None, ranking: Ranking, by_score: Ranking)
         indices[q, : len(ordered)] = ordered
     scores = np.where(indices >= 0, 0.0, -np.inf).astype(np.float32)
     return Ranking(by_score.query_ids, by_score.gallery_ids, indices, scores)
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnConfig:
+    round: int  # 1-based: the question/answer the dialogue adds in this round
+
+
+@stage(version=1)
+def chat_turns(config: TurnConfig, split: Split) -> tuple[str, ...]:
+    """Each dialogue's question/answer of round ``round`` ("" where the dialogue is shorter)."""
+    return tuple(q.rounds[config.round - 1] if len(q.rounds) >= config.round else "" for q in split.queries)
+
+
+@stage(version=1)
+def joined_texts(config: None, first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
+    """``first, second`` per query (a chat round's fallback: the previous description plus the new turn)."""
+    return tuple(f"{a}, {b}" if b else a for a, b in zip(first, second, strict=True))
