@@ -22,7 +22,7 @@ from .partial import PartialShard
 from .progress import Progress
 from .provenance import package_versions
 from .stage import Stage
-from .store import MissingContent, Store, assemble, gather_runs
+from .store import MissingContent, Store, assemble, gather_runs, shard_index
 
 __all__ = ["Engine", "Artifact", "Pending", "Step", "StageOutputError"]
 
@@ -248,23 +248,34 @@ class Engine:
         namespace = self._namespace(stage, info.config_hash, info.inputs)
         items = self._items(stage, values)
         item_keys = [stage.item_digest(item) for item in items]
+        # Shards this process computes are kept (document and value) so that assembling does not read back and
+        # re-hash what was just written; shards computed elsewhere (another process, Ray workers) are read.
+        fresh: dict[str, tuple[dict, Any]] = {}
         for _attempt in range(3):
-            index = self.store.item_index(namespace)
+            docs = self.store.namespace_shards(namespace)
+            index = shard_index(docs)
             todo: dict[str, int] = {}
             for i, k in enumerate(item_keys):
                 if k not in index and k not in todo:
                     todo[k] = i
             info.items_total, info.items_cached = len(items), len(items) - len(todo)
-            self._run_shards(stage, config, values, items, namespace, list(todo.items()))
-            index = self.store.item_index(namespace)
+            self._run_shards(stage, config, values, items, namespace, list(todo.items()), fresh)
+            for shard, (doc, _) in fresh.items():
+                if docs.setdefault(shard, doc) is doc:
+                    shard_index({shard: doc}, index)
+            if any(k not in index for k in todo):  # computed out of this process: read what it wrote
+                docs = self.store.namespace_shards(namespace)
+                index = shard_index(docs)
             try:
-                return self._assemble(namespace, item_keys, index), {"namespace": namespace}
+                parts = {doc["value"]: value for doc, value in fresh.values()}
+                return self._assemble(namespace, item_keys, index, docs, parts), {"namespace": namespace}
             except _LostShards as lost:  # corrupt or vanished shards: forget them and redo their items
                 for shard in lost.shards:
                     self.store.drop_shard(namespace, shard)
         raise StageOutputError(f"stage {stage.name}: shards keep failing their integrity checks")
 
-    def _run_shards(self, stage, config, values, items, namespace, todo: list[tuple[str, int]]) -> None:
+    def _run_shards(self, stage, config, values, items, namespace, todo: list[tuple[str, int]],
+                    fresh: dict[str, tuple[dict, Any]]) -> None:
         if not todo:
             return
         size = stage.shard_size
@@ -283,14 +294,18 @@ class Engine:
             if len(out) != len(batch):
                 raise StageOutputError(f"stage {stage.name} returned {len(out)} outputs for {len(batch)} items")
             shard_value = np.asarray(out) if isinstance(out, np.ndarray) else tuple(out)
-            self.store.put_shard(namespace, [k for k, _ in task], shard_value)
+            shard, doc = self.store.write_shard(namespace, [k for k, _ in task], shard_value)
+            fresh[shard] = (doc, shard_value)  # in a Ray worker this is the worker's copy: the driver reads instead
             return len(task)
 
         with self.progress.bar(f"{info_label(stage)}", total=len(todo)) as advance:
             for _, done in self.executor.map(compute, tasks):
                 advance(done)
 
-    def _assemble(self, namespace: str, item_keys: list[str], index: dict) -> str:
+    def _assemble(self, namespace: str, item_keys: list[str], index: dict, docs: dict[str, dict],
+                  in_memory: dict[str, Any]) -> str:
+        """The gather of every item's row; ``docs`` are shard documents already read and checked, ``in_memory``
+        the values this process just computed and stored (by content hash), so neither is read again."""
         shard_values: dict[str, str] = {}
         parts: list[str] = []
         part_of: dict[str, int] = {}
@@ -300,7 +315,7 @@ class Engine:
         for k in item_keys:
             ref = index[k]
             if ref.shard not in shard_values:
-                doc = self.store.get_shard(namespace, ref.shard)
+                doc = docs.get(ref.shard) or self.store.get_shard(namespace, ref.shard)
                 if doc is None:
                     lost.add(ref.shard)
                     continue
@@ -313,6 +328,9 @@ class Engine:
             rows.append((part_of[value_hash], ref.row))
         loaded = []
         for p in parts:
+            if p in in_memory:
+                loaded.append(in_memory[p])
+                continue
             try:
                 loaded.append(self.store.get_value(p))
             except MissingContent:

@@ -47,7 +47,7 @@ from .hashing import digest, digest_bytes
 
 __all__ = [
     "Store", "CorruptionWarning", "MissingContent", "ShardRef", "BadName", "StoreIOError", "check_name", "check_names",
-    "gather_runs", "assemble",
+    "gather_runs", "assemble", "shard_index",
 ]
 
 _INLINE_ARRAY_BYTES = 1024
@@ -95,6 +95,15 @@ def assemble(parts: list[Any], runs: list[list[int]]) -> Any:
     if pieces and all(isinstance(p, np.ndarray) for p in parts):
         return np.concatenate(pieces)
     return tuple(x for piece in pieces for x in piece)
+
+
+def shard_index(docs: dict[str, dict], index: dict[str, ShardRef] | None = None) -> dict[str, ShardRef]:
+    """Item key -> where its output lives, from shard documents (the first shard naming a key wins)."""
+    index = {} if index is None else index
+    for shard, doc in docs.items():
+        for row, key in enumerate(doc["items"]):
+            index.setdefault(key, ShardRef(shard, row))
+    return index
 
 
 def _fan(prefix: str, name: str, suffix: str) -> str:
@@ -365,10 +374,15 @@ class Store:
 
     def put_shard(self, namespace: str, item_keys: list[str], value: Any) -> str:
         """Store one computed shard (content first, then the shard file) and return its id."""
+        return self.write_shard(namespace, item_keys, value)[0]
+
+    def write_shard(self, namespace: str, item_keys: list[str], value: Any) -> tuple[str, dict]:
+        """:meth:`put_shard`, also returning the shard file's document (so the writer need not read it back)."""
         content = self.put_value(value)
         shard = digest([namespace, item_keys, content])[:32]
-        self._write_doc(self.shard_path(namespace, shard), {"items": item_keys, "value": content})
-        return shard
+        doc = {"items": item_keys, "value": content}
+        self._write_doc(self.shard_path(namespace, shard), doc)
+        return shard, doc
 
     def load_shard(self, namespace: str, shard: str) -> dict | None:
         """A shard file (None if absent); raise :class:`Corrupt` if it cannot be trusted."""
@@ -382,16 +396,19 @@ class Store:
         names = (n[: -len(".json")] for n in self.fs.list(f"items/{check_name(namespace)}") if n.endswith(".json"))
         return [n for n in names if is_name(n, "shard")]
 
-    def item_index(self, namespace: str) -> dict[str, ShardRef]:
-        """Every cached item of a namespace: item key -> where its output lives."""
-        index: dict[str, ShardRef] = {}
+    def namespace_shards(self, namespace: str) -> dict[str, dict]:
+        """Every readable shard file of a namespace, checked: shard id -> its document (corrupt ones warned
+        about and left out)."""
+        docs = {}
         for shard in self.shard_ids(namespace):
             doc = self.get_shard(namespace, shard)
-            if doc is None:
-                continue
-            for row, key in enumerate(doc["items"]):
-                index.setdefault(key, ShardRef(shard, row))
-        return index
+            if doc is not None:
+                docs[shard] = doc
+        return docs
+
+    def item_index(self, namespace: str) -> dict[str, ShardRef]:
+        """Every cached item of a namespace: item key -> where its output lives."""
+        return shard_index(self.namespace_shards(namespace))
 
     def drop_shard(self, namespace: str, shard: str) -> None:
         self.fs.remove(self.shard_path(namespace, shard))
