@@ -21,12 +21,12 @@ namespaces, shard ids) is checked (``checks.py``) before it becomes a path. Noth
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import urllib.parse
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -66,9 +66,9 @@ class StoreIOError(OSError):
     """The store could not be read or written (permissions, network); not corruption, nothing was deleted."""
 
 
-@dataclass(frozen=True)
-class ShardRef:
-    """Where one item's output lives: row ``row`` of shard ``shard`` in ``namespace``."""
+class ShardRef(NamedTuple):
+    """Where one item's output lives: row ``row`` of shard ``shard`` in ``namespace``. A named tuple, not a
+    frozen dataclass: an index of a million items builds a million of them, and a tuple is made 1.4-2x faster."""
 
     shard: str
     row: int
@@ -98,11 +98,20 @@ def assemble(parts: list[Any], runs: list[list[int]]) -> Any:
 
 
 def shard_index(docs: dict[str, dict], index: dict[str, ShardRef] | None = None) -> dict[str, ShardRef]:
-    """Item key -> where its output lives, from shard documents (the first shard naming a key wins)."""
+    """Item key -> where its output lives, from shard documents (the first shard naming a key wins). The
+    cyclic garbage collector is paused meanwhile: the index holds only strings and tuples, which cannot form
+    cycles, and at a million entries its repeated passes over them took most of the time."""
     index = {} if index is None else index
-    for shard, doc in docs.items():
-        for row, key in enumerate(doc["items"]):
-            index.setdefault(key, ShardRef(shard, row))
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        for shard, doc in docs.items():
+            for row, key in enumerate(doc["items"]):
+                if key not in index:
+                    index[key] = ShardRef(shard, row)
+    finally:
+        if paused:
+            gc.enable()
     return index
 
 
