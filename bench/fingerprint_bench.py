@@ -17,11 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from rows import record  # noqa: E402
+
 import cirkit  # noqa: E402
 from cirkit.engine import Stage, Store, fingerprint  # noqa: E402
 from cirkit.experiment.experiment import load_experiment  # noqa: E402
 from cirkit.experiment.runner import run_experiment  # noqa: E402
-from rows import record  # noqa: E402
 
 
 def all_stages() -> list[Stage]:

@@ -78,7 +78,8 @@ def files_under(root: str) -> tuple[int, int]:
     return count, size
 
 
-def pipeline(store: Store, mapper, n: int, config: ScaleConfig, load: bool = False) -> tuple[float, Engine]:
+def pipeline(store: Store, mapper, n: int, config: ScaleConfig, load: bool = False) -> tuple[float, list]:
+    """Seconds and steps of one run; the engine (and the output it holds in memory) is dropped."""
     start = time.perf_counter()
     engine = Engine(store, progress=False)
     items = engine.run(scale_items, ItemsConfig(n))
@@ -86,7 +87,7 @@ def pipeline(store: Store, mapper, n: int, config: ScaleConfig, load: bool = Fal
     engine.run(scale_count, config, outputs=out)
     if load:
         _ = out.value
-    return time.perf_counter() - start, engine
+    return time.perf_counter() - start, engine.steps
 
 
 def measure(kind: str, mapper, n: int, dim: int) -> list[tuple[str, str, str]]:
@@ -98,15 +99,15 @@ def measure(kind: str, mapper, n: int, dim: int) -> list[tuple[str, str, str]]:
         Engine(store, progress=False).run(scale_items, ItemsConfig(n))  # the item list, outside the cold run
         t_items = time.perf_counter() - t0
         files_before, _ = files_under(root)
-        cold, engine = pipeline(store, mapper, n, config)  # the item list is a hit here
+        cold, steps = pipeline(store, mapper, n, config)  # the item list is a hit here
         files, size = files_under(root)
-        warm, engine2 = pipeline(store, mapper, n, config)
-        assert all(s.status == "hit" for s in engine2.steps)
+        warm, steps2 = pipeline(store, mapper, n, config)
+        assert all(s.status == "hit" for s in steps2)
         warm_load, _ = pipeline(store, mapper, n, config, load=True)
 
-        step = next(s for s in engine.steps if s.stage == mapper.name)
+        step = next(s for s in steps if s.stage == mapper.name)
         namespace = store.get_record(step.key)["namespace"]
-        items = store.get_value(engine.steps[0].output)
+        items = store.get_value(steps[0].output)
         t0 = time.perf_counter()
         index = store.item_index(namespace)
         t_index = time.perf_counter() - t0
@@ -114,16 +115,17 @@ def measure(kind: str, mapper, n: int, dim: int) -> list[tuple[str, str, str]]:
         hits = sum(1 for it in items if mapper.item_digest(it) in index)
         t_probe = time.perf_counter() - t0
         assert hits == n, (hits, n)
+        del index, items
 
-        for s in engine.steps[1:]:
+        for s in steps[1:]:
             store.fs.remove(store.record_path(s.key))
-        item_level, engine3 = pipeline(store, mapper, n, config)
-        assert next(s for s in engine3.steps if s.stage == mapper.name).items_cached == n
+        item_level, steps3 = pipeline(store, mapper, n, config)
+        assert next(s for s in steps3 if s.stage == mapper.name).items_cached == n
 
         grown = n + n // 100
         Engine(store, progress=False).run(scale_items, ItemsConfig(grown))
-        t_grow, engine4 = pipeline(store, mapper, grown, config)
-        grow_step = next(s for s in engine4.steps if s.stage == mapper.name)
+        t_grow, steps4 = pipeline(store, mapper, grown, config)
+        grow_step = next(s for s in steps4 if s.stage == mapper.name)
         new_items = grow_step.items_total - (grow_step.items_cached or 0)
     finally:
         shutil.rmtree(root, ignore_errors=True)
