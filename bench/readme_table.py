@@ -52,6 +52,8 @@ def render(folder: Path) -> str:
             f"(jitted {info.get('matmul_size', 2048)}³ matmul, same run); load average {info['load_start']:.1f} at the start, "
             f"{info.get('load_end', float('nan')):.1f} at the end. Regenerate with `nox -s bench -- --write-readme "
             f"README.md` on an idle machine.")
+    if info.get("left_out"):
+        head += f" Left out of this run: {', '.join(info['left_out'])}."
     if failed:
         head += f" Benches that failed (no rows): {', '.join(failed)}."
     lines = [head, "", "| what | result | goal |", "|---|---|---|"]

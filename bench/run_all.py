@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench-dir", type=Path, default=HERE, help=argparse.SUPPRESS)  # tests: other benches
     parser.add_argument("--peak-size", type=int, default=2048, help=argparse.SUPPRESS)  # tests: a quick peak
     args = parser.parse_args(argv)
-    names = discover(args.bench_dir)
+    names = every = discover(args.bench_dir)
     if args.only:
         wanted = args.only.split(",")
         unknown = sorted(set(wanted) - set(names))
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out.mkdir(parents=True, exist_ok=True)
     info = machine(args.peak_size)
+    info["left_out"] = [n for n in every if n not in names]
     print(f"machine: {info['cpu']}, {info['cores']} cores, float32 matmul peak {info['matmul_peak_gflops']:.0f} "
           f"GFLOP/s (jit {args.peak_size}^3, measured now), load average {info['load_start']:.1f}; results in {out}", flush=True)
     env = {**os.environ, ENV: str(out / "rows.jsonl")}

@@ -105,6 +105,19 @@ def test_a_failing_bench_fails_the_run_and_leaves_the_readme_alone(tmp_path):
     assert readme.read_text() == README
     table = (only_run(out) / "table.md").read_text()
     assert "Benches that failed (no rows): clip." in table and "| lookup | 1.6 µs |" in table
+    assert "Left out" not in table
+
+
+def test_a_narrowed_run_names_the_benches_it_left_out(tmp_path):
+    benches, out = tmp_path / "benches", tmp_path / "out"
+    benches.mkdir()
+    for name in ("engine", "clip", "retrieval"):
+        write_bench(benches, name, f'record("{name} figure", "1")')
+    done = run_all(benches, out, "--skip", "clip", "--only", "engine,clip,retrieval")
+    assert done.returncode == 0, done.stderr
+    table = (only_run(out) / "table.md").read_text()
+    assert "Left out of this run: clip." in table
+    assert "| engine figure | 1 |" in table and "| retrieval figure | 1 |" in table and "clip figure" not in table
 
 
 def test_a_readme_without_the_markers_is_a_one_line_error(tmp_path):
