@@ -6,7 +6,7 @@ over the gallery; ScaNN QPS, recall@10 against exact, build time and build memor
 sampled every 10 ms, above the RSS before the phase).
 
 ``python bench/retrieval_bench.py [--n 1000000] [--dim 512] [--queries 1000] [--no-scann]``
-(``nox -s bench -- --n 200000`` for a quick run).
+(``nox -s bench -- --only retrieval --args "retrieval=--n 200000"`` for a quick run).
 """
 
 from __future__ import annotations

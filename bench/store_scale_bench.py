@@ -100,6 +100,7 @@ def measure(kind: str, mapper, n: int, dim: int) -> list[tuple[str, str, str]]:
         t_items = time.perf_counter() - t0
         files_before, _ = files_under(root)
         cold, steps = pipeline(store, mapper, n, config)  # the item list is a hit here
+        print(f"{kind}: cold run {cold:.0f} s", flush=True)
         files, size = files_under(root)
         warm, steps2 = pipeline(store, mapper, n, config)
         assert all(s.status == "hit" for s in steps2)
@@ -119,7 +120,9 @@ def measure(kind: str, mapper, n: int, dim: int) -> list[tuple[str, str, str]]:
 
         for s in steps[1:]:
             store.fs.remove(store.record_path(s.key))
+        print(f"{kind}: index read {t_index:.0f} s", flush=True)
         item_level, steps3 = pipeline(store, mapper, n, config)
+        print(f"{kind}: item-level rerun {item_level:.0f} s", flush=True)
         assert next(s for s in steps3 if s.stage == mapper.name).items_cached == n
 
         grown = n + n // 100
