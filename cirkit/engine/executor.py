@@ -24,7 +24,9 @@ from .provenance import package_versions
 from .stage import Stage
 from .store import MissingContent, Store, assemble, gather_runs, shard_index
 
-__all__ = ["Engine", "Artifact", "Pending", "Step", "StageOutputError"]
+__all__ = ["Engine", "Artifact", "Pending", "Step", "StageOutputError", "PACK_PARTS"]
+
+PACK_PARTS = 64  # an item stage's output assembled from more stored parts than this is packed (Engine._pack)
 
 
 class StageOutputError(ValueError):
@@ -341,7 +343,18 @@ class Engine:
         assembled = assemble(loaded, runs)
         content = digest(assembled)
         self._memo[content] = assembled
+        if len(parts) > PACK_PARTS:
+            return self._pack(namespace, item_keys, assembled, content)
         return self.store.put_gather(parts, runs, content)
+
+    def _pack(self, namespace: str, item_keys: list[str], assembled: Any, content: str) -> str:
+        """Store an output assembled from many shards whole, then one shard file naming all its items: the
+        output loads as one value instead of thousands, and the items' index is one file once ``cirkit gc`` has
+        removed the small shards. Those stay until then: an earlier record's gathered output may need them
+        (verify and pull require every part of a gather to be provided by a shard file)."""
+        self.store.put_value(assembled, content)
+        self.store.index_shard(namespace, list(item_keys), content)
+        return content
 
 
 def _has_artifacts(value: Any) -> bool:

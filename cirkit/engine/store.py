@@ -98,14 +98,14 @@ def assemble(parts: list[Any], runs: list[list[int]]) -> Any:
 
 
 def shard_index(docs: dict[str, dict], index: dict[str, ShardRef] | None = None) -> dict[str, ShardRef]:
-    """Item key -> where its output lives, from shard documents (the first shard naming a key wins). The
+    """Item key -> where its output lives, from shard documents (the largest shard naming a key wins). The
     cyclic garbage collector is paused meanwhile: the index holds only strings and tuples, which cannot form
     cycles, and at a million entries its repeated passes over them took most of the time."""
     index = {} if index is None else index
     paused = gc.isenabled()
     gc.disable()
-    try:
-        for shard, doc in docs.items():
+    try:  # larger shards first: an item is found in a pack (one value) rather than in one of many small shards
+        for shard, doc in sorted(docs.items(), key=lambda kv: -len(kv[1]["items"])):
             for row, key in enumerate(doc["items"]):
                 if key not in index:
                     index[key] = ShardRef(shard, row)
@@ -387,7 +387,10 @@ class Store:
 
     def write_shard(self, namespace: str, item_keys: list[str], value: Any) -> tuple[str, dict]:
         """:meth:`put_shard`, also returning the shard file's document (so the writer need not read it back)."""
-        content = self.put_value(value)
+        return self.index_shard(namespace, item_keys, self.put_value(value))
+
+    def index_shard(self, namespace: str, item_keys: list[str], content: str) -> tuple[str, dict]:
+        """Write the shard file saying that row i of the stored value ``content`` is item ``item_keys[i]``."""
         shard = digest([namespace, item_keys, content])[:32]
         doc = {"items": item_keys, "value": content}
         self._write_doc(self.shard_path(namespace, shard), doc)
