@@ -3,7 +3,8 @@
 A call's key is the digest of the stage identity, the config and the *content hashes* of its inputs, so
 an upstream recompute that yields identical content leaves everything downstream cached (early cutoff).
 Item-mapping stages are resolved per item inside a namespace (stage identity + config + the other
-inputs), computed in shards that are published as they finish, and assembled without copying.
+inputs), computed in shards that are published as they finish, and assembled without copying (or, from
+more than ``PACK_PARTS`` shards, stored whole with one shard file naming every item: a pack).
 """
 
 from __future__ import annotations
