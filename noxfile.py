@@ -74,14 +74,8 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Measurements for the closing notes; each prints ratios against a reference taken in the same run."""
+    """Every bench in one run (bench/run_all.py), the machine described at the top, then the README's
+    performance table. ``nox -s bench -- --write-readme README.md`` also puts the table into the README;
+    ``-- --only clip,bf16`` or ``-- --args "retrieval=--n 200000"`` narrow it."""
     install_locked(session)
-    session.run("python", "bench/engine_bench.py", env=ENV)
-    session.run("python", "bench/fingerprint_bench.py", env=ENV)
-    session.run("python", "bench/clip_bench.py", env=ENV)
-    session.run("python", "bench/decode_bench.py", env=ENV)
-    session.run("python", "bench/models_bench.py", env=ENV)
-    session.run("python", "bench/lm_bench.py", env=ENV)
-    session.run("python", "bench/sharing_bench.py", env=ENV)
-    session.run("python", "bench/ray_bench.py", env=ENV)
-    session.run("python", "bench/retrieval_bench.py", *session.posargs, env=ENV)
+    session.run("python", "bench/run_all.py", *session.posargs, env=ENV)

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import matmul_peak  # noqa: E402
+from rows import record  # noqa: E402
 
 
 def tower_flops(tokens: int, hidden: int, inter: int, layers: int) -> float:
@@ -77,6 +78,10 @@ def main(batch: int = 32, repeats: int = 3) -> None:
         gflops = jax_rate * flops / 1e9
         print(f"{name:<10}{torch_rate:>10.1f}{jax_rate:>10.1f}{jax_rate / torch_rate:>7.2f}x{'1.5x':>7}"
               f"{gflops:>10.1f}{gflops / peak:>8.0%}{'50%':>6}")
+        record(f"CLIP ViT-B/32 {name}, cirkit JAX vs transformers torch (batch {batch}, fp32)",
+               f"{jax_rate:.1f} vs {torch_rate:.1f} ({jax_rate / torch_rate:.2f}×)", "≥ 1.5×")
+        record(f"CLIP ViT-B/32 {name.split('/')[0]}: GFLOP/s achieved vs the jit matmul peak ({peak:.0f} GFLOP/s)",
+               f"{gflops:.0f} ({gflops / peak:.0%})", "≥ 50 %")
 
 
 if __name__ == "__main__":

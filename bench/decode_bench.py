@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from machine import describe, matmul_peak  # noqa: E402
+from rows import record  # noqa: E402
 
 MODELS = {"b32": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32),
           "l14": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14)}
@@ -114,6 +115,13 @@ def main() -> None:
                 print(f"  end to end, files -> stored, {w} thread(s): {r:.1f} images/s = {100 * r / encoder_only:.0f} % of encoder-only")
             serial_decode_share = (1 / decode[min(decode)]) / (1 / e2e[1])
             print(f"  decode share of the serial end-to-end time: {100 * serial_decode_share:.0f} %")
+            label = f"CLIP {model} ({args.dtype}, batch {args.batch}), {len(paths)} 640×480 JPEGs"
+            record(f"{label}: decode+preprocess images/s by threads",
+                   ", ".join(f"{w}: {r:.0f}" for w, r in decode.items()))
+            record(f"{label}: end to end (files → stored) images/s by decode threads, and % of encoder-only "
+                   f"({encoder_only:.1f} images/s on pre-decoded pixels)",
+                   ", ".join(f"{w}: {r:.1f} ({100 * r / encoder_only:.0f} %)" for w, r in e2e.items()))
+            record(f"{label}: decode share of the serial end-to-end time", f"{100 * serial_decode_share:.0f} %")
 
 
 if __name__ == "__main__":

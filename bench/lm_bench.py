@@ -12,6 +12,10 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rows import record  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import describe  # noqa: E402
@@ -59,6 +63,7 @@ def main(new_tokens: int = 16, folder: str | None = None) -> None:
         reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         load_torch = time.perf_counter() - t0
         print(f"load: cirkit {load_jax:.2f}s, transformers {load_torch:.2f}s")
+        record("causal LM load (SmolLM2-135M safetensors), cirkit vs transformers", f"{load_jax:.1f} s vs {load_torch:.1f} s")
 
         def ours(batch):
             return greedy_generate(lm.params, lm.config, prompts[:batch], new_tokens, eos_ids=())
@@ -77,6 +82,9 @@ def main(new_tokens: int = 16, folder: str | None = None) -> None:
             jax_s = best_of(2, lambda: ours(batch))  # noqa: B023
             torch_s = best_of(2, lambda: theirs(batch))  # noqa: B023
             tokens = batch * new_tokens
+            record(f"causal LM greedy tokens/s at batch {batch}, cirkit JAX vs transformers torch (SmolLM2-135M, fp32, "
+                   f"{new_tokens} new tokens)", f"{tokens / jax_s:.1f} vs {tokens / torch_s:.1f} ({torch_s / jax_s:.1f}×)",
+                   "≥ 1.0× at batch 8" if batch == 8 else "")
             print(f"batch {batch}: cirkit JAX {tokens / jax_s:.1f} tokens/s, transformers torch "
                   f"{tokens / torch_s:.1f} tokens/s, ratio {torch_s / jax_s:.2f}x "
                   f"(greedy, {new_tokens} new tokens, fp32; first call incl. compile {compile_s:.1f}s)")

@@ -17,6 +17,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> list[str]:
+    """The CPU's feature flags (/proc/cpuinfo; empty where it is not readable)."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("flags"):
+                return line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return []
+
+
 def matmul_peak(n: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
     """GFLOP/s of a jitted n×n matmul on the default JAX device, measured now (the reference for ratios)."""
     import jax

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rows import record  # noqa: E402
 
 
 def main(n_requests: int = 16) -> None:
@@ -75,6 +77,10 @@ def main(n_requests: int = 16) -> None:
     for in_flight, rate in rates:
         print(f"transformers serve, {in_flight} in flight: {rate:.2f} requests/s ({rate / base:.2f}x of 1 in flight)"
               f", 16 new tokens each")
+    record(f"embedded reasoner (SmolLM2-135M, transformers backend) load / tokens/s at batch "
+           f"{', '.join(str(b) for b, _ in rows)}", f"{load_s:.2f} s / {', '.join(f'{r:.0f}' for _, r in rows)}")
+    record(f"`transformers serve` (SmolLM2, CPU) requests/s at {', '.join(str(n) for n, _ in rates)} in flight",
+           ", ".join(f"{r:.2f}" for _, r in rates))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rows import record  # noqa: E402
+
 
 def _port() -> int:
     with socket.socket() as s:
@@ -58,7 +61,11 @@ def main() -> None:
         print(f"re-push (nothing missing): {again.files} file(s), {again.skipped} skipped, {repush_s:.2f}s")
         print(f"pull (verified): {down.files} files, {down.bytes / 2**20:.1f} MiB in {pull_s:.2f}s = "
               f"{down.bytes / 2**20 / pull_s:.1f} MiB/s")
+        record(f"push / verified pull to loopback S3 (moto), {up.bytes / 2**20:.1f} MiB run",
+               f"{up.bytes / 2**20 / push_s:.1f} / {down.bytes / 2**20 / pull_s:.1f} MiB/s; re-push sends "
+               f"{again.files} file{'s' if again.files != 1 else ''}")
         print(f"{'queries':>8}{'diff (s)':>10}{'per query (ms)':>16}")
+        diff_s = {}
         for n in (250, 1000, 4000):
             store = f"{tmp}/d{n}"
             _run(store, "x", 8000, n)
@@ -67,6 +74,9 @@ def main() -> None:
             diff_runs(Store(store), "x", "y")
             s = time.perf_counter() - t0
             print(f"{n:>8}{s:>10.3f}{1000 * s / n:>16.3f}")
+            diff_s[n] = s
+        record(f"`cirkit diff` of two synthetic runs, {' / '.join(f'{n:,}' for n in diff_s)} queries",
+               " / ".join(f"{s:.2f}" for s in diff_s.values()) + " s")
     server.stop()
 
 

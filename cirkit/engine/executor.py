@@ -3,7 +3,8 @@
 A call's key is the digest of the stage identity, the config and the *content hashes* of its inputs, so
 an upstream recompute that yields identical content leaves everything downstream cached (early cutoff).
 Item-mapping stages are resolved per item inside a namespace (stage identity + config + the other
-inputs), computed in shards that are published as they finish, and assembled without copying.
+inputs), computed in shards that are published as they finish, and assembled without copying (or, from
+more than ``PACK_PARTS`` shards, stored whole with one shard file naming every item: a pack).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from .partial import PartialShard
 from .progress import Progress
 from .provenance import package_versions
 from .stage import Stage
-from .store import MissingContent, Store, assemble, gather_runs
+from .store import MissingContent, Store, assemble, gather_runs, shard_index
 
-__all__ = ["Engine", "Artifact", "Pending", "Step", "StageOutputError"]
+__all__ = ["Engine", "Artifact", "Pending", "Step", "StageOutputError", "PACK_PARTS"]
+
+PACK_PARTS = 64  # an item stage's output assembled from more stored parts than this is packed (Engine._pack)
 
 
 class StageOutputError(ValueError):
@@ -248,23 +251,34 @@ class Engine:
         namespace = self._namespace(stage, info.config_hash, info.inputs)
         items = self._items(stage, values)
         item_keys = [stage.item_digest(item) for item in items]
+        # Shards this process computes are kept (document and value) so that assembling does not read back and
+        # re-hash what was just written; shards computed elsewhere (another process, Ray workers) are read.
+        fresh: dict[str, tuple[dict, Any]] = {}
         for _attempt in range(3):
-            index = self.store.item_index(namespace)
+            docs = self.store.namespace_shards(namespace)
+            index = shard_index(docs)
             todo: dict[str, int] = {}
             for i, k in enumerate(item_keys):
                 if k not in index and k not in todo:
                     todo[k] = i
             info.items_total, info.items_cached = len(items), len(items) - len(todo)
-            self._run_shards(stage, config, values, items, namespace, list(todo.items()))
-            index = self.store.item_index(namespace)
+            self._run_shards(stage, config, values, items, namespace, list(todo.items()), fresh)
+            for shard, (doc, _) in fresh.items():
+                if docs.setdefault(shard, doc) is doc:
+                    shard_index({shard: doc}, index)
+            if any(k not in index for k in todo):  # computed out of this process: read what it wrote
+                docs = self.store.namespace_shards(namespace)
+                index = shard_index(docs)
             try:
-                return self._assemble(namespace, item_keys, index), {"namespace": namespace}
+                parts = {doc["value"]: value for doc, value in fresh.values()}
+                return self._assemble(namespace, item_keys, index, docs, parts), {"namespace": namespace}
             except _LostShards as lost:  # corrupt or vanished shards: forget them and redo their items
                 for shard in lost.shards:
                     self.store.drop_shard(namespace, shard)
         raise StageOutputError(f"stage {stage.name}: shards keep failing their integrity checks")
 
-    def _run_shards(self, stage, config, values, items, namespace, todo: list[tuple[str, int]]) -> None:
+    def _run_shards(self, stage, config, values, items, namespace, todo: list[tuple[str, int]],
+                    fresh: dict[str, tuple[dict, Any]]) -> None:
         if not todo:
             return
         size = stage.shard_size
@@ -283,14 +297,18 @@ class Engine:
             if len(out) != len(batch):
                 raise StageOutputError(f"stage {stage.name} returned {len(out)} outputs for {len(batch)} items")
             shard_value = np.asarray(out) if isinstance(out, np.ndarray) else tuple(out)
-            self.store.put_shard(namespace, [k for k, _ in task], shard_value)
+            shard, doc = self.store.write_shard(namespace, [k for k, _ in task], shard_value)
+            fresh[shard] = (doc, shard_value)  # in a Ray worker this is the worker's copy: the driver reads instead
             return len(task)
 
         with self.progress.bar(f"{info_label(stage)}", total=len(todo)) as advance:
             for _, done in self.executor.map(compute, tasks):
                 advance(done)
 
-    def _assemble(self, namespace: str, item_keys: list[str], index: dict) -> str:
+    def _assemble(self, namespace: str, item_keys: list[str], index: dict, docs: dict[str, dict],
+                  in_memory: dict[str, Any]) -> str:
+        """The gather of every item's row; ``docs`` are shard documents already read and checked, ``in_memory``
+        the values this process just computed and stored (by content hash), so neither is read again."""
         shard_values: dict[str, str] = {}
         parts: list[str] = []
         part_of: dict[str, int] = {}
@@ -300,7 +318,7 @@ class Engine:
         for k in item_keys:
             ref = index[k]
             if ref.shard not in shard_values:
-                doc = self.store.get_shard(namespace, ref.shard)
+                doc = docs.get(ref.shard) or self.store.get_shard(namespace, ref.shard)
                 if doc is None:
                     lost.add(ref.shard)
                     continue
@@ -313,6 +331,9 @@ class Engine:
             rows.append((part_of[value_hash], ref.row))
         loaded = []
         for p in parts:
+            if p in in_memory:
+                loaded.append(in_memory[p])
+                continue
             try:
                 loaded.append(self.store.get_value(p))
             except MissingContent:
@@ -323,7 +344,18 @@ class Engine:
         assembled = assemble(loaded, runs)
         content = digest(assembled)
         self._memo[content] = assembled
+        if len(parts) > PACK_PARTS:
+            return self._pack(namespace, item_keys, assembled, content)
         return self.store.put_gather(parts, runs, content)
+
+    def _pack(self, namespace: str, item_keys: list[str], assembled: Any, content: str) -> str:
+        """Store an output assembled from many shards whole, then one shard file naming all its items: the
+        output loads as one value instead of thousands, and the items' index is one file once ``cirkit gc`` has
+        removed the small shards. Those stay until then: an earlier record's gathered output may need them
+        (verify and pull require every part of a gather to be provided by a shard file)."""
+        self.store.put_value(assembled, content)
+        self.store.index_shard(namespace, list(item_keys), content)
+        return content
 
 
 def _has_artifacts(value: Any) -> bool:

@@ -21,12 +21,12 @@ namespaces, shard ids) is checked (``checks.py``) before it becomes a path. Noth
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import urllib.parse
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from .hashing import digest, digest_bytes
 
 __all__ = [
     "Store", "CorruptionWarning", "MissingContent", "ShardRef", "BadName", "StoreIOError", "check_name", "check_names",
-    "gather_runs", "assemble",
+    "gather_runs", "assemble", "shard_index",
 ]
 
 _INLINE_ARRAY_BYTES = 1024
@@ -66,9 +66,9 @@ class StoreIOError(OSError):
     """The store could not be read or written (permissions, network); not corruption, nothing was deleted."""
 
 
-@dataclass(frozen=True)
-class ShardRef:
-    """Where one item's output lives: row ``row`` of shard ``shard`` in ``namespace``."""
+class ShardRef(NamedTuple):
+    """Where one item's output lives: row ``row`` of shard ``shard`` in ``namespace``. A named tuple, not a
+    frozen dataclass: an index of a million items builds a million of them, and a tuple is made 1.4-2x faster."""
 
     shard: str
     row: int
@@ -95,6 +95,24 @@ def assemble(parts: list[Any], runs: list[list[int]]) -> Any:
     if pieces and all(isinstance(p, np.ndarray) for p in parts):
         return np.concatenate(pieces)
     return tuple(x for piece in pieces for x in piece)
+
+
+def shard_index(docs: dict[str, dict], index: dict[str, ShardRef] | None = None) -> dict[str, ShardRef]:
+    """Item key -> where its output lives, from shard documents (the largest shard naming a key wins). The
+    cyclic garbage collector is paused meanwhile: the index holds only strings and tuples, which cannot form
+    cycles, and at a million entries its repeated passes over them took most of the time."""
+    index = {} if index is None else index
+    paused = gc.isenabled()
+    gc.disable()
+    try:  # larger shards first: an item is found in a pack (one value) rather than in one of many small shards
+        for shard, doc in sorted(docs.items(), key=lambda kv: -len(kv[1]["items"])):
+            for row, key in enumerate(doc["items"]):
+                if key not in index:
+                    index[key] = ShardRef(shard, row)
+    finally:
+        if paused:
+            gc.enable()
+    return index
 
 
 def _fan(prefix: str, name: str, suffix: str) -> str:
@@ -365,10 +383,18 @@ class Store:
 
     def put_shard(self, namespace: str, item_keys: list[str], value: Any) -> str:
         """Store one computed shard (content first, then the shard file) and return its id."""
-        content = self.put_value(value)
+        return self.write_shard(namespace, item_keys, value)[0]
+
+    def write_shard(self, namespace: str, item_keys: list[str], value: Any) -> tuple[str, dict]:
+        """:meth:`put_shard`, also returning the shard file's document (so the writer need not read it back)."""
+        return self.index_shard(namespace, item_keys, self.put_value(value))
+
+    def index_shard(self, namespace: str, item_keys: list[str], content: str) -> tuple[str, dict]:
+        """Write the shard file saying that row i of the stored value ``content`` is item ``item_keys[i]``."""
         shard = digest([namespace, item_keys, content])[:32]
-        self._write_doc(self.shard_path(namespace, shard), {"items": item_keys, "value": content})
-        return shard
+        doc = {"items": item_keys, "value": content}
+        self._write_doc(self.shard_path(namespace, shard), doc)
+        return shard, doc
 
     def load_shard(self, namespace: str, shard: str) -> dict | None:
         """A shard file (None if absent); raise :class:`Corrupt` if it cannot be trusted."""
@@ -382,16 +408,19 @@ class Store:
         names = (n[: -len(".json")] for n in self.fs.list(f"items/{check_name(namespace)}") if n.endswith(".json"))
         return [n for n in names if is_name(n, "shard")]
 
-    def item_index(self, namespace: str) -> dict[str, ShardRef]:
-        """Every cached item of a namespace: item key -> where its output lives."""
-        index: dict[str, ShardRef] = {}
+    def namespace_shards(self, namespace: str) -> dict[str, dict]:
+        """Every readable shard file of a namespace, checked: shard id -> its document (corrupt ones warned
+        about and left out)."""
+        docs = {}
         for shard in self.shard_ids(namespace):
             doc = self.get_shard(namespace, shard)
-            if doc is None:
-                continue
-            for row, key in enumerate(doc["items"]):
-                index.setdefault(key, ShardRef(shard, row))
-        return index
+            if doc is not None:
+                docs[shard] = doc
+        return docs
+
+    def item_index(self, namespace: str) -> dict[str, ShardRef]:
+        """Every cached item of a namespace: item key -> where its output lives."""
+        return shard_index(self.namespace_shards(namespace))
 
     def drop_shard(self, namespace: str, shard: str) -> None:
         self.fs.remove(self.shard_path(namespace, shard))
