@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..engine import stage
-from ..evaluation.stages import EvalConfig, SubmissionConfig, evaluate, make_submission
 from .. import config_checks as checks
 from ..encoders.stages import embed_images, embed_texts
-from ..evaluation.stages import DEFAULT_KS
+from ..engine import stage
+from ..evaluation.stages import DEFAULT_KS, EvalConfig, SubmissionConfig, evaluate, make_submission
 from ..methods.baselines import gallery_images
 from ..methods.imagescope.stages import subset_by_rank_then_score
 from ..retrieval.stages import RetrievalConfig, SubsetOrderConfig, build_index, restrict_to_subset, retrieve

@@ -8,14 +8,6 @@ import numpy as np
 from PIL import Image
 
 from cirkit.data.model import ComposedQuery, Gallery, ImageRef, Split, TextQuery
-from cirkit.methods.imagescope.stages import (
-    DescriptionConfig,
-    RerankConfig,
-    description_counts,
-    descriptions,
-    group_rows,
-    rerank_by_propositions,
-)
 from cirkit.methods.imagescope.evaluation import (
     PairsConfig,
     RoundConfig,
@@ -24,6 +16,14 @@ from cirkit.methods.imagescope.evaluation import (
     round_inputs,
     stitch_pairs,
     update_accepted,
+)
+from cirkit.methods.imagescope.stages import (
+    DescriptionConfig,
+    RerankConfig,
+    description_counts,
+    descriptions,
+    group_rows,
+    rerank_by_propositions,
 )
 from cirkit.models.prompts import PromptConfig, load_template
 from cirkit.models.requests import ChatResponse

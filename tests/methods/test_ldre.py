@@ -10,8 +10,15 @@ import pytest
 from cirkit.data.errors import DataError
 from cirkit.data.model import ComposedQuery, Gallery, ImageRef, Split
 from cirkit.engine import Engine, Store
-from cirkit.methods.ldre import ColumnConfig, EnsembleConfig, PublishedConfig, ensemble_queries, member_weights, \
-    published_column, read_published
+from cirkit.methods.ldre import (
+    ColumnConfig,
+    EnsembleConfig,
+    PublishedConfig,
+    ensemble_queries,
+    member_weights,
+    published_column,
+    read_published,
+)
 
 
 def unit(x):

@@ -20,11 +20,31 @@ from ...pipelines.setup import Setup, benchmark_of, clip_substitute, embedded_ll
 from ...retrieval.stages import FusionConfig, RetrievalConfig, fuse_gallery, fuse_queries, retrieve
 from ..baselines import TextsConfig, gallery_images, query_texts
 from ..common import AnswerTexts, FieldNames, answer_texts, instructions, reference_images, zip_fields
-from .evaluation import (PairsConfig, RoundConfig, evaluator_images, nothing_accepted, promote_accepted, round_inputs,
-                         stitch_pairs, update_accepted)
-from .stages import (STEP_KEYS, DescriptionConfig, RerankConfig, TurnConfig, blank_references, chat_turns,
-                     description_counts, descriptions, group_rows, joined_texts, proposition_fields,
-                     rerank_by_propositions, verification_inputs)
+from .evaluation import (
+    PairsConfig,
+    RoundConfig,
+    evaluator_images,
+    nothing_accepted,
+    promote_accepted,
+    round_inputs,
+    stitch_pairs,
+    update_accepted,
+)
+from .stages import (
+    STEP_KEYS,
+    DescriptionConfig,
+    RerankConfig,
+    TurnConfig,
+    blank_references,
+    chat_turns,
+    description_counts,
+    descriptions,
+    group_rows,
+    joined_texts,
+    proposition_fields,
+    rerank_by_propositions,
+    verification_inputs,
+)
 
 __all__ = ["ImageScopeConfig", "imagescope"]
 

@@ -16,8 +16,15 @@ from ...experiment.pipeline import pipeline
 from ...models.roles import ParseConfig, RoleConfig
 from ...pipelines.parts import Part, over_parts
 from ...pipelines.scoring import embedded_gallery, notice, require_deep_enough, score
-from ...pipelines.setup import Setup, benchmark_of, clip_substitute, embedded_llm, prepare, require_composed, \
-    with_oracle_noise
+from ...pipelines.setup import (
+    Setup,
+    benchmark_of,
+    clip_substitute,
+    embedded_llm,
+    prepare,
+    require_composed,
+    with_oracle_noise,
+)
 from ...retrieval.stages import RetrievalConfig
 from ..common import AnswerTexts, FieldNames, answer_texts, instructions, reference_images, zip_fields
 from .published import ColumnConfig, PublishedConfig, published_column, read_published
