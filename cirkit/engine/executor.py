@@ -23,6 +23,7 @@ from .progress import Progress
 from .provenance import package_versions
 from .stage import Stage
 from .store import MissingContent, Store, assemble, gather_runs
+from .streaming import StreamOutputError, publish_stream
 
 __all__ = ["Engine", "Artifact", "Pending", "Step", "StageOutputError"]
 
@@ -270,6 +271,16 @@ class Engine:
         size = stage.shard_size
         tasks = [todo[i : i + size] for i in range(0, len(todo), size)]
         others = {k: v for k, v in values.items() if k != stage.over}
+        if stage.stream:  # one call over every missing item, in this process whatever the executor (see .streaming)
+            keys = [k for k, _ in todo]
+            outputs = stage.fn(config, **{stage.over: tuple(items[i] for _, i in todo)}, **others)
+            with self.progress.bar(f"{info_label(stage)}", total=len(todo)) as advance:
+                try:
+                    publish_stream(outputs, keys, size, lambda ks, vs: self.store.put_shard(namespace, ks, vs),
+                                   advance, stage.name)
+                except StreamOutputError as exc:
+                    raise StageOutputError(str(exc)) from None
+            return
 
         def compute(task: list[tuple[str, int]]) -> int:
             batch = tuple(items[i] for _, i in task)

@@ -17,7 +17,8 @@ import math
 import mimetypes
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import httpx
@@ -182,21 +183,51 @@ class OpenAIBackend:
             time.sleep(wait)
         raise BackendError(f"{self.url}/chat/completions failed after {cfg.retries + 1} attempts ({last.reason})")
 
+    def _ask(self, request: ChatRequest) -> ChatResponse:
+        return self._post(payload(self.config.model, request))  # the body (images base64) is built in the worker
+
+    def stream(self, requests: list[ChatRequest] | tuple[ChatRequest, ...]) -> Iterator[tuple[int, ChatResponse]]:
+        """(position, answer) as answers arrive, keeping ``max_in_flight`` requests outstanding from first to last
+        (a new one goes out as soon as one comes back; bodies are built only when sent). A failed request does
+        not stop the others; once every request has been tried the first failure is raised. Closing the
+        iterator early (an interrupt) drops what has not been sent and leaves the requests in flight to finish."""
+        pool = ThreadPoolExecutor(max(1, self.config.max_in_flight), thread_name_prefix="cirkit-request")
+        pending: dict[Future, int] = {}
+        queue = iter(enumerate(requests))
+        first_error: BackendError | None = None
+        try:
+            for i, request in queue:
+                pending[pool.submit(self._ask, request)] = i
+                if len(pending) >= self.config.max_in_flight:
+                    break
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    i = pending.pop(future)
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        pending[pool.submit(self._ask, nxt[1])] = nxt[0]
+                    try:
+                        answer = future.result()
+                    except BackendError as exc:
+                        first_error = first_error or exc
+                        continue
+                    yield i, answer
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if first_error is not None:
+            raise first_error
+
     def complete(self, requests: list[ChatRequest]) -> list[ChatResponse]:
         """Answers in order. If some requests fail, the others still finish and travel with the first failure
         (:class:`RequestsFailed`), so the answers that came back can be kept."""
-        bodies = [payload(self.config.model, r) for r in requests]
-        with ThreadPoolExecutor(max(1, self.config.max_in_flight)) as pool:
-            futures = [pool.submit(self._post, b) for b in bodies]
-        done, errors = {}, []
-        for i, future in enumerate(futures):
-            try:
-                done[i] = future.result()
-            except BackendError as exc:
-                errors.append(exc)
-        if errors:
-            raise RequestsFailed(errors[0], done)
-        return [done[i] for i in range(len(bodies))]
+        done: dict[int, ChatResponse] = {}
+        try:
+            for i, answer in self.stream(requests):
+                done[i] = answer
+        except BackendError as exc:
+            raise RequestsFailed(exc, done) from None
+        return [done[i] for i in range(len(requests))]
 
 
 def _read_within(response: httpx.Response, deadline: float, timeout: float) -> bytes:
