@@ -9,7 +9,7 @@ import pytest
 from fake_servers import Scripted
 
 from cirkit.engine import Engine, Store
-from cirkit.models.config import BackendConfig
+from cirkit.models.config import BackendConfig, BackendError
 from cirkit.models.requests import ChatRequest, Decoding, Message
 from cirkit.models.stages import chat, release_backends, resolve_backend
 
@@ -98,3 +98,14 @@ def test_an_interrupted_run_keeps_its_answers_and_the_rerun_asks_only_for_the_re
     asked = [b["messages"][0]["content"] for b in second.bodies]
     assert len(asked) == len(set(asked)) == 50 - kept, "the rerun asked exactly for the requests without an answer"
     assert [r.text for r in out.value] == [f"answer {i}" for i in range(50)]
+
+
+def test_a_server_that_is_gone_stops_the_step_instead_of_failing_every_request(tmp_path):
+    server = Scripted(lambda n, body: (200, answer(body), {}) if n < 5 else (500, {"error": "gone"}, {}))
+    try:
+        with pytest.raises(BackendError, match="HTTP 500"):
+            run_chat(Store(str(tmp_path)), server.url, 200, in_flight=4)
+        asked = len(server.bodies)
+    finally:
+        server.close()
+    assert asked <= 5 + 16 + 4, "after 16 failures in a row nothing new is sent (those in flight finish)"

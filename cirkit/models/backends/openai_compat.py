@@ -113,6 +113,9 @@ def read_response(body: Any, requested_model: str) -> ChatResponse:
 
 # An answer larger than this is not a chat completion; stop reading rather than fill memory.
 MAX_ANSWER_BYTES = 64 * 2**20
+# Failures in a row (no answer between them) after which a step stops sending requests: a server that is gone
+# fails everything, and each failure can take the whole per-request deadline.
+GIVE_UP_AFTER = 16
 # The longest Retry-After honoured; a server asking for more is waited on only this long.
 MAX_RETRY_AFTER = 60.0
 
@@ -189,29 +192,36 @@ class OpenAIBackend:
     def stream(self, requests: list[ChatRequest] | tuple[ChatRequest, ...]) -> Iterator[tuple[int, ChatResponse]]:
         """(position, answer) as answers arrive, keeping ``max_in_flight`` requests outstanding from first to last
         (a new one goes out as soon as one comes back; bodies are built only when sent). A failed request does
-        not stop the others; once every request has been tried the first failure is raised. Closing the
-        iterator early (an interrupt) drops what has not been sent and leaves the requests in flight to finish."""
+        not stop the others, unless :data:`GIVE_UP_AFTER` fail in a row (the server is gone: nothing new is
+        sent, the requests in flight finish); then the first failure is raised. Closing the iterator early
+        (an interrupt) drops what has not been sent and leaves the requests in flight to finish."""
         pool = ThreadPoolExecutor(max(1, self.config.max_in_flight), thread_name_prefix="cirkit-request")
         pending: dict[Future, int] = {}
         queue = iter(enumerate(requests))
         first_error: BackendError | None = None
+        failed_in_a_row = 0
+
+        def send() -> None:
+            nxt = next(queue, None) if failed_in_a_row < GIVE_UP_AFTER else None
+            if nxt is not None:
+                pending[pool.submit(self._ask, nxt[1])] = nxt[0]
+
         try:
-            for i, request in queue:
-                pending[pool.submit(self._ask, request)] = i
-                if len(pending) >= self.config.max_in_flight:
-                    break
+            for _ in range(max(1, self.config.max_in_flight)):
+                send()
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     i = pending.pop(future)
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        pending[pool.submit(self._ask, nxt[1])] = nxt[0]
                     try:
                         answer = future.result()
                     except BackendError as exc:
                         first_error = first_error or exc
+                        failed_in_a_row += 1
+                        send()
                         continue
+                    failed_in_a_row = 0
+                    send()
                     yield i, answer
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
