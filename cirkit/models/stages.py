@@ -81,7 +81,12 @@ def release_backends() -> None:
     """Forget every live backend (its model is freed once nothing else holds it): for long-lived processes
     that move on to other models, such as a notebook or a test session."""
     with _BACKENDS_LOCK:
+        live = list(_BACKENDS.values())
         _BACKENDS.clear()
+    for backend in live:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()  # a server backend's connections and event loop
 
 
 def _load_backend(config: BackendConfig, location: str):
