@@ -82,6 +82,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/decode_bench.py", env=ENV)
     session.run("python", "bench/models_bench.py", env=ENV)
     session.run("python", "bench/lm_bench.py", env=ENV)
+    session.run("python", "bench/local_batching_bench.py", env=ENV)
     session.run("python", "bench/sharing_bench.py", env=ENV)
     session.run("python", "bench/ray_bench.py", env=ENV)
     session.run("python", "bench/retrieval_bench.py", *session.posargs, env=ENV)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # measure this checkout's cirkit, not whichever one the interpreter has installed
 SERVED = "smollm2"
 
 

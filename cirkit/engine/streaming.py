@@ -41,7 +41,8 @@ def publish_stream(
     try:
         for position, value in iterator:
             if not (isinstance(position, int) and 0 <= position < len(keys)) or position in seen:
-                raise StreamOutputError(f"stage {name} yielded position {position!r}: not a new item of its {len(keys)}")
+                raise StreamOutputError(
+                    f"stage {name} yielded position {position!r}: not a new item of its {len(keys)}")
             seen.add(position)
             got_keys.append(keys[position])
             got_values.append(value)
