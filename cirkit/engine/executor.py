@@ -24,6 +24,7 @@ from .progress import Progress
 from .provenance import package_versions
 from .stage import Stage
 from .store import MissingContent, Store, assemble, gather_runs, shard_index
+from .streaming import StreamOutputError, publish_stream
 
 __all__ = ["Engine", "Artifact", "Pending", "Step", "StageOutputError", "PACK_PARTS"]
 
@@ -284,6 +285,19 @@ class Engine:
         size = stage.shard_size
         tasks = [todo[i : i + size] for i in range(0, len(todo), size)]
         others = {k: v for k, v in values.items() if k != stage.over}
+        if stage.stream:  # one call over every missing item, in this process whatever the executor (see .streaming)
+            keys = [k for k, _ in todo]
+            outputs = stage.fn(config, **{stage.over: tuple(items[i] for _, i in todo)}, **others)
+            def put(shard_keys: list[str], shard_value: tuple) -> None:
+                shard, doc = self.store.write_shard(namespace, shard_keys, shard_value)
+                fresh[shard] = (doc, shard_value)  # assembled from memory, like the shards of compute() below
+
+            with self.progress.bar(f"{info_label(stage)}", total=len(todo)) as advance:
+                try:
+                    publish_stream(outputs, keys, size, put, advance, stage.name)
+                except StreamOutputError as exc:
+                    raise StageOutputError(str(exc)) from None
+            return
 
         def compute(task: list[tuple[str, int]]) -> int:
             batch = tuple(items[i] for _, i in task)

@@ -46,8 +46,10 @@ class Stage:
         volatile: bool = False,
         item_key: Callable[[Any], Any] | None = None,
         opaque: Iterable[Any] = (),
+        stream: bool = False,
     ) -> None:
         self.fn = fn
+        self.stream = stream
         self.opaque = tuple(opaque)
         self.volatile = volatile
         self.item_key = item_key
@@ -64,6 +66,8 @@ class Stage:
             raise StageDefinitionError(f"stage {self.name}: over={over!r} is not one of its inputs {self.input_names}")
         if volatile and over is not None:
             raise StageDefinitionError(f"stage {self.name}: an item-mapping stage cannot be volatile")
+        if stream and over is None:
+            raise StageDefinitionError(f"stage {self.name}: only an item-mapping stage (over=...) can stream")
         if self.shard_size < 1:
             raise StageDefinitionError(f"stage {self.name}: shard_size must be >= 1")
         functools.update_wrapper(self, fn)
@@ -105,7 +109,7 @@ class Stage:
 def stage(
     *, version: int | str, name: str | None = None, helpers: Iterable[Any] = (), over: str | None = None,
     shard_size: int = 256, volatile: bool = False, item_key: Callable[[Any], Any] | None = None,
-    opaque: Iterable[Any] = (),
+    opaque: Iterable[Any] = (), stream: bool = False,
 ) -> Callable[[Callable[..., Any]], Stage]:
     """Declare a pure stage. ``helpers`` are functions or classes whose code is part of its identity
     although its code never names them (dynamic dispatch); everything it names is followed by itself,
@@ -116,12 +120,14 @@ def stage(
     It is fingerprinted like a helper. ``opaque`` lists definitions the analysis must not look into: a
     boundary whose behaviour enters the key another way (the ``chat`` stage stops at the backend factory;
     who answers is its ``BackendIdentity`` input, so a retry-loop edit never discards cached answers).
+    ``stream=True`` (item-mapping stages) calls the function once with every missing item; it yields
+    (position, output) pairs as they finish and the engine publishes them in shards (see :mod:`.streaming`).
     ``volatile=True`` marks a stage that reads the outside world (annotation files, image files): it runs
     on every call, even in dry runs, and its output's content hash decides what downstream recomputes.
     """
 
     def wrap(fn: Callable[..., Any]) -> Stage:
         return Stage(fn, version=version, name=name, helpers=helpers, over=over, shard_size=shard_size,
-                     volatile=volatile, item_key=item_key, opaque=opaque)
+                     volatile=volatile, item_key=item_key, opaque=opaque, stream=stream)
 
     return wrap

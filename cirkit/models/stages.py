@@ -7,12 +7,12 @@ import os
 import threading
 
 from ..data.filehash import FileDigests
-from ..engine import PartialShard, digest, provenance, stage
+from ..engine import digest, provenance, stage
 from ..engine.fingerprint import analyse
 from .config import BackendConfig, BackendError, BackendIdentity, RequestsFailed
-from .requests import ChatRequest, ChatResponse, request_identity
+from .requests import ChatRequest, request_identity
 
-__all__ = ["resolve_backend", "chat", "make_backend", "release_backends"]
+__all__ = ["resolve_backend", "chat", "answers", "make_backend", "release_backends"]
 
 
 @stage(version=1, volatile=True)
@@ -81,7 +81,12 @@ def release_backends() -> None:
     """Forget every live backend (its model is freed once nothing else holds it): for long-lived processes
     that move on to other models, such as a notebook or a test session."""
     with _BACKENDS_LOCK:
+        live = list(_BACKENDS.values())
         _BACKENDS.clear()
+    for backend in live:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()  # a server backend's connections and event loop
 
 
 def _load_backend(config: BackendConfig, location: str):
@@ -104,13 +109,33 @@ def _load_backend(config: BackendConfig, location: str):
     return ClipSubstituteBackend(config)
 
 
-@stage(version=1, over="requests", shard_size=16, item_key=request_identity, opaque=[make_backend])
-def chat(config: BackendConfig, requests: tuple[ChatRequest, ...], backend: BackendIdentity) -> tuple[ChatResponse, ...]:
+@stage(version=1, over="requests", shard_size=16, item_key=request_identity, opaque=[make_backend], stream=True)
+def chat(config: BackendConfig, requests: tuple[ChatRequest, ...], backend: BackendIdentity):
     """One response per request, each cached under (backend identity, template, prompt, images, decoding).
 
-    A request that fails is never stored; the answers that came back are (the engine keeps a PartialShard's
-    finished items), so a rerun asks only for what failed."""
-    try:
-        return tuple(make_backend(config, backend.location).complete(list(requests)))
-    except RequestsFailed as failed:  # keep what came back, store nothing for the failures, then fail the run
-        raise PartialShard(failed.answered, failed) from None
+    A streaming stage: every missing request of the step is handed to the backend at once, which keeps its
+    requests in flight across the whole list, and answers are stored in shards of 16 as they arrive. A request
+    that fails is never stored; the answers that came back are (also on an interrupt), so a rerun asks only
+    for what is missing."""
+    yield from answers(make_backend(config, backend.location), requests)
+
+
+# Requests per ``complete`` call for backends that answer in this process without a ``stream`` of their own.
+CHUNK = 16
+
+
+def answers(live, requests: tuple[ChatRequest, ...]):
+    """(position, response) from a live backend: its own ``stream`` where it has one, else ``complete`` over
+    chunks of :data:`CHUNK` (the answers of a chunk that failed in part are yielded before the error)."""
+    if hasattr(live, "stream"):
+        yield from live.stream(requests)
+        return
+    for start in range(0, len(requests), CHUNK):
+        try:
+            out = live.complete(list(requests[start : start + CHUNK]))
+        except RequestsFailed as failed:
+            for i, answer in sorted(failed.answered.items()):
+                yield start + i, answer
+            raise
+        for i, answer in enumerate(out):
+            yield start + i, answer

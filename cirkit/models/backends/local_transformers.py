@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 
+from ..batching import plan_batches
 from ..config import BackendConfig, BackendError
 from ..requests import ChatRequest, ChatResponse
 
@@ -73,6 +75,15 @@ class TransformersBackend:
 
         images = [[open_image(im.path, im.box) for im in r.images()] for r in batch]
         return self.processor(text=texts, images=images if any(images) else None, return_tensors="pt", padding=True)
+
+    def stream(self, requests) -> Iterator[tuple[int, ChatResponse]]:
+        """(position, answer) for every request, generated in batches planned over the whole list (similar
+        prompt lengths together, so dynamic padding stays small; see :mod:`..batching`)."""
+        texts = [self.tokenizer.apply_chat_template(self._messages(r), add_generation_prompt=True, tokenize=False)
+                 for r in requests]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        for batch in plan_batches(requests, lengths, max(1, self.config.batch_size)):
+            yield from zip(batch, self.complete([requests[i] for i in batch]))
 
     def complete(self, requests: list[ChatRequest]) -> list[ChatResponse]:
         out: list[ChatResponse] = []
