@@ -163,11 +163,12 @@ def train(task: Task, data: DataSource, config: TrainerConfig, *, start: Checkpo
     step, losses, evals = 0, [], []
     if start is not None:
         _check_resume(start, trainable, stop)
-        trainable = dict(start.params)
+        trainable = {k: np.reshape(v, np.shape(trainable[k])) for k, v in start.params.items()}
         leaves = jax.tree_util.tree_leaves(opt_state)
         if len(start.opt_state) != len(leaves):
             raise ValueError(f"checkpoint has {len(start.opt_state)} optimiser tensors, this optimiser {len(leaves)}")
-        opt_state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(opt_state), list(start.opt_state))
+        restored = [np.reshape(x, np.shape(like)) for x, like in zip(start.opt_state, leaves)]
+        opt_state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(opt_state), restored)
         step, losses, evals = start.step, [np.asarray(start.losses, np.float32)], list(start.evals)
     place = _Placement(devices, config.batch_size)
     trainable, opt_state, frozen = place.state((trainable, opt_state, frozen))
@@ -207,8 +208,9 @@ def train(task: Task, data: DataSource, config: TrainerConfig, *, start: Checkpo
 def _check_resume(start: Checkpoint, trainable: dict, stop: int) -> None:
     if start.step > stop:
         raise ValueError(f"cannot resume at step {start.step} to stop at the earlier step {stop}")
-    expected = {k: tuple(np.shape(v)) for k, v in trainable.items()}
-    found = {k: tuple(np.shape(v)) for k, v in start.params.items()}
+    # the store gives 0-d arrays back with shape (1,), so sizes are compared and shapes restored from the task
+    expected = {k: np.size(v) for k, v in trainable.items()}
+    found = {k: np.size(v) for k, v in start.params.items()}
     if expected != found:
         diff = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
         raise ValueError(f"checkpoint parameters do not match the task's trainable parameters (first: {diff[:3]})")

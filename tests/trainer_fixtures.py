@@ -14,7 +14,7 @@ from cirkit.training import ArraySource, info_nce
 @dataclasses.dataclass(frozen=True)
 class TinyTask:
     dim: int = 8
-    out: int = 4
+    out: int = 8
     frozen_query: bool = False  # the query tower as a frozen "pretrained base"
 
     def init(self, rng):
@@ -27,7 +27,7 @@ class TinyTask:
         return {"query": {"w": not self.frozen_query}, "target": {"w": True}, "log_scale": True}
 
     def loss(self, params, batch, rng):
-        q = (batch["x"].astype(jnp.float32) / 255) @ params["query"]["w"]
+        q = (batch["x"].astype(jnp.float32) / 255 - 0.5) @ params["query"]["w"]
         t = batch["y"] @ params["target"]["w"]
         t = t + 1e-3 * jax.random.normal(rng, t.shape)  # uses the step's randomness, so resume must restore it
         loss = info_nce(q, t, params["log_scale"])
@@ -49,5 +49,14 @@ class CountingSource(ArraySource):
 def tiny_data(n: int = 96, dim: int = 8, seed: int = 0) -> CountingSource:
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (n, dim)).astype(np.uint8)
-    y = (x.astype(np.float32) / 255) @ rng.standard_normal((dim, dim)).astype(np.float32)
+    y = (x.astype(np.float32) / 255 - 0.5) @ rng.standard_normal((dim, dim)).astype(np.float32)
     return CountingSource({"x": x, "y": y.astype(np.float32)})
+
+
+def build_tiny(task: TinyTask, data: dict):
+    """The segment stage's builder: the task config is the task itself, the data a dict of arrays."""
+    return task, ArraySource(data)
+
+
+def tiny_fields(n: int = 96) -> dict:
+    return dict(tiny_data(n).fields)
