@@ -79,6 +79,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/engine_bench.py", env=ENV)
     session.run("python", "bench/fingerprint_bench.py", env=ENV)
     session.run("python", "bench/clip_bench.py", env=ENV)
+    session.run("python", "bench/train_bench.py", env=ENV)
     session.run("python", "bench/decode_bench.py", env=ENV)
     session.run("python", "bench/models_bench.py", env=ENV)
     session.run("python", "bench/lm_bench.py", env=ENV)
