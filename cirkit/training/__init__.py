@@ -8,8 +8,8 @@ A trained method supplies a :class:`Task` (init, loss, optional trainable mask a
 from .checkpoint import Checkpoint, flatten, unflatten
 from .config import TrainerConfig, learning_rate_schedule
 from .data import ArraySource, DataSource, batch_indices, epoch_order
-from .losses import info_nce
 from .loop import full_params, observe, train
+from .losses import info_nce
 from .stages import SegmentConfig, fit, segment_bounds, training_stage
 from .task import Task
 

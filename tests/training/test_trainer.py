@@ -11,7 +11,14 @@ from trainer_fixtures import TinyTask, build_tiny, tiny_data, tiny_fields
 
 from cirkit.engine import Engine, Store
 from cirkit.training import (
-    Checkpoint, TrainerConfig, batch_indices, fit, learning_rate_schedule, observe, train, training_stage,
+    Checkpoint,
+    TrainerConfig,
+    batch_indices,
+    fit,
+    learning_rate_schedule,
+    observe,
+    train,
+    training_stage,
 )
 from cirkit.training.loop import STEPS_PER_CALL
 
