@@ -34,6 +34,14 @@ class TinyTask:
         return loss, {"scale": jnp.exp(params["log_scale"])}
 
 
+@dataclasses.dataclass(frozen=True)
+class EvaluatedTinyTask(TinyTask):
+    """The tiny task with an evaluation: the norm of the target tower (changes every step)."""
+
+    def evaluate(self, params):
+        return {"target_norm": float(np.linalg.norm(np.asarray(params["target"]["w"])))}
+
+
 class CountingSource(ArraySource):
     """An array source that records every index it is asked to read."""
 

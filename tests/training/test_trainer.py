@@ -7,7 +7,7 @@ import threading
 import jax
 import numpy as np
 import pytest
-from trainer_fixtures import TinyTask, build_tiny, tiny_data, tiny_fields
+from trainer_fixtures import EvaluatedTinyTask, TinyTask, build_tiny, tiny_data, tiny_fields
 
 from cirkit.engine import Engine, Store
 from cirkit.training import (
@@ -15,6 +15,7 @@ from cirkit.training import (
     TrainerConfig,
     batch_indices,
     fit,
+    full_params,
     learning_rate_schedule,
     observe,
     train,
@@ -139,3 +140,12 @@ def test_grad_accumulation_steps_on_the_mean_of_its_micro_batches():
              for m in range(3)]
     assert one.position == 3
     assert abs(float(one.losses[0]) - np.mean(micro)) < 1e-2 < max(abs(float(one.losses[0]) - v) for v in micro)
+
+
+def test_evaluation_runs_every_n_steps_on_the_weights_of_that_step():
+    task, cfg = EvaluatedTinyTask(), TrainerConfig(steps=25, batch_size=16, eval_every=10, decay_steps=100)
+    ckpt = train(task, tiny_data(), cfg)
+    assert [step for step, _ in ckpt.evals] == [10, 20]
+    at_20 = train(task, tiny_data(), cfg, stop=20)
+    assert ckpt.evals[1][1] == task.evaluate(full_params(task, at_20, cfg.seed))
+    assert ckpt.evals[0][1] != ckpt.evals[1][1]
