@@ -25,9 +25,11 @@ def generate_builtin(config: BuiltinConfig) -> FileSet:
 
 
 def train_builtin_clip(engine: Engine, config: TrainConfig, pairs: Artifact | Pending) -> Artifact | Pending:
-    """Train the small CLIP on a split's (caption, image) pairs (cached segments ``train_clip@STEP``, see
-    :mod:`cirkit.training.stages`); the result is a CLIPModel directory's files."""
-    checkpoint = fit(engine, train_clip_segment, config.spec(), config.trainer(), data=pairs)
+    """Train the small CLIP on a split's (caption, image) pairs (cached segments, steps
+    ``train_builtin_clip@STEP`` and the last ``train_builtin_clip``; see :mod:`cirkit.training.stages`);
+    the result is a CLIPModel directory's files."""
+    checkpoint = fit(engine, train_clip_segment, config.spec(), config.trainer(), data=pairs,
+                     step="train_builtin_clip")
     return engine.run(clip_folder_files, config, checkpoint=checkpoint, pairs=pairs)
 
 

@@ -1,8 +1,9 @@
 """Training as cached stages: a run is a chain of segments, each a stage from one checkpoint to the next.
 
-Segment ``k`` trains from the checkpoint at step ``start`` to ``stop`` and its output is the checkpoint there,
-stored in the store like any artifact. Its key holds the task's config, the trainer config *without*
-``steps`` and ``checkpoint_every``, its (start, stop) and the previous checkpoint. Hence:
+Segment ``k`` (the step ``NAME@STOP``; the last one is ``NAME``) trains from the checkpoint at step
+``start`` to ``stop`` and its output is the checkpoint there, stored in the store like any artifact. Its
+key holds the task's config, the trainer config *without* ``steps`` and ``checkpoint_every``, its (start,
+stop) and the previous checkpoint. Hence:
 
 - a killed run resumes from the last finished segment (those are cache hits) and, since step i depends only
   on the state before it, the seed and i, ends with the same weights as an uninterrupted run;
@@ -64,10 +65,13 @@ def training_stage(build: Callable[[Any, Any], tuple[Any, Any]], *, name: str, v
 def fit(engine: Engine, stage: Stage, task: Any, trainer: TrainerConfig, *, data: Any,
         step: str | None = None) -> Artifact | Pending:
     """Run the segments of ``trainer.steps`` steps through ``engine``; the last checkpoint's artifact.
-    Each segment is a step named ``NAME@STOP``."""
+    The last segment is the step ``NAME`` (``step``, default the stage's name), earlier ones ``NAME@STOP``
+    (names label a run's table only; keys do not depend on them)."""
     label, previous, start = step or stage.name, None, 0
-    for stop in segment_bounds(trainer.steps, trainer.checkpoint_every):
+    bounds = segment_bounds(trainer.steps, trainer.checkpoint_every)
+    for stop in bounds:
         config = SegmentConfig(task, trainer, start, stop)
-        previous = engine.run(stage, config, step=f"{label}@{stop}", data=data, previous=previous)
+        name = label if stop == bounds[-1] else f"{label}@{stop}"
+        previous = engine.run(stage, config, step=name, data=data, previous=previous)
         start = stop
     return previous
