@@ -41,13 +41,13 @@ class TrainConfig:
     ``steps``, so that more steps continue a cached run); ``checkpoint_every`` steps make one cached segment."""
 
     seed: int = 0
-    steps: int = dataclasses.field(default=1000, metadata={"hash": False})
+    steps: int = 1000
     batch_size: int = 256
     learning_rate: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 50
     decay_steps: int = 1000
-    checkpoint_every: int = dataclasses.field(default=250, metadata={"hash": False})
+    checkpoint_every: int = 250
     width: int = 64
     layers: int = 2
     heads: int = 4

@@ -1,9 +1,9 @@
 """What a training run is: the optimiser, schedule and loop settings of :func:`~cirkit.training.loop.train`.
 
-Fields that do not change the weights a step produces are left out of cache keys (``hash: False``): the total
-``steps`` (a run of N steps is the N-step prefix of a longer one, see :mod:`.stages`) and ``checkpoint_every``
-(segments are keyed by their own start and stop). The learning-rate schedule therefore never depends on
-``steps``: its horizon is ``decay_steps``, a keyed field of its own.
+Every field is part of the config's hash (a pipeline that holds it names its runs by it); the segment stages
+of :mod:`.stages` key each segment by its own (start, stop) instead of ``steps`` and ``checkpoint_every``, so
+that a run of N steps is the N-step prefix of a longer one. The learning-rate schedule therefore never
+depends on ``steps``: its horizon is ``decay_steps``, a field of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class TrainerConfig:
     ``eval_every`` 0 = no evaluation (the task's ``evaluate``, if it has one, is recorded in checkpoints)."""
 
     seed: int = 0
-    steps: int = dataclasses.field(default=1000, metadata={"hash": False})
+    steps: int = 1000
     batch_size: int = 256
     grad_accum: int = 1
     learning_rate: float = 2e-3
@@ -35,7 +35,7 @@ class TrainerConfig:
     decay_steps: int = 1000
     weight_decay: float = 0.05
     clip_grad_norm: float = 0.0
-    checkpoint_every: int = dataclasses.field(default=250, metadata={"hash": False})
+    checkpoint_every: int = 250
     eval_every: int = 0
 
     def __post_init__(self) -> None:

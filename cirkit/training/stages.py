@@ -2,8 +2,8 @@
 
 Segment ``k`` (the step ``NAME@STOP``; the last one is ``NAME``) trains from the checkpoint at step
 ``start`` to ``stop`` and its output is the checkpoint there, stored in the store like any artifact. Its
-key holds the task's config, the trainer config *without* ``steps`` and ``checkpoint_every``, its (start,
-stop) and the previous checkpoint. Hence:
+key holds the task's config, the trainer config with ``steps`` and ``checkpoint_every`` replaced by the
+segment's own stop and length, its (start, stop) and the previous checkpoint. Hence:
 
 - a killed run resumes from the last finished segment (those are cache hits) and, since step i depends only
   on the state before it, the seed and i, ends with the same weights as an uninterrupted run;
@@ -70,7 +70,9 @@ def fit(engine: Engine, stage: Stage, task: Any, trainer: TrainerConfig, *, data
     label, previous, start = step or stage.name, None, 0
     bounds = segment_bounds(trainer.steps, trainer.checkpoint_every)
     for stop in bounds:
-        config = SegmentConfig(task, trainer, start, stop)
+        # the segment's key names its own span, not the run's length or checkpoint spacing
+        keyed = dataclasses.replace(trainer, steps=stop, checkpoint_every=stop - start)
+        config = SegmentConfig(task, keyed, start, stop)
         name = label if stop == bounds[-1] else f"{label}@{stop}"
         previous = engine.run(stage, config, step=name, data=data, previous=previous)
         start = stop

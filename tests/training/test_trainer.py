@@ -149,3 +149,13 @@ def test_evaluation_runs_every_n_steps_on_the_weights_of_that_step():
     at_20 = train(task, tiny_data(), cfg, stop=20)
     assert ckpt.evals[1][1] == task.evaluate(full_params(task, at_20, cfg.seed))
     assert ckpt.evals[0][1] != ckpt.evals[1][1]
+
+
+def test_a_run_of_other_length_is_another_configuration_for_run_names():
+    """Segments share work across lengths, but a pipeline config holding the trainer config must still tell
+    a 10-step run from a 20-step one (run names are reused only for the same configuration)."""
+    from cirkit.engine import digest
+    from cirkit.training.clip_trainer import TrainConfig
+
+    assert digest(TrainerConfig(steps=10)) != digest(TrainerConfig(steps=20))
+    assert digest(TrainConfig(steps=10)) != digest(TrainConfig(steps=20))
