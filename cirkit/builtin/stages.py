@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 from PIL import Image
 
 from ..data.model import Split
 from ..encoders.interface import ModelRef
 from ..encoders.stages import clip_checkpoint
-from ..engine import stage
-from ..engine.progress import Progress
-from ..training.clip_trainer import TrainConfig, train_clip
+from ..engine import Artifact, Engine, Pending, stage
+from ..training.checkpoint import Checkpoint
+from ..training.clip_trainer import TrainConfig, clip_files, train_clip_segment
+from ..training.stages import fit
 from .benchmark import BuiltinConfig, generate_files
 from .files import FileSet, pack_files
 from .train_split import TrainSplitConfig, generate_train_files
@@ -34,16 +34,22 @@ def generate_builtin_train(config: TrainSplitConfig, benchmark: FileSet) -> File
     return pack_files(generate_train_files(config, dict(benchmark.items())))
 
 
-@stage(version=1, helpers=[train_clip])
-def train_builtin_clip(config: TrainConfig, pairs: Split) -> FileSet:
-    """Train the small CLIP on a split's (caption, image) pairs; the result is a CLIPModel directory's files."""
+def train_builtin_clip(engine: Engine, config: TrainConfig, pairs: Artifact | Pending) -> Artifact | Pending:
+    """Train the small CLIP on a split's (caption, image) pairs (cached segments, steps
+    ``train_builtin_clip@STEP`` and the last ``train_builtin_clip``; see :mod:`cirkit.training.stages`);
+    the result is a CLIPModel directory's files."""
+    checkpoint = fit(engine, train_clip_segment, config.spec(), config.trainer(), data=pairs,
+                     step="train_builtin_clip")
+    return engine.run(clip_folder_files, config, checkpoint=checkpoint, pairs=pairs)
+
+
+@stage(version=1, helpers=[clip_files, pack_files])
+def clip_folder_files(config: TrainConfig, checkpoint: Checkpoint, pairs: Split) -> FileSet:
+    """The trained CLIP's final checkpoint in the Hugging Face CLIPModel layout, with its loss curve."""
     images = {im.id: im for im in pairs.gallery.images}
-    targets = [images[t.target] for t in pairs.truths]
-    pixels = np.stack([np.asarray(Image.open(im.path).convert("RGB")) for im in targets])
-    captions = [q.text for q in pairs.queries]
-    with Progress().bar("train CLIP", total=config.steps, unit="steps") as advance:  # lines without a TTY
-        files, _ = train_clip(config, pixels, captions, progress=advance)
-    return pack_files(files)
+    with Image.open(images[pairs.truths[0].target].path) as first:
+        size = first.size[0]
+    return pack_files(clip_files(config, checkpoint, [q.text for q in pairs.queries], size))
 
 
 @stage(version=1, volatile=True)

@@ -27,7 +27,7 @@ def builtin_world(engine: Engine, benchmark: BuiltinConfig, train: TrainConfig, 
     files = engine.run(generate_builtin, benchmark)
     root = engine.run(export_files, export, files=files, step="export_benchmark")
     pairs = engine.run(load_benchmark, BenchmarkConfig("builtin_t2i", split="train"), root=root, step="load_train")
-    weights = engine.run(train_builtin_clip, train, pairs=pairs)
+    weights = train_builtin_clip(engine, train, pairs)
     folder = engine.run(export_files, export, files=weights, step="export_clip")
     return World(root, folder, engine.run(checkpoint_ref, None, directory=folder))
 

@@ -1,7 +1,9 @@
-"""A small CLIP trained contrastively (symmetric InfoNCE, learnable temperature) with JAX and optax.
+"""A small CLIP trained contrastively (symmetric InfoNCE, learnable temperature) on the generic trainer.
 
 The model is the same Flax architecture that loads real checkpoints; the result is written in the Hugging
 Face ``CLIPModel`` layout (config, safetensors, tokenizer, preprocessor files) so the same loader reads it.
+Pixels stay uint8 until the jitted step normalises them; token ids are cut to the longest caption (exact:
+the text tower is causal and pools at the end-of-text token, so later positions never reach the output).
 """
 
 from __future__ import annotations
@@ -9,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import time
+import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from PIL import Image, ImageDraw
 
 from .. import config_checks as checks
@@ -22,19 +23,31 @@ from ..encoders.clip_config import ClipConfig, TowerConfig
 from ..encoders.clip_image import OPENAI_MEAN, OPENAI_STD
 from ..encoders.clip_model import ClipText, ClipVision
 from ..encoders.clip_weights import flatten_params, hf_name
+from .checkpoint import Checkpoint
+from .config import TrainerConfig
+from .data import ArraySource
+from .loop import full_params, train
+from .losses import info_nce
+from .stages import training_stage
 from .vocab import build_vocab, tokenizer_files
 
-__all__ = ["TrainConfig", "train_clip", "clip_model_config"]
+__all__ = ["TrainConfig", "ClipSpec", "ClipTask", "ImagePairs", "train_clip", "train_clip_segment",
+           "clip_files", "clip_model_config"]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    """cirkit's CLIP: model shape and training. ``decay_steps`` is the cosine schedule's horizon (not
+    ``steps``, so that more steps continue a cached run); ``checkpoint_every`` steps make one cached segment."""
+
     seed: int = 0
     steps: int = 1000
     batch_size: int = 256
     learning_rate: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 50
+    decay_steps: int = 1000
+    checkpoint_every: int = 250
     width: int = 64
     layers: int = 2
     heads: int = 4
@@ -45,15 +58,40 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks.integers_at_least(self, 1, "steps", "batch_size", "width", "layers", "heads", "patch_size",
-                                 "context_length", "projection_dim")
+                                 "context_length", "projection_dim", "checkpoint_every")
         checks.integers_at_least(self, 0, "warmup_steps")
         checks.numbers_at_least(self, 0, "learning_rate", strict=True)
         checks.numbers_at_least(self, 0, "weight_decay")
         if self.width % self.heads:
             checks.fail(self, "heads", f"a divisor of width = {self.width}", self.heads)
+        if self.decay_steps <= self.warmup_steps:
+            checks.fail(self, "decay_steps", f"more than warmup_steps = {self.warmup_steps}", self.decay_steps)
+
+    def trainer(self) -> TrainerConfig:
+        return TrainerConfig(seed=self.seed, steps=self.steps, batch_size=self.batch_size,
+                             learning_rate=self.learning_rate, warmup_steps=self.warmup_steps, schedule="cosine",
+                             decay_steps=self.decay_steps, weight_decay=self.weight_decay,
+                             checkpoint_every=self.checkpoint_every)
+
+    def spec(self) -> ClipSpec:
+        return ClipSpec(self.width, self.layers, self.heads, self.patch_size, self.context_length,
+                        self.projection_dim, self.act)
 
 
-def clip_model_config(cfg: TrainConfig, vocab_size: int, image_size: int) -> ClipConfig:
+@dataclasses.dataclass(frozen=True)
+class ClipSpec:
+    """The model's shape (the task config of the CLIP training stage)."""
+
+    width: int = 64
+    layers: int = 2
+    heads: int = 4
+    patch_size: int = 16
+    context_length: int = 32
+    projection_dim: int = 128
+    act: str = "quick_gelu"
+
+
+def clip_model_config(cfg: TrainConfig | ClipSpec, vocab_size: int, image_size: int) -> ClipConfig:
     tower = dict(hidden_size=cfg.width, intermediate_size=4 * cfg.width, num_attention_heads=cfg.heads,
                  num_hidden_layers=cfg.layers, hidden_act=cfg.act, layer_norm_eps=1e-5)
     text = TowerConfig(**tower, vocab_size=vocab_size, max_position_embeddings=cfg.context_length,
@@ -63,8 +101,6 @@ def clip_model_config(cfg: TrainConfig, vocab_size: int, image_size: int) -> Cli
 
 
 def _tokenize(directory_files: dict[str, bytes], captions: list[str], context: int) -> np.ndarray:
-    import tempfile
-
     from ..encoders.clip_text import ClipTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,69 +110,101 @@ def _tokenize(directory_files: dict[str, bytes], captions: list[str], context: i
         return ClipTokenizer(tmp, context)(captions)
 
 
-def _normalise_pixels(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, H, W, 3) -> CLIP-normalised float32 (N, 3, H, W), as the encoder's preprocessing does."""
-    x = (images.astype(np.float64) * (1 / 255)).astype(np.float32).transpose(0, 3, 1, 2)
-    return (x - np.asarray(OPENAI_MEAN, np.float32)[:, None, None]) / np.asarray(OPENAI_STD, np.float32)[:, None, None]
+def _trim_to_longest(ids: np.ndarray, eos: int) -> np.ndarray:
+    """Token ids cut after the last position any caption's first end-of-text token reaches."""
+    first_eos = np.argmax(ids == eos, axis=1)
+    return np.ascontiguousarray(ids[:, : int(first_eos.max()) + 1])
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipTask:
+    """Both towers and the temperature train; batches hold uint8 ``pixels`` (B, H, W, 3) and ``ids`` (B, T)."""
+
+    model: ClipConfig
+
+    def init(self, rng):
+        k1, k2 = jax.random.split(rng)
+        size = self.model.vision.image_size
+        return {"text": ClipText(self.model).init(k1, jnp.zeros((1, 2), jnp.int32))["params"],
+                "vision": ClipVision(self.model).init(k2, jnp.zeros((1, 3, size, size), jnp.float32))["params"],
+                "logit_scale": jnp.asarray(np.log(1 / 0.07), jnp.float32)}
+
+    def loss(self, params, batch, rng):
+        mean = jnp.asarray(OPENAI_MEAN, jnp.float32)
+        std = jnp.asarray(OPENAI_STD, jnp.float32)
+        pixels = ((batch["pixels"].astype(jnp.float32) * (1 / 255) - mean) / std).transpose(0, 3, 1, 2)
+        v = ClipVision(self.model).apply({"params": params["vision"]}, pixels)
+        t = ClipText(self.model).apply({"params": params["text"]}, batch["ids"])
+        return info_nce(v, t, params["logit_scale"]), {"logit_scale": params["logit_scale"]}
+
+
+class ImagePairs:
+    """(image file, token ids) pairs that decode an image the first time a batch asks for it, into a uint8
+    memory-mapped scratch file (unlinked, so it vanishes with the process): nothing else is held."""
+
+    def __init__(self, paths: list[str], ids: np.ndarray, image_size: int) -> None:
+        self.paths, self.ids = list(paths), ids
+        self._pixels = np.memmap(tempfile.TemporaryFile(), np.uint8, "w+", shape=(len(paths), image_size, image_size, 3))
+        self._decoded = np.zeros(len(paths), bool)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        for i in np.unique(indices[~self._decoded[indices]]):
+            self._pixels[i] = np.asarray(Image.open(self.paths[i]).convert("RGB"))
+            self._decoded[i] = True
+        return {"pixels": self._pixels[indices], "ids": self.ids[indices]}
+
+
+def _text_side(captions: list[str], context: int) -> tuple[dict[str, bytes], int, np.ndarray]:
+    """Tokenizer files, vocabulary size and token ids (cut to the longest caption) of a caption list."""
+    files = tokenizer_files(captions)
+    vocab_size = len(build_vocab(captions)[0])
+    return files, vocab_size, _trim_to_longest(_tokenize(files, captions, context), vocab_size - 1)
+
+
+def _pairs(split) -> tuple[list[str], list[str]]:
+    images = {im.id: im for im in split.gallery.images}
+    return [images[t.target].path for t in split.truths], [q.text for q in split.queries]
+
+
+def build_clip(spec: ClipSpec, pairs) -> tuple[ClipTask, ImagePairs]:
+    """The CLIP task and data source of a split's (caption, target image) pairs."""
+    paths, captions = _pairs(pairs)
+    _, vocab_size, ids = _text_side(captions, spec.context_length)
+    with Image.open(paths[0]) as first:
+        size = first.size[0]
+    return ClipTask(clip_model_config(spec, vocab_size, size)), ImagePairs(paths, ids, size)
+
+
+train_clip_segment = training_stage(build_clip, name="train_clip", version=1)
+
+
+def clip_files(cfg: TrainConfig, checkpoint: Checkpoint, captions: list[str], image_size: int) -> dict[str, bytes]:
+    """The trained CLIP as a ``CLIPModel`` folder's files, with its training log and loss curve."""
+    tok_files, vocab_size, _ = _text_side(captions, cfg.context_length)
+    config = clip_model_config(cfg, vocab_size, image_size)
+    params = full_params(ClipTask(config), checkpoint, cfg.seed)
+    losses = [float(x) for x in np.asarray(checkpoint.losses)]
+    log = {"losses": losses, "steps": checkpoint.step, "batch_size": cfg.batch_size, "pairs": len(captions),
+           "logit_scale": float(np.asarray(params["logit_scale"]).reshape(()))}
+    files = dict(tok_files)
+    files.update(_hf_files(config, params, image_size))
+    files["training_log.json"] = json.dumps(log).encode()
+    files["loss_curve.png"] = loss_curve_png(losses)
+    return files
 
 
 def train_clip(cfg: TrainConfig, images: np.ndarray, captions: list[str], progress=None) -> tuple[dict[str, bytes], dict]:
-    """Train on (uint8 image, caption) pairs; return the checkpoint's files and a training log."""
-    tok_files = tokenizer_files(captions)
-    vocab_size = len(build_vocab(captions)[0])
-    config = clip_model_config(cfg, vocab_size, images.shape[1])
-    ids = _tokenize(tok_files, captions, cfg.context_length)
-    pixels = _normalise_pixels(images)
-    text, vision = ClipText(config), ClipVision(config)
-    key = jax.random.PRNGKey(cfg.seed)
-    k1, k2, k3 = jax.random.split(key, 3)
-    params = {"text": text.init(k1, jnp.asarray(ids[:1]))["params"],
-              "vision": vision.init(k2, jnp.asarray(pixels[:1]))["params"],
-              "logit_scale": jnp.asarray(np.log(1 / 0.07), jnp.float32)}
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1))
-    optimiser = optax.adamw(schedule, weight_decay=cfg.weight_decay)
-    state = optimiser.init(params)
-
-    def loss_fn(p, batch_ids, batch_pixels):
-        t = text.apply({"params": p["text"]}, batch_ids)
-        v = vision.apply({"params": p["vision"]}, batch_pixels)
-        t = t / jnp.linalg.norm(t, axis=-1, keepdims=True)
-        v = v / jnp.linalg.norm(v, axis=-1, keepdims=True)
-        logits = jnp.exp(jnp.minimum(p["logit_scale"], np.log(100.0))) * v @ t.T
-        labels = jnp.arange(len(batch_ids))
-        return (optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-                + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean()) / 2
-
-    @jax.jit
-    def step(p, s, batch_ids, batch_pixels):
-        loss, grads = jax.value_and_grad(loss_fn)(p, batch_ids, batch_pixels)
-        updates, s = optimiser.update(grads, s, p)
-        return optax.apply_updates(p, updates), s, loss
-
-    rng = np.random.default_rng(cfg.seed)
-    n = len(ids)
-    bs = min(cfg.batch_size, n)
-    losses = []
-    start = time.perf_counter()
-    order = rng.permutation(n)
-    pos = 0
-    for _ in range(cfg.steps):
-        if pos + bs > n:
-            order, pos = rng.permutation(n), 0
-        idx = order[pos : pos + bs]
-        pos += bs
-        params, state, loss = step(params, state, jnp.asarray(ids[idx]), jnp.asarray(pixels[idx]))
-        losses.append(float(loss))
-        if progress:
-            progress(1)
-    seconds = time.perf_counter() - start
-    log = {"losses": losses, "seconds": seconds, "steps": cfg.steps, "batch_size": bs, "pairs": n,
-           "logit_scale": float(params["logit_scale"])}
-    files = dict(tok_files)
-    files.update(_hf_files(config, params, images.shape[1]))
-    files["training_log.json"] = json.dumps(log).encode()
-    files["loss_curve.png"] = loss_curve_png(losses)
-    return files, log
+    """Train on in-memory (uint8 image, caption) pairs without a store; return the folder's files and the log."""
+    _, vocab_size, ids = _text_side(captions, cfg.context_length)
+    task = ClipTask(clip_model_config(cfg, vocab_size, images.shape[1]))
+    trainer = dataclasses.replace(cfg.trainer(), batch_size=min(cfg.batch_size, len(captions)))
+    checkpoint = train(task, ArraySource({"pixels": images, "ids": ids}), trainer,
+                       progress=(lambda step, stop, losses: progress(len(losses))) if progress else None)
+    files = clip_files(dataclasses.replace(cfg, batch_size=trainer.batch_size), checkpoint, captions, images.shape[1])
+    return files, json.loads(files["training_log.json"])
 
 
 def _hf_files(config: ClipConfig, params: dict, image_size: int) -> dict[str, bytes]:

@@ -22,7 +22,7 @@ STAGES = {
     "retrieve": "cirkit.retrieval.stages:retrieve",
     "embed_images": "cirkit.encoders.stages:embed_images",
     "embed_texts": "cirkit.encoders.stages:embed_texts",
-    "train_builtin_clip": "cirkit.builtin.stages:train_builtin_clip",
+    "train_builtin_clip": "cirkit.training.clip_trainer:train_clip_segment",
     "chat": "cirkit.models.stages:chat",
 }
 

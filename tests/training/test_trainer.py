@@ -1,0 +1,161 @@
+"""The generic trainer: learning, exact resume, prefix continuation, streaming reads, frozen parameters."""
+
+from __future__ import annotations
+
+import threading
+
+import jax
+import numpy as np
+import pytest
+from trainer_fixtures import EvaluatedTinyTask, TinyTask, build_tiny, tiny_data, tiny_fields
+
+from cirkit.engine import Engine, Store
+from cirkit.training import (
+    Checkpoint,
+    TrainerConfig,
+    batch_indices,
+    fit,
+    full_params,
+    learning_rate_schedule,
+    observe,
+    train,
+    training_stage,
+)
+from cirkit.training.loop import STEPS_PER_CALL
+
+CFG = TrainerConfig(steps=60, batch_size=16, learning_rate=5e-2, warmup_steps=2, decay_steps=200,
+                    checkpoint_every=10)
+TINY_STAGE = training_stage(build_tiny, name="train_tiny")
+
+
+def test_loss_falls_on_a_tiny_task():
+    ckpt = train(TinyTask(), tiny_data(), CFG)
+    assert ckpt.step == 60 and ckpt.losses.shape == (60,)
+    assert ckpt.losses[-10:].mean() < 0.6 * ckpt.losses[:5].mean()
+
+
+def test_data_source_reads_only_the_batches_it_trains_on():
+    data = tiny_data(2000)
+    train(TinyTask(), data, TrainerConfig(steps=25, batch_size=16, grad_accum=2, decay_steps=100))
+    assert max(len(r) for r in data.reads) == STEPS_PER_CALL * 2 * 16 < len(data)  # one dispatch at a time
+    expected = np.concatenate([batch_indices(0, m, 16, 2000) for m in range(50)])
+    np.testing.assert_array_equal(np.concatenate(data.reads), expected)  # exactly those, each once
+
+
+def test_batches_are_a_function_of_seed_and_step_with_full_epochs():
+    first_epoch = np.concatenate([batch_indices(3, m, 16, 100) for m in range(6)])
+    assert len(set(first_epoch.tolist())) == 96  # no repeats within an epoch; the tail of 4 is dropped
+    assert not np.array_equal(batch_indices(3, 6, 16, 100), batch_indices(3, 0, 16, 100))  # a new permutation
+    assert not np.array_equal(batch_indices(4, 0, 16, 100), batch_indices(3, 0, 16, 100))
+
+
+def test_frozen_parameters_stay_out_of_checkpoints_and_optimiser_state():
+    task = TinyTask(frozen_query=True)
+    ckpt = train(task, tiny_data(), TrainerConfig(steps=3, batch_size=16, decay_steps=100))
+    assert set(ckpt.params) == {"log_scale", "target/w"}
+    # adamw keeps two moments per trainable tensor; none for the frozen 8x4 query tower
+    assert sum(np.size(x) for x in ckpt.opt_state) < 2 * (64 + 1) + 8
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run():
+    whole = train(TinyTask(), tiny_data(), CFG, stop=30)
+    half = train(TinyTask(), tiny_data(), CFG, stop=17)
+    rest = train(TinyTask(), tiny_data(), CFG, start=half, stop=30)
+    for name in whole.params:
+        np.testing.assert_array_equal(rest.params[name], whole.params[name])
+    np.testing.assert_array_equal(rest.losses, whole.losses)
+
+
+def test_learning_rate_schedule_does_not_depend_on_total_steps():
+    short = learning_rate_schedule(TrainerConfig(steps=10, decay_steps=500))
+    long = learning_rate_schedule(TrainerConfig(steps=900, decay_steps=500))
+    assert [float(short(i)) for i in (0, 9, 60, 400)] == [float(long(i)) for i in (0, 9, 60, 400)]
+
+
+class Killed(Exception):
+    pass
+
+
+def _fit(store_path, steps: int) -> tuple[Engine, Checkpoint]:
+    engine = Engine(Store(str(store_path)), progress=False)
+    artifact = fit(engine, TINY_STAGE, TinyTask(), TrainerConfig(**{**CFG.__dict__, "steps": steps}),
+                   data=tiny_fields())
+    return engine, artifact.value
+
+
+def test_a_killed_cached_run_resumes_and_ends_with_the_same_weights(tmp_path):
+    _, uninterrupted = _fit(tmp_path / "a", 30)
+    killed = threading.Event()
+
+    def kill_at_step_25(step, stop, losses):
+        if step >= 25:
+            killed.set()
+            raise Killed(step)
+
+    with observe(kill_at_step_25), pytest.raises(Killed):
+        _fit(tmp_path / "b", 30)
+    assert killed.is_set()
+    trained = []
+    with observe(lambda step, stop, losses: trained.append(len(losses))):
+        engine, resumed = _fit(tmp_path / "b", 30)
+    assert [s.status for s in engine.steps] == ["hit", "hit", "computed"]
+    assert sum(trained) == 10  # only the segment 20 -> 30 ran again
+    for name in uninterrupted.params:
+        np.testing.assert_array_equal(resumed.params[name], uninterrupted.params[name])
+    np.testing.assert_array_equal(resumed.losses, uninterrupted.losses)
+
+
+def test_more_steps_continue_from_the_cached_prefix(tmp_path):
+    _fit(tmp_path / "a", 10)
+    trained = []
+    with observe(lambda step, stop, losses: trained.append(len(losses))):
+        engine, continued = _fit(tmp_path / "a", 20)
+    assert [s.status for s in engine.steps] == ["hit", "computed"] and sum(trained) == 10
+    _, cold = _fit(tmp_path / "cold", 20)
+    assert continued.step == 20
+    for name in cold.params:
+        np.testing.assert_array_equal(continued.params[name], cold.params[name])
+
+
+def test_checkpoint_is_stored_tensor_by_tensor_and_exports_safetensors(tmp_path):
+    import json
+
+    from safetensors.numpy import load
+
+    engine, ckpt = _fit(tmp_path, 10)
+    content = engine.steps[-1].output
+    doc = json.loads(next((tmp_path / "values").rglob(f"{content}.json")).read_text())
+    assert len(doc["arrays"]) == len(ckpt.params) + len(ckpt.opt_state) + 1  # + the loss history
+    tensors = load(ckpt.safetensors())
+    np.testing.assert_array_equal(tensors["params/target/w"], ckpt.params["target/w"])
+    assert len([k for k in tensors if k.startswith("opt/")]) == len(ckpt.opt_state)
+
+
+def test_grad_accumulation_steps_on_the_mean_of_its_micro_batches():
+    task, data = TinyTask(), tiny_data()
+    cfg = TrainerConfig(steps=1, batch_size=16, grad_accum=3, decay_steps=100)
+    one = train(task, data, cfg)
+    params = task.init(jax.random.split(jax.random.PRNGKey(0))[0])
+    micro = [float(task.loss(params, data.batch(batch_indices(0, m, 16, len(data))), jax.random.PRNGKey(m))[0])
+             for m in range(3)]
+    assert one.position == 3
+    assert abs(float(one.losses[0]) - np.mean(micro)) < 1e-2 < max(abs(float(one.losses[0]) - v) for v in micro)
+
+
+def test_evaluation_runs_every_n_steps_on_the_weights_of_that_step():
+    task, cfg = EvaluatedTinyTask(), TrainerConfig(steps=25, batch_size=16, eval_every=10, decay_steps=100)
+    ckpt = train(task, tiny_data(), cfg)
+    assert [step for step, _ in ckpt.evals] == [10, 20]
+    at_20 = train(task, tiny_data(), cfg, stop=20)
+    assert ckpt.evals[1][1] == task.evaluate(full_params(task, at_20, cfg.seed))
+    assert ckpt.evals[0][1] != ckpt.evals[1][1]
+
+
+def test_a_run_of_other_length_is_another_configuration_for_run_names():
+    """Segments share work across lengths, but a pipeline config holding the trainer config must still tell
+    a 10-step run from a 20-step one (run names are reused only for the same configuration)."""
+    from cirkit.engine import digest
+    from cirkit.training.clip_trainer import TrainConfig
+
+    assert digest(TrainerConfig(steps=10)) != digest(TrainerConfig(steps=20))
+    assert digest(TrainConfig(steps=10)) != digest(TrainConfig(steps=20))
