@@ -160,7 +160,7 @@ def _feed_array(h, arr: np.ndarray) -> None:
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     if arr.dtype.kind in "fc" and np.isnan(arr).any():
         arr = np.where(np.isnan(arr), np.asarray(np.nan, dtype=arr.dtype), arr)
-    arr = np.ascontiguousarray(arr)
+    arr = np.ascontiguousarray(arr).reshape(arr.shape)  # ascontiguousarray makes a 0-d array 1-d: keep the shape
     _frame(h, b"A", f"{arr.dtype.str}|{arr.shape}".encode())
     h.update(arr.nbytes.to_bytes(8, "big"))
     if arr.nbytes:

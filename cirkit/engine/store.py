@@ -339,7 +339,7 @@ class Store:
         self.fs.remove(self.value_path(content))
 
     def _put_array(self, arr: np.ndarray) -> dict:
-        arr = np.ascontiguousarray(arr)
+        arr = np.ascontiguousarray(arr).reshape(arr.shape)  # a 0-d array stays 0-d (ascontiguousarray makes it 1-d)
         ref = {"dtype": arr.dtype.str, "shape": list(arr.shape)}
         if arr.nbytes <= _INLINE_ARRAY_BYTES or arr.ndim == 0:
             return {**ref, "inline": base64.b64encode(arr.tobytes()).decode()}

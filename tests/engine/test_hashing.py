@@ -193,3 +193,9 @@ def test_digest_golden_value_never_changes():
 @given(st.integers(min_value=-(2**70), max_value=2**70))
 def test_int_and_float_never_collide(i):
     assert digest(i) != digest(float(i))
+
+
+def test_a_zero_dimensional_array_is_not_its_one_element_vector():
+    # np.ascontiguousarray turns a 0-d array into shape (1,); the digest must keep the shape it was given
+    assert digest(np.array(3.0)) != digest(np.array([3.0]))
+    assert digest(np.float32(2.5)) != digest(np.array([2.5], np.float32))

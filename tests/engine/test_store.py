@@ -160,3 +160,10 @@ def test_no_pickle_anywhere_in_the_package():
         text = path.read_text()
         for needle in ("import pickle", "pickle.load", "cloudpickle", "import dill"):
             assert needle not in text, f"{path} uses {needle}"
+
+
+def test_zero_dimensional_arrays_keep_their_shape(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    for value in (np.array(1.5, np.float32), np.zeros((), np.int64), np.array([1.5], np.float32)):
+        back = roundtrip(store, value)
+        assert back.shape == value.shape and back.dtype == value.dtype and np.array_equal(back, value)
