@@ -1,6 +1,12 @@
 """Local transformers models (torch extra): chat LLMs (AutoModelForCausalLM) and VLMs
 (AutoModelForImageTextToText), batched greedy generation with left padding.
 
+Memory: a model folder is loaded once per process however many backends use it, and requests are batched
+by tokens (``BackendConfig.batch_tokens``, prompt plus new tokens, padding included) as well as by count, so
+the key/value cache and attention of a batch of long few-shot prompts stay bounded. Requests are grouped by
+their decoding settings and sorted by length before batching (less padding); answers come back in request
+order and do not depend on how they were batched (greedy; see tests/models/test_local_batching.py).
+
 P(yes) for verifier-style requests comes from the first generated token's distribution over the first
 tokens of "Yes" and "No".
 """
@@ -9,11 +15,16 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import weakref
 
 from ..config import BackendConfig, BackendError
 from ..requests import ChatRequest, ChatResponse
 
-__all__ = ["TransformersBackend"]
+__all__ = ["TransformersBackend", "plan_batches"]
+
+_MODELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # real folder -> loaded model
+_MODELS_LOCK = threading.Lock()
 
 
 def _is_vlm(path: str) -> bool:
@@ -22,6 +33,39 @@ def _is_vlm(path: str) -> bool:
     except (OSError, ValueError):
         return False
     return "vision_config" in config
+
+
+def plan_batches(lengths: list[int], groups: list, max_items: int, max_tokens: int, new_tokens: list[int]
+                 ) -> list[list[int]]:
+    """Positions of the requests in each batch: one group per batch, shortest prompts first, at most
+    ``max_items`` per batch and at most ``max_tokens`` of padded prompt plus new tokens (a single request
+    longer than that still gets a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: (repr(groups[i]), lengths[i], i))
+    batches: list[list[int]] = []
+    width = 0
+    for i in order:
+        need = lengths[i] + new_tokens[i]
+        current = batches[-1] if batches else None
+        if (current is not None and groups[current[0]] == groups[i] and len(current) < max_items
+                and (len(current) + 1) * max(width, need) <= max_tokens):
+            current.append(i)
+            width = max(width, need)
+        else:
+            batches.append([i])
+            width = need
+    return batches
+
+
+def _load_model(path: str, vlm: bool, torch, transformers):
+    """The model in ``path``, shared with every other backend of this process that holds it."""
+    key = os.path.realpath(path)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            auto = transformers.AutoModelForImageTextToText if vlm else transformers.AutoModelForCausalLM
+            model = auto.from_pretrained(path, dtype=torch.float32).eval()
+            _MODELS[key] = model
+        return model
 
 
 class TransformersBackend:
@@ -40,17 +84,17 @@ class TransformersBackend:
         if self.vlm:
             self.processor = transformers.AutoProcessor.from_pretrained(path)
             self.tokenizer = self.processor.tokenizer
-            self.model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
         else:
             self.processor = None
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        self.model.eval()
+        self.model = _load_model(path, self.vlm, torch, transformers)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._yes = self.tokenizer.encode("Yes", add_special_tokens=False)[:1]
         self._no = self.tokenizer.encode("No", add_special_tokens=False)[:1]
+        eos = self.model.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
 
     def _messages(self, request: ChatRequest) -> list[dict]:
         out = []
@@ -64,9 +108,7 @@ class TransformersBackend:
                 out.append({"role": m.role, "content": m.text})
         return out
 
-    def _inputs(self, batch: list[ChatRequest]):
-        texts = [self.tokenizer.apply_chat_template(self._messages(r), add_generation_prompt=True, tokenize=False)
-                 for r in batch]
+    def _inputs(self, texts: list[str], batch: list[ChatRequest]):
         if not self.vlm:
             return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         from ...encoders.clip_image import open_image
@@ -75,26 +117,39 @@ class TransformersBackend:
         return self.processor(text=texts, images=images if any(images) else None, return_tensors="pt", padding=True)
 
     def complete(self, requests: list[ChatRequest]) -> list[ChatResponse]:
-        out: list[ChatResponse] = []
-        size = max(1, self.config.batch_size)
-        for start in range(0, len(requests), size):
-            batch = requests[start : start + size]
-            decoding = batch[0].decoding
-            inputs = self._inputs(batch)
-            with self.torch.no_grad():
-                gen = self.model.generate(**inputs, do_sample=False, max_new_tokens=max(r.decoding.max_tokens for r in batch),
-                                          output_scores=decoding.want_probability, return_dict_in_generate=True,
-                                          pad_token_id=self.tokenizer.pad_token_id,
-                                          **({"repetition_penalty": decoding.repetition_penalty}
-                                             if decoding.repetition_penalty is not None else {}))
-            new = gen.sequences[:, inputs["input_ids"].shape[1]:]
-            for i, r in enumerate(batch):
-                text = self.tokenizer.decode(new[i][: r.decoding.max_tokens], skip_special_tokens=True).strip()
-                prob = None
-                if r.decoding.want_probability and gen.scores and self._yes and self._no:
-                    p = self.torch.softmax(gen.scores[0][i].float(), -1)
-                    y, n = float(p[self._yes[0]]), float(p[self._no[0]])
-                    prob = y / (y + n) if y + n > 0 else None
-                finish = "length" if len(new[i]) >= r.decoding.max_tokens else "stop"
-                out.append(ChatResponse(text, self.name, finish, prob))
+        texts = [self.tokenizer.apply_chat_template(self._messages(r), add_generation_prompt=True, tokenize=False)
+                 for r in requests]
+        # text tokens only: a VLM's image tokens are added by its processor (small next to few-shot prompts)
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        groups = [(r.decoding.want_probability, r.decoding.repetition_penalty) for r in requests]
+        out: list[ChatResponse | None] = [None] * len(requests)
+        for positions in plan_batches(lengths, groups, max(1, self.config.batch_size), self.config.batch_tokens,
+                                      [r.decoding.max_tokens for r in requests]):
+            batch = [requests[i] for i in positions]
+            for i, response in zip(positions, self._generate([texts[i] for i in positions], batch)):
+                out[i] = response
+        return out  # type: ignore[return-value]
+
+    def _generate(self, texts: list[str], batch: list[ChatRequest]) -> list[ChatResponse]:
+        decoding = batch[0].decoding  # one group per batch: the same probability and penalty settings
+        inputs = self._inputs(texts, batch)
+        with self.torch.inference_mode():
+            gen = self.model.generate(**inputs, do_sample=False, max_new_tokens=max(r.decoding.max_tokens for r in batch),
+                                      output_scores=decoding.want_probability, return_dict_in_generate=True,
+                                      pad_token_id=self.tokenizer.pad_token_id,
+                                      **({"repetition_penalty": decoding.repetition_penalty}
+                                         if decoding.repetition_penalty is not None else {}))
+        new = gen.sequences[:, inputs["input_ids"].shape[1]:]
+        out = []
+        for i, r in enumerate(batch):
+            tokens = new[i][: r.decoding.max_tokens].tolist()
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            prob = None
+            if r.decoding.want_probability and gen.scores and self._yes and self._no:
+                p = self.torch.softmax(gen.scores[0][i].float(), -1)
+                y, n = float(p[self._yes[0]]), float(p[self._no[0]])
+                prob = y / (y + n) if y + n > 0 else None
+            # its own end of sequence, not the batch's: a row padded after its end stopped
+            finish = "stop" if any(t in self._eos for t in tokens) else "length"
+            out.append(ChatResponse(text, self.name, finish, prob))
         return out
