@@ -68,13 +68,15 @@ def test_converted_tensors_are_transformers_own_gguf_reading(smollm2_folder):
 def test_conversion_peak_memory_is_about_one_copy_of_the_weights(smollm2_folder, tmp_path):
     script = tmp_path / "convert.py"
     script.write_text(
-        "import hashlib, json, resource\n"
+        "import hashlib, json\n"
         "from cirkit.models.embedded import GGUFConfig, locate_gguf, convert_gguf\n"
         "files = convert_gguf.fn(GGUFConfig(), locate_gguf.fn(GGUFConfig()))\n"
         "i = files.names.index('model.safetensors')\n"
         "blob = files.blob[files.offsets[i]:files.offsets[i + 1]]\n"
-        "print(json.dumps({'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,\n"
+        "peak = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')][0].split()[1]\n"
+        "print(json.dumps({'peak_mib': int(peak) / 1024,\n"
         "                  'sha256': hashlib.sha256(blob).hexdigest(), 'bytes': int(blob.size)}))\n")
+    # VmHWM, not ru_maxrss: Linux carries the parent's resident size at fork into the child's ru_maxrss
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=cli_env(), check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     with open(os.path.join(smollm2_folder, "model.safetensors"), "rb") as f:
@@ -82,3 +84,26 @@ def test_conversion_peak_memory_is_about_one_copy_of_the_weights(smollm2_folder,
     assert result["sha256"] == cached, "the same bytes as the cached conversion"
     # 513 MiB of float32 weights; transformers, tokenizers and the memory-mapped GGUF add about 0.6 GB
     assert result["peak_mib"] < 1600, result
+
+
+def test_a_cached_conversion_is_not_read_back_when_its_folder_is_complete(builtin_world, smollm2_folder, tmp_path):
+    from cirkit.builtin.files import ExportConfig
+    from cirkit.engine import Engine, Store
+    from cirkit.pipelines.embedded import embedded_reasoner
+
+    def run(directory):
+        engine = Engine(Store(str(builtin_world["store"])), progress=False)
+        folder = embedded_reasoner(engine, ExportConfig(str(directory))).value
+        return folder, {s.step: (s.stage, s.status) for s in engine.steps}, engine
+
+    folder, steps, engine = run(builtin_world["export"])
+    assert folder == smollm2_folder
+    assert steps["convert_reasoner"] == ("convert_gguf", "hit")
+    assert steps["export_reasoner"] == ("exported_copy", "read"), "named by digest, the weights stay in the store"
+    assert not any(type(v).__name__ == "FileSet" for v in engine._memo.values()), "nothing loaded the 513 MiB set"
+    # another export folder: the file set is read back and written there, and gives the same value
+    elsewhere, steps, _ = run(tmp_path / "export")
+    assert steps["export_reasoner"] == ("export_files", "read")
+    assert os.path.basename(elsewhere) == os.path.basename(folder)
+    assert os.path.getsize(os.path.join(elsewhere, "model.safetensors")) == os.path.getsize(
+        os.path.join(folder, "model.safetensors"))

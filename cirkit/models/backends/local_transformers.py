@@ -94,7 +94,7 @@ class TransformersBackend:
         self._yes = self.tokenizer.encode("Yes", add_special_tokens=False)[:1]
         self._no = self.tokenizer.encode("No", add_special_tokens=False)[:1]
         eos = self.model.generation_config.eos_token_id
-        self._eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        self._eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos]) | {self.tokenizer.eos_token_id}
 
     def _messages(self, request: ChatRequest) -> list[dict]:
         out = []
