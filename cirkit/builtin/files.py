@@ -17,7 +17,8 @@ import numpy as np
 
 from ..engine import artifact_type, digest, stage
 
-__all__ = ["FileSet", "pack_files", "ExportConfig", "export_files", "default_directory"]
+__all__ = ["FileSet", "pack_files", "ExportConfig", "export_files", "exported_folder", "complete_export",
+           "default_directory"]
 
 
 @artifact_type
@@ -54,19 +55,27 @@ class ExportConfig:
 _MANIFEST = ".cirkit-manifest.json"
 
 
+def exported_folder(config: ExportConfig, content: str) -> str:
+    """Where the file set with content digest ``content`` is (or would be) exported."""
+    return os.path.join(os.path.abspath(os.path.expanduser(config.directory or default_directory())), content[:24])
+
+
+def complete_export(target: str, content: str) -> bool:
+    """Whether ``target`` holds a complete export of the file set with content digest ``content``."""
+    try:
+        return json.loads(open(os.path.join(target, _MANIFEST)).read()).get("digest") == content
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 @stage(version=1, volatile=True)
 def export_files(config: ExportConfig, files: FileSet) -> str:
     """Write ``files`` to ``DIRECTORY/<digest>/`` unless a complete copy is there; return that folder."""
     content = digest(files)
-    root = os.path.abspath(os.path.expanduser(config.directory or default_directory()))
-    target = os.path.join(root, content[:24])
-    manifest = os.path.join(target, _MANIFEST)
-    if os.path.isfile(manifest):
-        try:
-            if json.loads(open(manifest).read()).get("digest") == content:
-                return target
-        except ValueError:
-            pass
+    target = exported_folder(config, content)
+    if complete_export(target, content):
+        return target
+    root = os.path.dirname(target)
     tmp = os.path.join(root, f".tmp-{uuid.uuid4().hex}")
     for name, data in files.items():
         path = os.path.join(tmp, name)

@@ -18,16 +18,17 @@ __all__ = ["plan_batches"]
 def plan_batches(requests: Sequence[ChatRequest], lengths: Sequence[int], batch_size: int,
                  token_budget: int | None = None) -> list[list[int]]:
     """Positions of ``requests`` grouped into batches of at most ``batch_size`` requests with the same
-    decoding, in increasing prompt length (``lengths``, in tokens); with ``token_budget``, a batch also stops
-    before its padded size (requests x longest prompt) would exceed it (a single request always fits)."""
+    decoding, in increasing prompt length (``lengths``, in tokens). With ``token_budget``, a batch also stops
+    before its padded size — requests x (longest prompt + new tokens), what its key/value cache and attention
+    hold — would exceed it; a single request always gets a batch, however long."""
     order = sorted(range(len(requests)), key=lambda i: (lengths[i], i))
     open_batches: dict[object, list[int]] = {}
     batches: list[list[int]] = []
     for i in order:
         decoding = requests[i].decoding
         batch = open_batches.setdefault(decoding, [])
-        full = len(batch) >= batch_size or (
-            token_budget is not None and batch and (len(batch) + 1) * lengths[i] > token_budget)
+        width = lengths[i] + decoding.max_tokens  # the longest so far: prompts come shortest first
+        full = len(batch) >= batch_size or (token_budget is not None and batch and (len(batch) + 1) * width > token_budget)
         if full:
             batches.append(batch)
             batch = open_batches[decoding] = []

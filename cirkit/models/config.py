@@ -42,9 +42,11 @@ class BackendConfig:
     retries: int = dataclasses.field(default=4, metadata={"hash": False})
     backoff: float = dataclasses.field(default=0.5, metadata={"hash": False})
     batch_size: int = dataclasses.field(default=8, metadata={"hash": False})
+    # local backends: most padded prompt + new tokens in one batch (bounds the key/value cache and attention)
+    batch_tokens: int = dataclasses.field(default=4096, metadata={"hash": False})
 
     def __post_init__(self) -> None:
-        checks.integers_at_least(self, 1, "max_in_flight", "batch_size")
+        checks.integers_at_least(self, 1, "max_in_flight", "batch_size", "batch_tokens")
         checks.integers_at_least(self, 0, "retries")
         checks.numbers_at_least(self, 0, "timeout", strict=True)
         checks.numbers_at_least(self, 0, "backoff")

@@ -11,11 +11,16 @@ import importlib.util
 import os
 import tempfile
 
-from ..builtin.files import FileSet, pack_files
+import numpy as np
+
+from ..builtin.files import FileSet
 from ..data.filehash import FileDigests
 from ..engine import artifact_type, stage
+from .gguf_to_safetensors import plan_safetensors, write_safetensors
 
 __all__ = ["GGUFConfig", "GGUFRef", "locate_gguf", "convert_gguf"]
+
+_WEIGHTS = "model.safetensors"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,26 +48,40 @@ def locate_gguf(config: GGUFConfig) -> GGUFRef:
     return GGUFRef(path, FileDigests().digest(path))
 
 
-@stage(version=1)
+@stage(version=2)
 def convert_gguf(config: GGUFConfig, weights: GGUFRef) -> FileSet:
-    """De-quantise the GGUF into a float32 transformers folder (config, safetensors, tokenizer, template)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """De-quantise the GGUF into a float32 transformers folder (config, safetensors, tokenizer, template),
+    streaming the weights tensor by tensor into the packed file set (see :mod:`.gguf_to_safetensors`)."""
+    from gguf import GGUFReader, dequantize
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     folder, name = os.path.split(weights.path)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model_config = quantised.config
-    if hasattr(model_config, "quantization_config"):
-        delattr(model_config, "quantization_config")
-    model = AutoModelForCausalLM.from_config(model_config, dtype=torch.float32)
-    model.load_state_dict(quantised.state_dict())
+    model_config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    if model_config.model_type != "llama":
+        raise ValueError(f"{weights.path}: architecture {model_config.model_type!r}, this converter reads llama")
+    model_config.architectures = [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_config.model_type]]
+    model_config.dtype = "float32"
+    files = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        files = {}
+        model_config.save_pretrained(tmp)
+        GenerationConfig.from_model_config(model_config).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)
         for root, _, names in os.walk(tmp):
             for n in names:
                 full = os.path.join(root, n)
                 files[os.path.relpath(full, tmp)] = open(full, "rb").read()
-    return pack_files(files)
+    reader = GGUFReader(weights.path)
+    plan = plan_safetensors(reader, weights.path)
+    names = tuple(sorted([*files, _WEIGHTS]))
+    sizes = [plan.size if n == _WEIGHTS else len(files[n]) for n in names]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    blob = np.empty(int(offsets[-1]), np.uint8)
+    for i, n in enumerate(names):
+        target = blob[offsets[i] : offsets[i + 1]]
+        if n == _WEIGHTS:
+            write_safetensors(plan, target, model_config.num_attention_heads, model_config.num_key_value_heads,
+                              dequantize)
+        else:
+            target[:] = np.frombuffer(files[n], np.uint8)
+    return FileSet(names, offsets, blob)

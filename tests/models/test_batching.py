@@ -26,8 +26,9 @@ def test_batches_group_similar_lengths_and_never_mix_decodings():
 
 
 def test_a_token_budget_closes_a_batch_before_its_padded_size_exceeds_it():
-    requests = [request(f"q{i}") for i in range(5)]
+    requests = [request(f"q{i}", max_tokens=5) for i in range(5)]  # padded size: n x (longest prompt + 5 new)
     assert plan_batches(requests, [10, 10, 10, 30, 200], batch_size=8, token_budget=60) == [[0, 1, 2], [3], [4]]
+    assert plan_batches(requests, [10, 10, 10, 30, 200], batch_size=8, token_budget=44) == [[0, 1], [2], [3], [4]]
 
 
 @pytest.fixture

@@ -1,6 +1,12 @@
 """Local transformers models (torch extra): chat LLMs (AutoModelForCausalLM) and VLMs
 (AutoModelForImageTextToText), batched greedy generation with left padding.
 
+Memory: a model folder is loaded once per process however many backends use it, and requests are batched
+by tokens (``BackendConfig.batch_tokens``, prompt plus new tokens, padding included) as well as by count, so
+the key/value cache and attention of a batch of long few-shot prompts stay bounded. Requests are grouped by
+their decoding settings and sorted by length before batching (less padding); answers come back in request
+order and do not depend on how they were batched (greedy; see tests/models/test_local_batching.py).
+
 P(yes) for verifier-style requests comes from the first generated token's distribution over the first
 tokens of "Yes" and "No".
 """
@@ -9,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 
 from ..batching import plan_batches
@@ -17,6 +25,9 @@ from ..requests import ChatRequest, ChatResponse
 
 __all__ = ["TransformersBackend"]
 
+_MODELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # real folder -> loaded model
+_MODELS_LOCK = threading.Lock()
+
 
 def _is_vlm(path: str) -> bool:
     try:
@@ -24,6 +35,18 @@ def _is_vlm(path: str) -> bool:
     except (OSError, ValueError):
         return False
     return "vision_config" in config
+
+
+def _load_model(path: str, vlm: bool, torch, transformers):
+    """The model in ``path``, shared with every other backend of this process that holds it."""
+    key = os.path.realpath(path)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            auto = transformers.AutoModelForImageTextToText if vlm else transformers.AutoModelForCausalLM
+            model = auto.from_pretrained(path, dtype=torch.float32).eval()
+            _MODELS[key] = model
+        return model
 
 
 class TransformersBackend:
@@ -42,17 +65,17 @@ class TransformersBackend:
         if self.vlm:
             self.processor = transformers.AutoProcessor.from_pretrained(path)
             self.tokenizer = self.processor.tokenizer
-            self.model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
         else:
             self.processor = None
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        self.model.eval()
+        self.model = _load_model(path, self.vlm, torch, transformers)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._yes = self.tokenizer.encode("Yes", add_special_tokens=False)[:1]
         self._no = self.tokenizer.encode("No", add_special_tokens=False)[:1]
+        eos = self.model.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos]) | {self.tokenizer.eos_token_id}
 
     def _messages(self, request: ChatRequest) -> list[dict]:
         out = []
@@ -66,9 +89,7 @@ class TransformersBackend:
                 out.append({"role": m.role, "content": m.text})
         return out
 
-    def _inputs(self, batch: list[ChatRequest]):
-        texts = [self.tokenizer.apply_chat_template(self._messages(r), add_generation_prompt=True, tokenize=False)
-                 for r in batch]
+    def _inputs(self, texts: list[str], batch: list[ChatRequest]):
         if not self.vlm:
             return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         from ...encoders.clip_image import open_image
@@ -76,36 +97,43 @@ class TransformersBackend:
         images = [[open_image(im.path, im.box) for im in r.images()] for r in batch]
         return self.processor(text=texts, images=images if any(images) else None, return_tensors="pt", padding=True)
 
-    def stream(self, requests) -> Iterator[tuple[int, ChatResponse]]:
-        """(position, answer) for every request, generated in batches planned over the whole list (similar
-        prompt lengths together, so dynamic padding stays small; see :mod:`..batching`)."""
+    def stream(self, requests: list[ChatRequest]) -> Iterator[tuple[int, ChatResponse]]:
+        """(position, answer) for every request, batch by batch as they finish: the batches are planned over
+        the whole list (see :mod:`..batching`), so a step's requests run as full batches of similar length."""
         texts = [self.tokenizer.apply_chat_template(self._messages(r), add_generation_prompt=True, tokenize=False)
                  for r in requests]
+        # text tokens only: a VLM's image tokens are added by its processor (small next to few-shot prompts)
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        for batch in plan_batches(requests, lengths, max(1, self.config.batch_size)):
-            yield from zip(batch, self.complete([requests[i] for i in batch]))
+        for positions in plan_batches(requests, lengths, max(1, self.config.batch_size), self.config.batch_tokens):
+            batch = [requests[i] for i in positions]
+            yield from zip(positions, self._generate([texts[i] for i in positions], batch))
 
     def complete(self, requests: list[ChatRequest]) -> list[ChatResponse]:
-        out: list[ChatResponse] = []
-        size = max(1, self.config.batch_size)
-        for start in range(0, len(requests), size):
-            batch = requests[start : start + size]
-            decoding = batch[0].decoding
-            inputs = self._inputs(batch)
-            with self.torch.no_grad():
-                gen = self.model.generate(**inputs, do_sample=False, max_new_tokens=max(r.decoding.max_tokens for r in batch),
-                                          output_scores=decoding.want_probability, return_dict_in_generate=True,
-                                          pad_token_id=self.tokenizer.pad_token_id,
-                                          **({"repetition_penalty": decoding.repetition_penalty}
-                                             if decoding.repetition_penalty is not None else {}))
-            new = gen.sequences[:, inputs["input_ids"].shape[1]:]
-            for i, r in enumerate(batch):
-                text = self.tokenizer.decode(new[i][: r.decoding.max_tokens], skip_special_tokens=True).strip()
-                prob = None
-                if r.decoding.want_probability and gen.scores and self._yes and self._no:
-                    p = self.torch.softmax(gen.scores[0][i].float(), -1)
-                    y, n = float(p[self._yes[0]]), float(p[self._no[0]])
-                    prob = y / (y + n) if y + n > 0 else None
-                finish = "length" if len(new[i]) >= r.decoding.max_tokens else "stop"
-                out.append(ChatResponse(text, self.name, finish, prob))
+        out: list[ChatResponse | None] = [None] * len(requests)
+        for i, response in self.stream(requests):
+            out[i] = response
+        return out  # type: ignore[return-value]
+
+    def _generate(self, texts: list[str], batch: list[ChatRequest]) -> list[ChatResponse]:
+        decoding = batch[0].decoding  # one decoding per batch (plan_batches never mixes them)
+        inputs = self._inputs(texts, batch)
+        with self.torch.inference_mode():
+            gen = self.model.generate(**inputs, do_sample=False, max_new_tokens=max(r.decoding.max_tokens for r in batch),
+                                      output_scores=decoding.want_probability, return_dict_in_generate=True,
+                                      pad_token_id=self.tokenizer.pad_token_id,
+                                      **({"repetition_penalty": decoding.repetition_penalty}
+                                         if decoding.repetition_penalty is not None else {}))
+        new = gen.sequences[:, inputs["input_ids"].shape[1]:]
+        out = []
+        for i, r in enumerate(batch):
+            tokens = new[i][: r.decoding.max_tokens].tolist()
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            prob = None
+            if r.decoding.want_probability and gen.scores and self._yes and self._no:
+                p = self.torch.softmax(gen.scores[0][i].float(), -1)
+                y, n = float(p[self._yes[0]]), float(p[self._no[0]])
+                prob = y / (y + n) if y + n > 0 else None
+            # its own end of sequence, not the batch's: a row padded after its end stopped
+            finish = "stop" if any(t in self._eos for t in tokens) else "length"
+            out.append(ChatResponse(text, self.name, finish, prob))
         return out
