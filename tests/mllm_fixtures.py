@@ -29,3 +29,15 @@ def triplets(n: int, *, tokens: int = 5, dim: int = 16, seed: int = 0, edits: in
     target = reference + directions[kind][:, None, :]
     ids = np.stack([10 + kind, 20 + rng.integers(0, 4, n), 30 + kind]).T.astype(np.int32)
     return {"reference": reference, "target": target, "tokens": ids, "mask": np.ones_like(ids)}
+
+
+def cot_triplets(n: int, **kw) -> dict:
+    """``triplets`` whose edit text is followed by a chain of thought determined by the edit (then the end token
+    2): ``labels`` mark the CoT and end tokens, the ones the model must learn to write."""
+    data = triplets(n, **kw)
+    kind = data["tokens"][:, 0] - 10
+    cot = np.stack([40 + kind, 44 + kind, 48 + kind, np.full_like(kind, 2)]).T.astype(np.int32)
+    tokens = np.concatenate([data["tokens"], cot], axis=1)
+    labels = np.concatenate([np.zeros_like(data["tokens"]), np.ones_like(cot)], axis=1)
+    return {**data, "tokens": tokens, "mask": np.ones_like(tokens), "labels": labels, "cot": cot,
+            "prompt": data["tokens"]}
