@@ -14,14 +14,23 @@ from ..engine.progress import Progress
 from ..training.clip_trainer import TrainConfig, train_clip
 from .benchmark import BuiltinConfig, generate_files
 from .files import FileSet, pack_files
+from .train_split import TrainSplitConfig, generate_train_files
 
-__all__ = ["generate_builtin", "train_builtin_clip", "checkpoint_ref"]
+__all__ = ["generate_builtin", "generate_builtin_train", "train_builtin_clip", "checkpoint_ref"]
 
 
 @stage(version=1, helpers=[generate_files, pack_files])
 def generate_builtin(config: BuiltinConfig) -> FileSet:
     """Render every image and write every annotation file of the built-in benchmark (deterministic)."""
     return pack_files(generate_files(config))
+
+
+@stage(version=1, helpers=[generate_train_files, pack_files])
+def generate_builtin_train(config: TrainSplitConfig, benchmark: FileSet) -> FileSet:
+    """The composed train split (CIRR and FashionIQ train layouts), disjoint from ``benchmark``'s composed queries.
+
+    Its own stage (off the demo's path), so the benchmark's files and every key downstream of them stay as they were."""
+    return pack_files(generate_train_files(config, dict(benchmark.items())))
 
 
 @stage(version=1, helpers=[train_clip])
