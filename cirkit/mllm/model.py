@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import config_checks as checks
-from ..lm.adapters import LoraConfig, init_adapter
+from ..lm.adapters import AdapterConfig, LoraConfig, init_adapter
 from ..lm.config import LMConfig
 from ..lm.model import embed_tokens, forward, positions_from_mask
 from ..lm.weights import LanguageModel
@@ -53,7 +53,8 @@ class MLLMConfig:
     n_queries: int = 8  # length of the visual prompt (the connector's learnable queries)
     connector_heads: int = 1
     llm_layers: int = 0  # use only the first N layers of the LLM (0: all)
-    lora: LoraConfig | None = LoraConfig()
+    lora: LoraConfig = LoraConfig()
+    use_lora: bool = True  # LoRA on the LLM (off: only the connector, prompts and pooling train)
     task_prompt: bool = True
     instance_prompt: bool = True
     pool: PromptPoolConfig = PromptPoolConfig()
@@ -98,9 +99,7 @@ def init_trainable(config: MLLMConfig, bb: Backbone) -> dict:
             "pooling": init_pooling(config.pooling, d)}
     if config.instance_prompt:
         tree["pool"] = init_pool(k_pool, config.pool.size, config.pool.length, bb.vision_dim, d, std)
-    if config.lora is not None:
-        from ..lm.adapters import AdapterConfig
-
+    if config.use_lora:
         tree["lora"] = init_adapter(bb.config, AdapterConfig(config.lora, 0, config.seed + 1))["lora"]
     return tree
 
@@ -131,9 +130,8 @@ def run_llm(config: MLLMConfig, bb: Backbone, trainable: dict, prefix, tokens, t
         parts.append(suffix)
         masks.append(jnp.ones(suffix.shape[:2], jnp.int32))
     embeds, mask = jnp.concatenate(parts, axis=1), jnp.concatenate(masks, axis=1)
-    scale = config.lora.scale if config.lora is not None else 1.0
     out = forward(lm_params, bb.config, embeds, positions_from_mask(mask), mask, lora=trainable.get("lora"),
-                  lora_scale=scale, logits=logits)
+                  lora_scale=config.lora.scale, logits=logits)
     return out, mask
 
 

@@ -58,7 +58,7 @@ def test_only_the_adapters_move_and_a_fresh_lora_leaves_the_llm_as_loaded():
     # LoRA's B starts at zero, so its A gets no gradient yet, but B does: the LLM is being adapted
     assert float(jnp.abs(grads["lora"]["q_proj"]["b"]).sum()) > 0
     merged_out = task.embed_queries(params, data["reference"], data["tokens"], data["mask"])[0]
-    no_lora = LVLMTask(LVLMConfig(model=dataclasses.replace(SMALL, lora=None)), task.bb, [3, 4, 5], [6, 7])
+    no_lora = LVLMTask(LVLMConfig(model=dataclasses.replace(SMALL, use_lora=False)), task.bb, [3, 4, 5], [6, 7])
     bare = {k: v for k, v in params.items() if k != "lora"}
     np.testing.assert_allclose(merged_out, no_lora.embed_queries(bare, data["reference"], data["tokens"],
                                                                  data["mask"])[0], atol=1e-5)

@@ -104,6 +104,5 @@ class CoTTask:
         """Greedy chains of thought (token ids, each ending at its end token) for edit-text ``prompts``."""
         model = self.config.model
         prefix, _ = prefix_embeddings(model, self.bb, trainable, jnp.asarray(features), self.query_task)
-        scale = model.lora.scale if model.lora is not None else 1.0
         return greedy_generate(self.bb.params, self.bb.config, prompts, max_new_tokens or self.config.max_cot_tokens,
-                               soft_prompt=prefix, lora=trainable.get("lora"), lora_scale=scale)
+                               soft_prompt=prefix, lora=trainable.get("lora"), lora_scale=model.lora.scale)
