@@ -1,0 +1,61 @@
+"""Streaming training data: a source reads only the items a batch names, and the order is a pure function of
+(seed, step), so that the batch of step i is known without replaying steps 0..i-1 (what makes resume exact)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["DataSource", "ArraySource", "epoch_order", "batch_indices", "steps_per_epoch"]
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """``len(source)`` examples; ``batch(indices)`` reads exactly those (fixed-shape arrays by field name)."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+class ArraySource:
+    """Fields held as arrays with the examples on the first axis (e.g. ``np.memmap``s or small tables).
+    ``batch`` indexes each field, so a memory-mapped field reads only the rows asked for."""
+
+    def __init__(self, fields: Mapping[str, np.ndarray]) -> None:
+        sizes = {name: len(a) for name, a in fields.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"fields of a data source must have the same length, got {sizes}")
+        self.fields = dict(fields)
+        self._n = next(iter(sizes.values()))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: np.asarray(a[indices]) for name, a in self.fields.items()}
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches per pass (the ragged tail of each epoch's order is dropped, so every batch is full)."""
+    if batch_size > n:
+        raise ValueError(f"batch size {batch_size} is larger than the {n} examples of the data source")
+    return n // batch_size
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The permutation of examples for one epoch: a function of (seed, epoch) only (read-only)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    order.flags.writeable = False
+    return order
+
+
+def batch_indices(seed: int, step: int, batch_size: int, n: int) -> np.ndarray:
+    """The examples of micro-batch ``step`` (counting micro-batches from 0)."""
+    per_epoch = steps_per_epoch(n, batch_size)
+    epoch, slot = divmod(step, per_epoch)
+    return epoch_order(seed, epoch, n)[slot * batch_size : (slot + 1) * batch_size]
