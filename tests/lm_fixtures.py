@@ -45,3 +45,18 @@ def make_lm_checkpoint(directory: Path, name: str, *, seed: int = 0, vocab: int 
     kwargs = {"max_shard_size": shard_size} if shard_size else {}
     model.save_pretrained(directory, safe_serialization=True, **kwargs)
     return model
+
+
+WORDS = ["<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(93)]
+
+
+def make_word_lm(directory: Path, name: str = "llama3", seed: int = 0):
+    """A tiny random causal LM with a word-level tokenizer over its 96-token vocabulary ("w0" ... "w92")."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    model = make_lm_checkpoint(directory, name, seed=seed, vocab=len(WORDS))
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<unk>").save_pretrained(directory)
+    return model

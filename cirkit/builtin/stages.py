@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 
 from ..data.model import Split
-from ..encoders.stages import ClipCheckpoint, clip_checkpoint
+from ..encoders.interface import ModelRef
+from ..encoders.stages import clip_checkpoint
 from ..engine import stage
 from ..engine.progress import Progress
 from ..training.clip_trainer import TrainConfig, train_clip
@@ -46,7 +47,7 @@ def train_builtin_clip(config: TrainConfig, pairs: Split) -> FileSet:
 
 
 @stage(version=1, volatile=True)
-def checkpoint_ref(config: None, directory: str) -> ClipCheckpoint:
+def checkpoint_ref(config: None, directory: str) -> ModelRef:
     """Identify an exported checkpoint folder by its content."""
     if not os.path.isfile(os.path.join(directory, "config.json")):
         raise FileNotFoundError(f"{directory}: not a CLIPModel folder (no config.json)")

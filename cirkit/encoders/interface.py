@@ -1,9 +1,14 @@
 """Encoders as a family: one protocol (texts -> vectors, images -> vectors, optionally composed queries ->
 vectors) and a registry from a model reference (kind, path, content digest) to a loaded encoder.
 
-CLIP is one kind; cirkit's causal LM with pooled hidden states is another. Kinds are named by import path,
-so this module imports no model code until an encoder of that kind is asked for. A loaded encoder is
-memoised by the reference *and* its options, so stages that share a model share one copy of its weights.
+CLIP is one kind; cirkit's causal LM with pooled hidden states is another; a trained method adds its own with
+:func:`register_encoder`. Kinds are named by import path, so this module imports no model code until an
+encoder of that kind is asked for. A loaded encoder is memoised by the reference *and* its options, so
+stages and substitutes that share a model share one copy of its weights.
+
+A reference names what computes a vector: the folder's content digest and the digest of the kind's code
+(its loader, followed transitively like a stage's code), so editing a registered kind's model code
+invalidates what it embedded even though the generic stages never name that code.
 """
 
 from __future__ import annotations
@@ -11,14 +16,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from ..engine import artifact_type
+from ..engine import digest, provenance
+from ..engine.fingerprint import analyse
 
-__all__ = ["Encoder", "ComposedEncoder", "ModelRef", "register_encoder", "encoder_kinds", "load_model", "release_encoders"]
+__all__ = ["Encoder", "ComposedEncoder", "ModelRef", "register_encoder", "encoder_kinds", "encoder_options",
+           "model_ref", "load_model", "release_encoders", "kind_code_digest"]
 
 
 @runtime_checkable
@@ -44,36 +53,79 @@ class ComposedEncoder(Encoder, Protocol):
 @artifact_type
 @dataclasses.dataclass(frozen=True)
 class ModelRef:
-    """A model folder identified by its kind and content: moving the folder invalidates nothing."""
+    """A model folder identified by its kind, its content and its kind's code: moving the folder invalidates
+    nothing. ``code`` is "" for a reference built by hand (then only the stages' own code is keyed)."""
 
     kind: str
     path: str = dataclasses.field(metadata={"hash": False})
     digest: str
+    code: str = ""
 
 
-_KINDS: dict[str, str | Callable[..., Encoder]] = {
-    "clip": "cirkit.encoders.clip_encoder:ClipEncoder",
-    "causal_lm": "cirkit.lm.encoder:LMTextEncoder",
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    loader: str | Callable[..., Encoder]
+    options: tuple[str, ...]
+
+
+_KINDS: dict[str, _Kind] = {
+    "clip": _Kind("cirkit.encoders.clip_encoder:ClipEncoder", ("dtype", "preprocessing", "target_ratio")),
+    "causal_lm": _Kind("cirkit.lm.encoder:LMTextEncoder", ("dtype", "pooling")),
 }
 
 
-def register_encoder(kind: str, loader: str | Callable[..., Encoder]) -> None:
-    """Make ``kind`` loadable: ``loader(path, **options)`` (or its ``"module:name"``) returns an :class:`Encoder`."""
-    _KINDS[kind] = loader
+def register_encoder(kind: str, loader: str | Callable[..., Encoder], options: Sequence[str] = ("dtype",)) -> None:
+    """Make ``kind`` loadable: ``loader(path, **options)`` (or its ``"module:name"``) returns an :class:`Encoder`.
+
+    ``options`` names the fields of the embedding stages' ``EmbedConfig`` this kind is built with (dtype,
+    pooling, preprocessing, ...); the stages pass exactly those, so one loaded copy serves every caller."""
+    _KINDS[kind] = _Kind(loader, tuple(options))
+    _code.cache_clear()
 
 
 def encoder_kinds() -> tuple[str, ...]:
     return tuple(sorted(_KINDS))
 
 
-def _resolve(kind: str) -> Callable[..., Encoder]:
+def _kind(kind: str) -> _Kind:
     if kind not in _KINDS:
         raise ValueError(f"model kind {kind!r} is not registered; known kinds: {', '.join(encoder_kinds())}")
-    loader = _KINDS[kind]
+    return _KINDS[kind]
+
+
+def encoder_options(kind: str) -> tuple[str, ...]:
+    """The ``EmbedConfig`` fields an encoder of ``kind`` is loaded with."""
+    return _kind(kind).options
+
+
+def _resolve(kind: str) -> Callable[..., Encoder]:
+    loader = _kind(kind).loader
     if isinstance(loader, str):
         module, name = loader.split(":")
         loader = getattr(importlib.import_module(module), name)
     return loader
+
+
+@functools.lru_cache(maxsize=None)
+def _code(kind: str) -> str:
+    found = analyse(_resolve(kind))
+    return digest({"kind": kind, "code": found.digest, "packages": provenance.environment(found.packages)})
+
+
+def kind_code_digest(kind: str) -> str:
+    """Digest of the code a kind's loader reaches (memoised per process)."""
+    return _code(kind)
+
+
+def model_ref(kind: str, path: str) -> ModelRef:
+    """Reference the model folder ``path`` as an encoder of ``kind``: its content digest (memoised by stat)
+    and its kind's code digest."""
+    from ..data.filehash import FileDigests
+
+    _kind(kind)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: not a model folder (encoder kind {kind!r})")
+    return ModelRef(kind, os.path.abspath(path), FileDigests().folder_digest(path), _code(kind))
 
 
 def release_encoders() -> None:
@@ -82,10 +134,11 @@ def release_encoders() -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(ref: ModelRef, options: tuple) -> Encoder:
-    return _resolve(ref.kind)(ref.path, **dict(options))
+def _load(kind: str, path: str, digest_: str, options: tuple) -> Encoder:
+    return _resolve(kind)(path, **dict(options))
 
 
 def load_model(ref: ModelRef, **options) -> Encoder:
-    """The encoder for ``ref`` with ``options`` (dtype, pooling, ...), loaded once per process."""
-    return _load(ref, tuple(sorted(options.items())))
+    """The encoder for ``ref`` with ``options`` (dtype, pooling, ...), loaded once per process (keyed by the
+    kind, folder and content digest, not by the code digest: one process runs one version of the code)."""
+    return _load(ref.kind, ref.path, ref.digest, tuple(sorted(options.items())))

@@ -3,7 +3,8 @@
 Prompts are left-padded to a bucket length (a multiple of 16) so nearby lengths share one compilation;
 positions count real tokens only (``cumsum(mask) - 1``), so padding changes nothing. One prefill writes the
 prompt into the cache, then a ``while_loop`` feeds one token per step until every sequence has produced an
-end token or ``max_new_tokens`` are out; a finished sequence emits the pad id from then on.
+end token or ``max_new_tokens`` are out; a finished sequence emits the pad id from then on. With several
+devices the batch is split over them and the parameters replicated (see ``sharding.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from jax import lax
 
 from .config import LMConfig
 from .model import embed_tokens, empty_cache, forward, positions_from_mask, prepend_soft_prompt
+from .sharding import placement
 
 __all__ = ["greedy_generate", "pad_left", "positions_from_mask"]
 
@@ -74,25 +76,28 @@ def _generate(params, tokens, mask, soft_prompt, lora, *, config: LMConfig, max_
 
 def greedy_generate(params, config: LMConfig, prompts: list[list[int]], max_new_tokens: int, *,
                     dtype=jnp.float32, soft_prompt=None, lora=None, lora_scale: float = 1.0,
-                    eos_ids: tuple[int, ...] | None = None, pad_id: int | None = None, return_logits: bool = False):
+                    eos_ids: tuple[int, ...] | None = None, pad_id: int | None = None, return_logits: bool = False,
+                    devices=None):
     """Greedy continuations of token-id ``prompts`` (each cut after its first end token).
 
     With ``return_logits`` also the float32 logits each token was chosen from, ``[batch, max_new_tokens, vocab]``
-    (zeros after a sequence ended).
+    (zeros after a sequence ended). ``devices``: where to run (default every device: batch data-parallel).
     """
     eos = tuple(config.eos_token_ids if eos_ids is None else eos_ids)
     pad = pad_id if pad_id is not None else (config.pad_token_id if config.pad_token_id is not None
                                              else (eos[0] if eos else 0))
     tokens, mask = pad_left(prompts, pad)
-    out, logits = _generate(params, tokens, mask, soft_prompt, lora, config=config, max_new_tokens=max_new_tokens,
-                            eos_ids=eos, pad_id=pad, dtype=jnp.dtype(dtype), lora_scale=float(lora_scale),
-                            keep_logits=return_logits)
+    place = placement(devices)
+    out, logits = _generate(place.replicate(params), place.split(tokens), place.split(mask), place.replicate(soft_prompt),
+                            place.replicate(lora), config=config, max_new_tokens=max_new_tokens, eos_ids=eos,
+                            pad_id=pad, dtype=jnp.dtype(dtype), lora_scale=float(lora_scale), keep_logits=return_logits)
+    rows = len(prompts)
     results = []
-    for row in np.asarray(out):
+    for row in np.asarray(out)[:rows]:
         seq = []
         for token in row.tolist():
             seq.append(token)
             if token in eos:
                 break
         results.append(seq)
-    return (results, np.asarray(logits)) if return_logits else results
+    return (results, np.asarray(logits)[:rows]) if return_logits else results

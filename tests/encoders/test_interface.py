@@ -8,14 +8,11 @@ import pytest
 pytest.importorskip("torch", reason="the checkpoints are written by transformers + torch (the test extra)")
 
 from clip_fixtures import make_clip_checkpoint  # noqa: E402
-from lm_fixtures import make_lm_checkpoint  # noqa: E402
+from lm_fixtures import make_word_lm  # noqa: E402
 
 from cirkit.data.filehash import FileDigests  # noqa: E402
 from cirkit.encoders.clip_encoder import ClipEncoder  # noqa: E402
 from cirkit.encoders.interface import Encoder, ModelRef, load_model  # noqa: E402
-
-WORDS = ["<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(93)]
-
 
 def _ref(kind, folder):
     return ModelRef(kind, str(folder), FileDigests().folder_digest(str(folder)))
@@ -24,14 +21,8 @@ def _ref(kind, folder):
 @pytest.fixture(scope="module")
 def lm_folder(tmp_path_factory):
     """A tiny random Llama with a word-level tokenizer over its 96-token vocabulary."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     folder = tmp_path_factory.mktemp("lm")
-    make_lm_checkpoint(folder, "llama3", vocab=len(WORDS))
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<unk>").save_pretrained(folder)
+    make_word_lm(folder)
     return folder
 
 
@@ -56,7 +47,7 @@ def test_causal_lm_pools_over_real_tokens_only(lm_folder):
     assert not np.allclose(batched[0], batched[1], atol=1e-3)
     np.testing.assert_allclose(last.encode_texts([long, short])[1], last.encode_texts([short])[0], atol=1e-5, rtol=0)
     assert not np.allclose(last.encode_texts([short]), alone, atol=1e-3)
-    with pytest.raises(TypeError, match="does not embed images"):
+    with pytest.raises(ValueError, match="does not embed images"):
         mean.encode_files(["x.png"])
 
 

@@ -93,7 +93,7 @@ def variants(tmp_path_factory):
 
 @pytest.mark.parametrize("edit,dependent", [
     ("percent", {"evaluate", "evaluate_chat", "recall"}),
-    ("epsilon", {"embed_images", "embed_texts", "train_builtin_clip"}),
+    ("epsilon", {"train_builtin_clip"}),  # the generic embed stages key CLIP's code through its ModelRef
     ("tie_rule", {"retrieve", "exact_search"}),
 ])
 def test_deep_edit_changes_exactly_the_dependent_stages(variants, edit, dependent):
@@ -104,7 +104,7 @@ def test_deep_edit_changes_exactly_the_dependent_stages(variants, edit, dependen
 
 @pytest.mark.parametrize("edit,stage,definition", [
     ("percent", "evaluate", "cirkit.evaluation.metrics._pct"),
-    ("epsilon", "embed_images", "cirkit.encoders.clip_model.ClipText"),
+    ("epsilon", "train_builtin_clip", "cirkit.encoders.clip_model.ClipText"),
     ("tie_rule", "retrieve", "cirkit.retrieval.exact._sorted_top"),
 ])
 def test_the_changed_definition_is_named(variants, edit, stage, definition):
@@ -154,3 +154,39 @@ def test_fresh_process_agrees(variants, tmp_path):
     fresh = probe(root, {"evaluate": STAGES["evaluate"], "retrieve": STAGES["retrieve"]}, {"x": []})["x"]
     assert fresh["evaluate"]["code"] == variants["percent"]["evaluate"]["code"] != variants["base"]["evaluate"]["code"]
     assert fresh["retrieve"]["code"] == variants["base"]["retrieve"]["code"]
+
+
+KIND_PROBE = r"""
+import json, pathlib, sys
+from cirkit.encoders import interface
+from cirkit.engine import fingerprint
+out = {}
+for variant, edits in json.loads(sys.argv[1]).items():
+    saved = {}
+    for name, old, new in edits:
+        path = pathlib.Path("cirkit", name)
+        saved[path] = path.read_text()
+        assert old in saved[path], f"the edit {old!r} no longer matches {path}: update the test"
+        path.write_text(saved[path].replace(old, new))
+    fingerprint.clear_caches()
+    interface._code.cache_clear()
+    out[variant] = {k: interface.kind_code_digest(k) for k in ("clip", "causal_lm")}
+    for path, text in saved.items():
+        path.write_text(text)
+print(json.dumps(out))
+"""
+
+
+def test_an_encoder_kinds_code_enters_its_model_reference(tmp_path):
+    """The generic embed stages never name CLIP's code; a model reference carries its kind's code digest, so a
+    CLIP edit changes CLIP references (and what they embedded), not the causal LM's, and layout changes nothing."""
+    root = copy_package(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(root), "JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1"}
+    variants = {"base": [], "epsilon": [EPSILON], "layout": [LAYOUT[2]]}
+    done = subprocess.run([sys.executable, "-c", KIND_PROBE, json.dumps(variants)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["epsilon"]["clip"] != out["base"]["clip"]
+    assert out["epsilon"]["causal_lm"] == out["base"]["causal_lm"]
+    assert out["layout"] == out["base"]

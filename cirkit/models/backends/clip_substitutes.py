@@ -45,10 +45,12 @@ def question_to_statement(question: str) -> str:
 class ClipSubstituteBackend:
     def __init__(self, config: BackendConfig) -> None:
         from ...encoders.clip_encoder import ClipEncoder
+        from ...encoders.stages import EmbedConfig, clip_checkpoint, encoder_for
 
         if not os.path.isfile(os.path.join(config.model, "config.json")):
             raise BackendError(f"{config.model}: the clip substitutes need a CLIPModel folder as backend.model")
-        self.encoder = ClipEncoder(config.model)
+        # the registry's copy, the one the embedding stages use with the default embed config: loaded once
+        self.encoder: ClipEncoder = encoder_for(EmbedConfig(), clip_checkpoint(config.model))
         self.name = f"clip-substitute:{os.path.basename(os.path.normpath(config.model))}"
         bank = os.path.join(config.model, "phrases.txt")
         if os.path.isfile(bank):
