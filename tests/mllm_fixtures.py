@@ -1,23 +1,52 @@
-"""Tiny random backbones for the trained methods: a 2-layer Llama-layout LM built in memory and random
-"frozen vision features" that make composed triplets learnable (the target's features are the reference's
-plus a direction chosen by the edit's first token)."""
+"""Tiny random backbones for the trained methods: a 2-layer Llama-layout LM written as a real folder
+(config.json, safetensors, a word-level tokenizer) and random "frozen vision features" that make composed
+triplets learnable (the target's features are the reference's plus a direction chosen by the edit)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
-from cirkit.lm.config import LMConfig
-from cirkit.lm.weights import LanguageModel, random_params
+from cirkit.lm.config import read_lm_config
+from cirkit.lm.weights import expected_shapes
+from cirkit.mllm.loading import folder_digest
+from cirkit.mllm.model import Backbone, MLLMConfig, backbone
 
-VOCAB = 64
+WORDS = ("make it red blue green yellow purple orange circle square triangle star heart small large left right "
+         "top bottom center add remove move change the a to and of one more background shape colour keep as "
+         "they are objects white black grey is with image describe this apply change").split()
+SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 
 
-def tiny_lm(layers: int = 2, hidden: int = 32, seed: int = 0) -> LanguageModel:
-    config = LMConfig(model_type="llama", vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4,
-                      max_position_embeddings=256, rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=1,
-                      eos_token_ids=(2,), pad_token_id=0)
-    return LanguageModel(config, random_params(config, seed, std=0.2), "tiny-random")
+def write_tiny_llm(directory: Path, *, layers: int = 2, hidden: int = 32, seed: int = 0) -> str:
+    """A random Llama-layout LM folder whose vocabulary is ``SPECIAL + WORDS`` padded to 64 ids."""
+    from safetensors.numpy import save_file
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(SPECIAL + WORDS))}
+    size = max(64, len(vocab))
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": size, "hidden_size": hidden,
+              "intermediate_size": 2 * hidden, "num_hidden_layers": layers, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 512, "rms_norm_eps": 1e-5,
+              "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+    (directory / "config.json").write_text(json.dumps(config))
+    rng = np.random.default_rng(seed)
+    tensors = {name: (1.0 + 0.1 * rng.standard_normal(shape) if "norm" in name else 0.2 * rng.standard_normal(shape))
+               .astype(np.float32) for name, shape in expected_shapes(read_lm_config(str(directory))).items()}
+    save_file(tensors, str(directory / "model.safetensors"))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(str(directory))
+    return str(directory)
+
+
+def tiny_backbone(folder: str, model: MLLMConfig, vision_dim: int = 16) -> Backbone:
+    return backbone(folder, folder_digest(folder), model, vision_dim)
 
 
 def triplets(n: int, *, tokens: int = 5, dim: int = 16, seed: int = 0, edits: int = 4) -> dict:

@@ -9,11 +9,14 @@ __all__ = ["pad_rows", "WIDTHS"]
 WIDTHS = (8, 16, 32, 64, 128, 256)
 
 
-def pad_rows(rows: list[list[int]], pad_id: int, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row cut to its last ``max_tokens`` ids and right-aligned in the smallest width that holds them all."""
-    rows = [list(r)[-max_tokens:] for r in rows]
+def pad_rows(rows: list[list[int]], pad_id: int, max_tokens: int,
+             width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row cut to its first ``max_tokens`` ids and right-aligned in ``width`` columns (default: the smallest
+    of ``WIDTHS`` that holds them all)."""
+    rows = [list(r)[:max_tokens] for r in rows]
     longest = max((len(r) for r in rows), default=0)
-    width = next((w for w in WIDTHS if w >= longest), longest)
+    if width is None:
+        width = next((w for w in WIDTHS if w >= longest), longest)
     tokens = np.full((len(rows), width), pad_id, np.int32)
     mask = np.zeros((len(rows), width), np.int32)
     for i, r in enumerate(rows):

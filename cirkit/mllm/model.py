@@ -11,21 +11,22 @@ embedding token read) and positions count real tokens only. Everything trainable
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 
 from .. import config_checks as checks
 from ..lm.adapters import AdapterConfig, LoraConfig, init_adapter
-from ..lm.config import LMConfig
+from ..lm.config import LMConfig, read_lm_config
 from ..lm.model import embed_tokens, forward, positions_from_mask
-from ..lm.weights import LanguageModel
+from ..lm.weights import load_lm
 from .connector import connect, init_connector
 from .pooling import POOLINGS, init_pooling, pool
 from .prompt_pool import init_pool, select_prompts
 
-__all__ = ["PromptPoolConfig", "MLLMConfig", "Backbone", "backbone", "init_trainable", "prefix_embeddings",
-           "run_llm", "pooled"]
+__all__ = ["PromptPoolConfig", "MLLMConfig", "PromptTexts", "Backbone", "backbone", "frozen_llm", "init_trainable",
+           "trainable_mask", "prefix_embeddings", "run_llm", "pooled"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,69 +72,97 @@ class MLLMConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PromptTexts:
+    """The task-level instructions (tokenised with the LLM's tokenizer) and the longest edit text kept."""
+
+    query_task: str = "Apply the requested change to the reference image and describe the image that results:"
+    target_task: str = "Describe this image:"
+    max_text_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "max_text_tokens")
+
+
+@dataclasses.dataclass(frozen=True)
 class Backbone:
-    """The frozen LLM as the path uses it: its config cut to ``llm_layers`` and the matching parameters."""
+    """The frozen LLM as the path uses it (hashable: tasks built on it are static jit arguments): its folder
+    and content digest, its config cut to ``llm_layers``, and the width of the frozen image features."""
 
-    config: LMConfig
-    params: dict = dataclasses.field(repr=False)
-    vision_dim: int = 0
-
-    @property
-    def embed_std(self) -> float:
-        return float(jnp.std(self.params["embed"].astype(jnp.float32)))
+    llm: str
+    llm_digest: str
+    lm: LMConfig
+    vision_dim: int
 
 
-def backbone(lm: LanguageModel, config: MLLMConfig, vision_dim: int) -> Backbone:
+def backbone(llm: str, llm_digest: str, config: MLLMConfig, vision_dim: int) -> Backbone:
     """Keep the first ``llm_layers`` layers (all when 0 or more than there are)."""
-    n = lm.config.num_hidden_layers if not config.llm_layers else min(config.llm_layers, lm.config.num_hidden_layers)
-    layers = jax.tree.map(lambda x: x[:n], lm.params["layers"])
-    return Backbone(dataclasses.replace(lm.config, num_hidden_layers=n), {**lm.params, "layers": layers}, vision_dim)
+    lm = read_lm_config(llm)
+    n = lm.num_hidden_layers if not config.llm_layers else min(config.llm_layers, lm.num_hidden_layers)
+    return Backbone(llm, llm_digest, dataclasses.replace(lm, num_hidden_layers=n), vision_dim)
 
 
-def init_trainable(config: MLLMConfig, bb: Backbone) -> dict:
-    """A fresh trainable tree from ``config.seed`` (LoRA B at zero: the LLM starts exactly as loaded)."""
-    key = jax.random.PRNGKey(config.seed)
-    k_conn, k_pool = jax.random.split(key)
-    d, std = bb.config.hidden_size, bb.embed_std
-    tree = {"connector": init_connector(k_conn, config.n_queries, bb.vision_dim, d, config.connector_heads, std),
+@functools.lru_cache(maxsize=2)
+def frozen_llm(bb: Backbone) -> dict:
+    """The LLM's parameters cut to the backbone's layers, read once per process."""
+    params = load_lm(bb.llm).params
+    n = bb.lm.num_hidden_layers
+    return {**params, "layers": jax.tree.map(lambda x: x[:n], params["layers"])}
+
+
+def init_trainable(config: MLLMConfig, bb: Backbone, key=None) -> dict:
+    """The frozen LLM (under ``llm``) and a fresh trainable tree (LoRA B at zero: the LLM starts as loaded)."""
+    llm = frozen_llm(bb)
+    key = jax.random.PRNGKey(config.seed) if key is None else key
+    k_conn, k_pool, k_lora = jax.random.split(key, 3)
+    d, std = bb.lm.hidden_size, float(jnp.std(llm["embed"].astype(jnp.float32)))
+    tree = {"llm": llm,
+            "connector": init_connector(k_conn, config.n_queries, bb.vision_dim, d, config.connector_heads, std),
             "pooling": init_pooling(config.pooling, d)}
     if config.instance_prompt:
         tree["pool"] = init_pool(k_pool, config.pool.size, config.pool.length, bb.vision_dim, d, std)
     if config.use_lora:
-        tree["lora"] = init_adapter(bb.config, AdapterConfig(config.lora, 0, config.seed + 1))["lora"]
+        seed = int(jax.random.randint(k_lora, (), 0, 2**30))
+        tree["lora"] = init_adapter(bb.lm, AdapterConfig(config.lora, 0, seed))["lora"]
+    if not tree["pooling"]:
+        del tree["pooling"]
     return tree
 
 
-def prefix_embeddings(config: MLLMConfig, bb: Backbone, trainable: dict, features, task_ids):
+def trainable_mask(params: dict) -> dict:
+    """Everything but the frozen LLM trains."""
+    return {k: jax.tree.map(lambda _: k != "llm", v) for k, v in params.items()}
+
+
+def prefix_embeddings(config: MLLMConfig, bb: Backbone, params: dict, features, task_ids):
     """[visual prompt, task prompt, instance prompt] ``[batch, P, hidden]`` and the pool's surrogate key loss.
 
     ``task_ids`` is one token sequence shared by the batch (ignored when ``config.task_prompt`` is off)."""
-    parts = [connect(trainable["connector"], features, config.connector_heads)]
+    parts = [connect(params["connector"], features, config.connector_heads)]
     b = parts[0].shape[0]
-    if config.task_prompt and task_ids is not None and len(task_ids):
-        task = embed_tokens(bb.params, jnp.asarray(task_ids)[None], jnp.float32)
+    if config.task_prompt and task_ids:
+        task = embed_tokens(jax.lax.stop_gradient(params["llm"]), jnp.asarray(task_ids, jnp.int32)[None], jnp.float32)
         parts.append(jnp.broadcast_to(task, (b, *task.shape[1:])))
     key_loss = jnp.float32(0.0)
     if config.instance_prompt:
-        prompts, key_loss = select_prompts(trainable["pool"], features, config.pool.top_k)
+        prompts, key_loss = select_prompts(params["pool"], features, config.pool.top_k)
         parts.append(prompts)
     return jnp.concatenate(parts, axis=1), key_loss
 
 
-def run_llm(config: MLLMConfig, bb: Backbone, trainable: dict, prefix, tokens, token_mask, suffix=None,
+def run_llm(config: MLLMConfig, bb: Backbone, params: dict, prefix, tokens, token_mask, suffix=None,
             logits: str = "none"):
     """The LLM over [prefix, left-padded tokens, optional suffix embeddings]; returns (output, mask)."""
-    lm_params = jax.lax.stop_gradient(bb.params)
+    lm_params = jax.lax.stop_gradient(params["llm"])
     parts = [prefix, embed_tokens(lm_params, tokens, jnp.float32)]
     masks = [jnp.ones(prefix.shape[:2], jnp.int32), token_mask.astype(jnp.int32)]
     if suffix is not None:
         parts.append(suffix)
         masks.append(jnp.ones(suffix.shape[:2], jnp.int32))
     embeds, mask = jnp.concatenate(parts, axis=1), jnp.concatenate(masks, axis=1)
-    out = forward(lm_params, bb.config, embeds, positions_from_mask(mask), mask, lora=trainable.get("lora"),
+    out = forward(lm_params, bb.lm, embeds, positions_from_mask(mask), mask, lora=params.get("lora"),
                   lora_scale=config.lora.scale, logits=logits)
     return out, mask
 
 
-def pooled(config: MLLMConfig, trainable: dict, hidden, mask):
-    return pool(config.pooling, trainable.get("pooling", {}), hidden, mask)
+def pooled(config: MLLMConfig, params: dict, hidden, mask):
+    return pool(config.pooling, params.get("pooling", {}), hidden, mask)

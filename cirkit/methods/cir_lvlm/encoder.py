@@ -15,8 +15,10 @@ __all__ = ["LVLMEncoder"]
 
 
 class LVLMEncoder:
-    def __init__(self, directory: str, llm: str = "", vision: str = "", batch_size: int = 16) -> None:
-        self.loaded = load_trained(directory, "cir_lvlm", LVLMConfig, LVLMTask, llm, vision)
+    def __init__(self, directory: str, dtype: str = "float32", batch_size: int = 32) -> None:
+        if dtype != "float32":
+            raise ValueError(f"a CIR-LVLM encoder runs in float32, not {dtype!r}")
+        self.loaded = load_trained(directory, "cir_lvlm", LVLMConfig, LVLMTask)
         self.batch_size = batch_size
         task = self.loaded.task
         self._queries = jax.jit(lambda p, f, t, m: task.embed_queries(p, f, t, m)[0])
@@ -24,24 +26,24 @@ class LVLMEncoder:
 
     @property
     def dim(self) -> int:
-        return self.loaded.task.bb.config.hidden_size
+        return self.loaded.task.bb.lm.hidden_size
 
     def _batches(self, n: int):
         return [slice(i, min(i + self.batch_size, n)) for i in range(0, n, self.batch_size)]
 
     def encode_files(self, paths: Sequence[str], boxes: Sequence | None = None) -> np.ndarray:
         features = self.loaded.vision.states_of_files(list(paths))
-        out = [np.asarray(self._targets(self.loaded.trainable, features[s])) for s in self._batches(len(paths))]
+        out = [np.asarray(self._targets(self.loaded.params, features[s])) for s in self._batches(len(paths))]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def encode_queries(self, paths: Sequence[str], texts: Sequence[str], boxes: Sequence | None = None) -> np.ndarray:
         features = self.loaded.vision.states_of_files(list(paths))
-        limit = self.loaded.task.config.max_text_tokens
+        limit = self.loaded.task.config.texts.max_text_tokens
         out = []
         for s in self._batches(len(paths)):
             tokens, mask = self.loaded.tokens(list(texts[s]), limit)
-            out.append(np.asarray(self._queries(self.loaded.trainable, features[s], tokens, mask)))
+            out.append(np.asarray(self._queries(self.loaded.params, features[s], tokens, mask)))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        raise TypeError("a CIR-LVLM embeds composed queries (an image and a text) and images, not texts alone")
+        raise ValueError("a CIR-LVLM embeds composed queries (an image and a text) and images, not texts alone")

@@ -1,69 +1,37 @@
-"""CIR-LVLM's training as a cached stage: a composed train split, the frozen LLM folder and the frozen CLIP
-checkpoint in; a checkpoint folder's files (trainable tree, config, base digests, loss log) out."""
+"""CIR-LVLM's training and export as cached stages: the trainer's segments over the training triplets, then
+the final checkpoint written as a model folder that the encoder registry loads (kind ``cir_lvlm``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
-import numpy as np
-
-from ... import config_checks as checks
 from ...builtin.files import FileSet, pack_files
-from ...data.model import Split
-from ...encoders.stages import ClipCheckpoint
+from ...encoders.interface import ModelRef
 from ...engine import stage
-from ...engine.progress import Progress
-from ...lm.weights import load_lm
-from ...mllm.batching import pad_rows
-from ...mllm.checkpoint import checkpoint_files
-from ...mllm.interim_fit import fit
-from ...mllm.loading import tokenizer_of, folder_digest, task_ids
+from ...mllm.data import TrainingTriplets
+from ...mllm.loading import export_files_of
 from ...mllm.model import backbone
-from ...mllm.triplets import triplets_of
-from ...mllm.vision import load_vision
+from ...training import ArraySource, Checkpoint, training_stage
 from .task import LVLMConfig, LVLMTask
 
-__all__ = ["LVLMTrainConfig", "train_cir_lvlm"]
+__all__ = ["lvlm_task", "train_cir_lvlm", "export_cir_lvlm"]
 
 
-@dataclasses.dataclass(frozen=True)
-class LVLMTrainConfig:
-    lvlm: LVLMConfig = LVLMConfig()
-    steps: int = 300
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        checks.integers_at_least(self, 1, "steps", "batch_size")
+def lvlm_task(config: LVLMConfig, data: TrainingTriplets) -> tuple[LVLMTask, ArraySource]:
+    bb = backbone(data.llm, data.llm_digest, config.model, int(data.reference.shape[-1]))
+    return LVLMTask(config, bb, data.query_task, data.target_task), ArraySource(data.fields())
 
 
-def training_log(losses: list[float]) -> bytes:
-    return json.dumps({"steps": len(losses), "loss": [round(x, 6) for x in losses]}).encode()
+train_cir_lvlm = training_stage(lvlm_task, name="train_cir_lvlm", version=1)
 
 
-@stage(version=1, helpers=[fit, triplets_of, checkpoint_files, training_log, LVLMTask])
-def train_cir_lvlm(config: LVLMTrainConfig, split: Split, llm: str, vision: ClipCheckpoint) -> FileSet:
-    """Train the connector, prompt pool, pooling and LoRA of CIR-LVLM on the split's triplets."""
-    tower = load_vision(vision.path, vision.digest)
-    data = triplets_of(split, tower)
-    lm, tok = load_lm(llm), tokenizer_of(llm)
-    cfg = config.lvlm
-    bb = backbone(lm, cfg.model, tower.dim)
-    task = LVLMTask(cfg, bb, task_ids(tok, cfg.query_task), task_ids(tok, cfg.target_task))
-    ids = [task_ids(tok, t) for t in data.texts]
-    pad = bb.config.pad_token_id if bb.config.pad_token_id is not None else 0
+def training_log(checkpoint: Checkpoint) -> bytes:
+    return json.dumps({"steps": checkpoint.step, "loss": [round(float(x), 6) for x in checkpoint.losses]}).encode()
 
-    def make_batch(rows: np.ndarray) -> dict:
-        tokens, mask = pad_rows([ids[i] for i in rows], pad, cfg.max_text_tokens)
-        return {"reference": data.states[data.reference[rows]], "target": data.states[data.target[rows]],
-                "tokens": tokens, "mask": mask}
 
-    with Progress().bar("train CIR-LVLM", total=config.steps, unit="steps") as advance:
-        trained, losses = fit(task, make_batch, len(data), steps=config.steps, batch_size=config.batch_size,
-                              learning_rate=config.learning_rate, seed=config.seed, progress=advance)
-    files = checkpoint_files("cir_lvlm", dataclasses.asdict(cfg), trained,
-                             {"llm": folder_digest(llm), "vision": vision.digest},
-                             {"training_log.json": training_log(losses)})
-    return pack_files(files)
+@stage(version=1, helpers=[lvlm_task, export_files_of, training_log])
+def export_cir_lvlm(config: LVLMConfig, checkpoint: Checkpoint, data: TrainingTriplets, vision: ModelRef) -> FileSet:
+    """The trained CIR-LVLM as a model folder's files (adapter tensors, manifest, training log)."""
+    task, _ = lvlm_task(config, data)
+    return pack_files(export_files_of("cir_lvlm", config, task, dict(checkpoint.params), vision.path, vision.digest,
+                                      {"training_log.json": training_log(checkpoint)}))
