@@ -328,7 +328,7 @@ def export(run_name: str, output: str, path: str, part: str | None, store_url: s
         files = _submission_files(path, value)
     for file, content in files.items():
         with open(file, "w", encoding="utf-8") as f:
-            json.dump(describe(content), f)
+            json.dump(content.cirkit_json() if hasattr(content, "cirkit_json") else describe(content), f)
         console.print(f"wrote {output}{'/' + part if part else ''} of {run_name} to {file}")
 
 

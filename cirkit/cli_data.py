@@ -37,7 +37,11 @@ def check(name, root, split, category, task, no_decode, full_decode, show) -> No
     """Count queries and images of NAME under ROOT; list missing and undecodable images."""
     console = _console()
     wanted = {k: v for k, v in (("split", split), ("category", category), ("task", task)) if v is not None}
-    variants = [v for v in default_splits(name) if all(v.get(k, val) == val for k, val in wanted.items())] or [{}]
+    defaults = default_splits(name)
+    variants = [v for v in defaults if all(v.get(k, val) == val for k, val in wanted.items())]
+    if not variants:  # a split outside the defaults (train): still every category or task the defaults cover
+        rest = [tuple((k, x) for k, x in v.items() if k not in wanted) for v in defaults]
+        variants = [{**wanted, **dict(r)} for r in dict.fromkeys(rest)] or [{}]
     variants = [{**v, **wanted} for v in variants]
     table = Table(title=f"{name} under {root}")
     for col in ("split", "queries", "with truth", "images", "missing", "undecodable"):

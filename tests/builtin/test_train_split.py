@@ -8,12 +8,12 @@ import pytest
 from cirkit.builtin.benchmark import BuiltinConfig, generate_files
 from cirkit.builtin.edits import Edit, valid_targets
 from cirkit.builtin.files import ExportConfig, export_files
-from cirkit.builtin.stages import generate_builtin
 from cirkit.builtin.scenes import Obj
+from cirkit.builtin.stages import generate_builtin
 from cirkit.builtin.train_split import TrainSplitConfig, generate_train_files, held_out_scenes, read_scenes
 from cirkit.data.loaders import load_split
 from cirkit.engine import Engine, Store
-from cirkit.pipelines.training_data import builtin_train_root, load_builtin_train
+from cirkit.pipelines.training_data import builtin_train, load_builtin_train
 
 # Many composed queries and few other images: enough held-out scenes that an unfiltered train split would
 # reuse some of them (one-object scenes are only 1,500).
@@ -25,7 +25,7 @@ TRAIN = TrainSplitConfig(n_triplets=60)
 def world(tmp_path_factory):
     engine = Engine(Store(str(tmp_path_factory.mktemp("store"))), progress=False)
     export = ExportConfig(str(tmp_path_factory.mktemp("export")))
-    root = builtin_train_root(engine, BENCH, TRAIN, export)
+    root = builtin_train(engine, BENCH, TRAIN, export).root
     bench_root = engine.run(export_files, export, files=engine.run(generate_builtin, BENCH, step="bench"),
                              step="export_bench")
     return engine, root, generate_files(BENCH), bench_root.value
