@@ -20,9 +20,13 @@ from ..encoders.stages import composed_inputs, embed_images, embed_queries, refe
 from ..engine import Artifact, Engine
 from ..experiment.pipeline import pipeline
 from ..methods.baselines import gallery_images
+from ..annotation.cot import import_cot, match_cot
+from ..annotation.cot_scenes import cot_from_scenes
+from ..methods.cir_cot.stages import export_cir_cot, generate_cot, train_cir_cot, with_reasoning
+from ..methods.cir_cot.task import CoTConfig
 from ..methods.cir_lvlm.stages import export_cir_lvlm, train_cir_lvlm
 from ..methods.cir_lvlm.task import LVLMConfig
-from ..mllm.data import training_triplets
+from ..mllm.data import reasoned_triplets, training_triplets
 from ..retrieval.stages import RetrievalConfig
 from ..training import TrainerConfig, fit
 from .embedded import embedded_reasoner
@@ -31,7 +35,7 @@ from .scoring import notice, score
 from .setup import Setup, benchmark_of, prepare, task_of
 from .training_data import builtin_train, load_builtin_train
 
-__all__ = ["TrainSource", "CIRLVLMExperiment", "train_split"]
+__all__ = ["TrainSource", "CoTSource", "CIRLVLMExperiment", "CIRCoTExperiment", "train_split"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,3 +119,70 @@ def cir_lvlm(engine: Engine, config: CIRLVLMExperiment) -> dict:
     model = engine.run(reference_model, None, kind="cir_lvlm", directory=folder, step="cir_lvlm_model")
     body = _score_composed(config.setup, config.retrieval, model, "cir_lvlm")
     return {**notice(config.setup), **over_parts(engine, benchmark_of(config.setup.data), parts, body)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CoTSource:
+    """Where the train split's chains of thought come from: the built-in benchmark's scene graphs (exact), or a
+    shared annotation file (``cirkit export ... cot FILE``, e.g. written by the ``cot_annotations`` pipeline
+    through model roles), checked against the split."""
+
+    source: Literal["scenes", "file"] = "scenes"
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.source == "file" and not self.path:
+            checks.fail(self, "path", "the annotation file to import (source = 'file')", self.path)
+
+
+@dataclasses.dataclass(frozen=True)
+class CIRCoTExperiment:
+    setup: Setup = Setup()
+    train_data: TrainSource = TrainSource()
+    annotations: CoTSource = CoTSource()
+    cot: CoTConfig = CoTConfig()
+    trainer: TrainerConfig = EMBEDDED_TRAINER
+    llm: str = ""  # "": the embedded SmolLM2-135M-Instruct; else a Llama/Qwen2 folder
+    retrieval: RetrievalConfig = RetrievalConfig(k=50, exclude_reference=None, subset=None)  # official per benchmark
+
+
+def _annotations(engine: Engine, config: CIRCoTExperiment, split: Artifact, files: Artifact | None) -> Artifact:
+    run = PrefixedEngine(engine, "train").run
+    if config.annotations.source == "file":
+        imported = run(import_cot, None, path=config.annotations.path)
+        return run(match_cot, None, split=split, annotations=imported)
+    if files is None:
+        raise DataError("annotations.source = 'scenes' reads the built-in train split's scene graphs; with "
+                        "train_data.source = 'files' import an annotation file (annotations.source = 'file')")
+    return run(cot_from_scenes, None, files=files, split=split)
+
+
+@pipeline("cir_cot", CIRCoTExperiment)
+def cir_cot(engine: Engine, config: CIRCoTExperiment) -> dict:
+    """CIR-CoT: learn to write the chain of thought and embed after it; generate it per query, then embed."""
+    _composed_only("cir_cot", config.setup)
+    parts, clip, llm = frozen_bases(engine, config.setup, config.llm)
+    split, files = train_split(engine, config.setup, config.train_data)
+    annotations = _annotations(engine, config, split, files)
+    triplets = engine.run(reasoned_triplets, config.cot.tokenisation(), split=split, annotations=annotations,
+                          llm=llm, vision=clip)
+    checkpoint = fit(engine, train_cir_cot, config.cot, config.trainer, data=triplets)
+    files_out = engine.run(export_cir_cot, config.cot, checkpoint=checkpoint, data=triplets, vision=clip)
+    folder = engine.run(export_files, config.setup.export, files=files_out, step="export_cir_cot_folder")
+    model = engine.run(reference_model, None, kind="cir_cot", directory=folder, step="cir_cot_model")
+    setup = config.setup
+
+    def body(part: Part) -> dict:
+        run = part.engine.run
+        queries = run(composed_inputs, None, split=part.split, step="cir_cot/queries")
+        outputs = {}
+        if config.cot.use_cot:
+            reasoning = run(generate_cot, setup.embed, queries=queries, model=model, step="cir_cot/reasoning")
+            queries = run(with_reasoning, None, queries=queries, reasoning=reasoning, step="cir_cot/reasoned")
+            outputs["reasoning"] = reasoning
+        embedded = run(embed_queries, setup.embed, queries=queries, model=model, step="cir_cot/embed_queries")
+        gallery = run(embed_images, setup.embed, model=model, step="cir_cot/embed_gallery",
+                      images=run(gallery_images, None, split=part.split, step="gallery"))
+        return {**outputs, **score(setup, config.retrieval, part, embedded, gallery, "cir_cot")[1]}
+
+    return {**notice(setup), **over_parts(engine, benchmark_of(setup.data), parts, body)}

@@ -16,7 +16,9 @@ import math
 import jax
 import jax.numpy as jnp
 
+from ... import config_checks as checks
 from ...lm.generate import greedy_generate
+from ...mllm.data import ReasonedTexts
 from ...mllm.model import (
     Backbone,
     MLLMConfig,
@@ -28,26 +30,29 @@ from ...mllm.model import (
 )
 from ...training.losses import info_nce
 
-__all__ = ["CoTConfig", "CoTTask", "cot_text", "COT_PARTS"]
+__all__ = ["CoTConfig", "CoTTask"]
 
-COT_PARTS = ("caption", "reasoning", "conclusion")
 QUERY_TASK = "Describe the reference image, reason about the requested change, then conclude with the target:"
 TARGET_TASK = "Describe this image:"
-
-
-def cot_text(caption: str, reasoning: str, conclusion: str) -> str:
-    """The structured chain of thought the model learns to write (one labelled line per part)."""
-    return f"Caption: {caption.strip()}\nReasoning: {reasoning.strip()}\nConclusion: {conclusion.strip()}"
 
 
 @dataclasses.dataclass(frozen=True)
 class CoTConfig:
     model: MLLMConfig = MLLMConfig(instance_prompt=False, pooling="last")
-    texts: PromptTexts = PromptTexts(query_task=QUERY_TASK, target_task=TARGET_TASK, max_text_tokens=96)
+    texts: PromptTexts = PromptTexts(query_task=QUERY_TASK, target_task=TARGET_TASK, max_text_tokens=32)
     ce_weight: float = 1.0  # next-token loss on the chain of thought
     contrastive_weight: float = 1.0  # InfoNCE on the embedding token
     temperature: float = 0.07
-    max_cot_tokens: int = 64  # longest generated chain of thought
+    max_cot_tokens: int = 64  # longest chain of thought trained on and generated
+    use_cot: bool = True  # off: the ablation trained and evaluated without reasoning (EMB right after the edit)
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 1, "max_cot_tokens")
+        checks.numbers_at_least(self, 0, "ce_weight", "contrastive_weight")
+
+    def tokenisation(self) -> ReasonedTexts:
+        """What the training sequences depend on (the data stage's config)."""
+        return ReasonedTexts(self.texts, self.max_cot_tokens, self.use_cot)
 
 
 @dataclasses.dataclass(frozen=True)
