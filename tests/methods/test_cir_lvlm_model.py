@@ -81,3 +81,14 @@ def test_bad_config_names_the_field():
         MLLMConfig(pooling="max")
     with pytest.raises(InvalidConfig, match="top_k"):
         PromptPoolConfig(size=3, top_k=5)
+
+
+def test_a_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(llm):
+    task, data = make_task(llm), ArraySource(triplets(16))
+    config = TrainerConfig(steps=4, batch_size=8, learning_rate=3e-3, warmup_steps=1, decay_steps=100)
+    whole = train(task, data, config)
+    first = train(task, data, config, stop=2)
+    resumed = train(make_task(llm), data, config, start=first)  # a fresh task object, as a new process builds
+    assert set(whole.params) == set(resumed.params)
+    for name, value in whole.params.items():
+        np.testing.assert_allclose(resumed.params[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
