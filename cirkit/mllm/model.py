@@ -20,7 +20,8 @@ from .. import config_checks as checks
 from ..lm.adapters import AdapterConfig, LoraConfig, init_adapter
 from ..lm.config import LMConfig, read_lm_config
 from ..lm.model import embed_tokens, forward, positions_from_mask
-from ..lm.weights import load_lm
+from ..encoders.safetensors_io import checkpoint_files, read_safetensors
+from ..lm.weights import params_from_tensors
 from .connector import connect, init_connector
 from .pooling import POOLINGS, init_pooling, pool
 from .prompt_pool import init_pool, select_prompts
@@ -103,10 +104,14 @@ def backbone(llm: str, llm_digest: str, config: MLLMConfig, vision_dim: int) -> 
 
 @functools.lru_cache(maxsize=2)
 def frozen_llm(bb: Backbone) -> dict:
-    """The LLM's parameters cut to the backbone's layers, read once per process."""
-    params = load_lm(bb.llm).params
-    n = bb.lm.num_hidden_layers
-    return {**params, "layers": jax.tree.map(lambda x: x[:n], params["layers"])}
+    """The LLM's parameters of the backbone's layers only, read once per process (the safetensors are memory
+    mapped, so the layers beyond ``llm_layers`` are never read)."""
+    tensors: dict = {}
+    for path in checkpoint_files(bb.llm):
+        tensors.update(read_safetensors(path))
+    kept = {name: value for name, value in tensors.items()
+            if not name.startswith("model.layers.") or int(name.split(".")[2]) < bb.lm.num_hidden_layers}
+    return params_from_tensors(bb.lm, kept, bb.llm)
 
 
 def init_trainable(config: MLLMConfig, bb: Backbone, key=None) -> dict:
