@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 
 from .. import config_checks as checks
+from ..encoders.safetensors_io import checkpoint_files, read_safetensors
 from ..lm.adapters import AdapterConfig, LoraConfig, init_adapter
 from ..lm.config import LMConfig, read_lm_config
 from ..lm.model import embed_tokens, forward, positions_from_mask
-from ..encoders.safetensors_io import checkpoint_files, read_safetensors
 from ..lm.weights import params_from_tensors
 from .connector import connect, init_connector
 from .pooling import POOLINGS, init_pooling, pool
@@ -135,7 +135,7 @@ def init_trainable(config: MLLMConfig, bb: Backbone, key=None) -> dict:
 
 def trainable_mask(params: dict) -> dict:
     """Everything but the frozen LLM trains."""
-    return {k: jax.tree.map(lambda _: k != "llm", v) for k, v in params.items()}
+    return {k: jax.tree.map(lambda _, trains=(k != "llm"): trains, v) for k, v in params.items()}
 
 
 def prefix_embeddings(config: MLLMConfig, bb: Backbone, params: dict, features, task_ids):

@@ -12,6 +12,8 @@ import dataclasses
 from typing import Literal
 
 from .. import config_checks as checks
+from ..annotation.cot import import_cot, match_cot
+from ..annotation.cot_scenes import cot_from_scenes
 from ..builtin.files import export_files
 from ..builtin.train_split import TrainSplitConfig
 from ..data.errors import DataError
@@ -20,8 +22,6 @@ from ..encoders.stages import composed_inputs, embed_images, embed_queries, refe
 from ..engine import Artifact, Engine
 from ..experiment.pipeline import pipeline
 from ..methods.baselines import gallery_images
-from ..annotation.cot import import_cot, match_cot
-from ..annotation.cot_scenes import cot_from_scenes
 from ..methods.cir_cot.stages import export_cir_cot, generate_cot, train_cir_cot, with_reasoning
 from ..methods.cir_cot.task import CoTConfig
 from ..methods.cir_lvlm.stages import export_cir_lvlm, train_cir_lvlm

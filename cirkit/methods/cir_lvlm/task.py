@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-
 import jax.numpy as jnp
 
 from ...mllm.model import (
