@@ -34,10 +34,12 @@ class TrainingTriplets:
     llm: str  # the frozen LLM's folder
     llm_digest: str
     labels: np.ndarray | None = None  # [n, width] int32: 1 on the tokens a generative loss predicts (CIR-CoT)
+    negative: np.ndarray | None = None  # [n, tokens, dim]: a near miss of each query (CIRR subsets), if known
 
     def fields(self) -> dict[str, np.ndarray]:
         out = {"reference": self.reference, "target": self.target, "tokens": self.tokens, "mask": self.mask}
-        return out if self.labels is None else {**out, "labels": self.labels}
+        extra = {"labels": self.labels, "negative": self.negative}
+        return {**out, **{k: v for k, v in extra.items() if v is not None}}
 
 
 def _pad_id(llm: str) -> int:
@@ -45,29 +47,35 @@ def _pad_id(llm: str) -> int:
     return 0 if pad is None else pad
 
 
-def _states(split: Split, vision: ModelRef) -> tuple[np.ndarray, np.ndarray]:
-    """Frozen vision states of each query's reference and of its target (each image computed once)."""
+def _states(split: Split, vision: ModelRef) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Frozen vision states of each query's reference, of its target and (when every query has a CIRR-style
+    subset with a near miss) of its first near miss, a hard negative; each image computed once."""
     if split.truths is None:
         raise DataError(f"{split.benchmark} {split.split}: no ground truth, so no targets to train on")
     paths = {im.id: im.path for im in split.gallery.images}
-    needed = sorted({q.reference for q in split.queries} | {t.target for t in split.truths})
+    misses = [next((m for m in t.subset if m not in (q.reference, t.target)), None)
+              for q, t in zip(split.queries, split.truths)]
+    use_misses = all(m is not None for m in misses)
+    needed = sorted({q.reference for q in split.queries} | {t.target for t in split.truths}
+                    | (set(misses) if use_misses else set()))
     missing = [i for i in needed if i not in paths]
     if missing:
         raise DataError(f"{split.benchmark} {split.split}: image {missing[0]!r} is not in the split's gallery")
     row = {image: i for i, image in enumerate(needed)}
     states = load_vision(vision.path, vision.digest).states_of_files([paths[i] for i in needed])
-    return states[[row[q.reference] for q in split.queries]], states[[row[t.target] for t in split.truths]]
+    negative = states[[row[m] for m in misses]] if use_misses else None
+    return states[[row[q.reference] for q in split.queries]], states[[row[t.target] for t in split.truths]], negative
 
 
 @stage(version=1, helpers=[pad_rows, task_ids, _states])
 def training_triplets(config: PromptTexts, split: Split, llm: str, vision: ModelRef) -> TrainingTriplets:
     """The split's (reference, edit text, target) triplets ready for training."""
-    reference, target = _states(split, vision)
+    reference, target, negative = _states(split, vision)
     tok = tokenizer_of(llm)
     tokens, mask = pad_rows([task_ids(tok, q.text) for q in split.queries], _pad_id(llm), config.max_text_tokens,
                             width=config.max_text_tokens)
     return TrainingTriplets(reference, target, tokens, mask, tuple(task_ids(tok, config.query_task)),
-                            tuple(task_ids(tok, config.target_task)), llm, folder_digest(llm))
+                            tuple(task_ids(tok, config.target_task)), llm, folder_digest(llm), negative=negative)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +113,7 @@ def reasoned_triplets(config: ReasonedTexts, split: Split, annotations: CotAnnot
     keep = np.asarray([by_query[q.id].ok for q in split.queries])
     if not keep.any():
         raise DataError(f"{split.benchmark} {split.split}: every CoT annotation fell back; nothing to train on")
-    reference, target = _states(split, vision)
+    reference, target, _ = _states(split, vision)
     tok = tokenizer_of(llm)
     queries = [q for q, k in zip(split.queries, keep) if k]
     eos = read_lm_config(llm).eos_token_ids

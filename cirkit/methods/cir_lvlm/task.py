@@ -36,6 +36,7 @@ class LVLMConfig:
     model: MLLMConfig = MLLMConfig()
     texts: PromptTexts = PromptTexts()
     temperature: float = 0.07  # initial InfoNCE temperature (learned)
+    hard_negatives: bool = False  # add each query's near miss (CIRR train subsets) as an extra candidate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +74,10 @@ class LVLMTask:
     def loss(self, params: dict, batch: dict, rng=None):
         q, q_keys = self.embed_queries(params, batch["reference"], batch["tokens"], batch["mask"])
         t, t_keys = self.embed_targets(params, batch["target"])
-        contrastive = info_nce(q, t, params["log_scale"])
+        negatives = None
+        if self.config.hard_negatives and "negative" in batch:
+            negatives = self.embed_targets(params, batch["negative"])[0]
+        contrastive = info_nce(q, t, params["log_scale"], hard_negatives=negatives)
         total = contrastive + self.config.model.pool.key_weight * (q_keys + t_keys)
         return total, {"contrastive": contrastive, "keys": q_keys + t_keys}
 
