@@ -92,3 +92,13 @@ def test_a_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(llm):
     assert set(whole.params) == set(resumed.params)
     for name, value in whole.params.items():
         np.testing.assert_allclose(resumed.params[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_hard_negatives_enter_the_loss_only_when_asked(llm):
+    data = triplets(8)
+    batch = {**data, "negative": data["target"][::-1].copy()}  # each query's "near miss": another target
+    plain = make_task(llm)
+    hard = LVLMTask(LVLMConfig(model=SMALL, hard_negatives=True), plain.bb, (3, 4, 5), (6, 7))
+    params = plain.init()
+    assert float(plain.loss(params, batch)[0]) == pytest.approx(float(plain.loss(params, data)[0]))
+    assert float(hard.loss(params, batch)[0]) > float(plain.loss(params, batch)[0])  # more candidates: harder
