@@ -61,14 +61,16 @@ def test_cir_lvlm_trains_scores_and_a_pooling_change_reuses_the_training_data(sm
     record = json.loads((store / "runs" / "tiny-cir_lvlm.json").read_text())
     assert {"R@1", "R@5", "R@10", "R@50", "Rs@1"} <= set(record["metrics"])
     steps = {s["step"] for s in record["steps"]}
-    assert {"train_cir_lvlm@2", "train_cir_lvlm@4", "cir_lvlm/embed_queries", "cir_lvlm/embed_gallery"} <= steps
+    segments = sorted(s for s in steps if s.startswith("train_cir_lvlm"))
+    assert len(segments) == 2, segments  # 4 steps, a checkpoint every 2: two cached, resumable segments
+    assert {"cir_lvlm/embed_queries", "cir_lvlm/embed_gallery"} <= steps
 
     dry = statuses(run(exp, store, "--dry-run", "--set", 'lvlm.model.pooling="mean"'))
     # what the pooling cannot change stays cached: the world, the train split, the frozen features and tokens
     for step in ("generate_builtin", "train/generate_builtin_train", "training_triplets"):
         assert dry[step] == "hit", (step, dry)
     # and the training (pooling shapes the gradients) and everything after it recomputes
-    assert dry["train_cir_lvlm@2"] == "miss" and dry["export_cir_lvlm"] in ("miss", "pending"), dry
+    assert all(dry[s] in ("miss", "pending") for s in segments) and dry["export_cir_lvlm"] in ("miss", "pending"), dry
     unchanged = statuses(run(exp, store, "--dry-run"))
     assert "miss" not in unchanged.values() and "pending" not in unchanged.values(), unchanged
 
