@@ -105,6 +105,7 @@ class ClipVision(nn.Module):
 
     config: ClipConfig
     dtype: jnp.dtype = jnp.float32
+    states: bool = False  # return every token's last-layer state (what an MLLM connector reads) instead
 
     @nn.compact
     def __call__(self, pixels):
@@ -121,5 +122,7 @@ class ClipVision(nn.Module):
         x = x + nn.Embed(n_pos, d, name="position_embedding")(jnp.arange(n_pos)[None]).astype(self.dtype)
         x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="pre_layrnorm")(x).astype(self.dtype)
         x = Encoder(cfg, self.dtype, name="encoder")(x, None)
+        if self.states:
+            return x
         pooled = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="post_layernorm")(x[:, 0])
         return nn.Dense(self.config.projection_dim, use_bias=False, dtype=jnp.float32, name="visual_projection")(pooled)

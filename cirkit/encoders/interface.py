@@ -71,6 +71,8 @@ class _Kind:
 _KINDS: dict[str, _Kind] = {
     "clip": _Kind("cirkit.encoders.clip_encoder:ClipEncoder", ("dtype", "preprocessing", "target_ratio")),
     "causal_lm": _Kind("cirkit.lm.encoder:LMTextEncoder", ("dtype", "pooling")),
+    "cir_lvlm": _Kind("cirkit.methods.cir_lvlm.encoder:LVLMEncoder", ("dtype",)),
+    "cir_cot": _Kind("cirkit.methods.cir_cot.encoder:CoTEncoder", ("dtype",)),
 }
 
 

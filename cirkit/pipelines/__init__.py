@@ -1,3 +1,3 @@
 """Built-in pipelines; importing this package registers them."""
 
-from . import baselines, demo, methods, synthetic, training_data  # noqa: F401
+from . import baselines, demo, methods, synthetic, trained, training_data  # noqa: F401

@@ -11,7 +11,8 @@ from cirkit.experiment.experiment import load_experiment
 PAPER = pathlib.Path(__file__).parents[2] / "experiments" / "paper"
 MATRIX = {"clip_baselines": ("cirr", "circo", "fashioniq", "genecis", "flickr30k", "mscoco", "visdial"),
           "cirevl": ("cirr", "circo", "fashioniq"), "osrcir": ("cirr", "circo", "fashioniq"),
-          "imagescope": ("cirr", "circo", "fashioniq", "flickr30k", "mscoco", "visdial"), "ldre": ("cirr", "circo")}
+          "imagescope": ("cirr", "circo", "fashioniq", "flickr30k", "mscoco", "visdial"), "ldre": ("cirr", "circo"),
+          "cir_lvlm": ("cirr", "fashioniq"), "cir_cot": ("cirr", "fashioniq")}
 CONFIGS = sorted(PAPER.glob("*.toml"))
 
 
@@ -24,7 +25,8 @@ def test_paper_config_loads_and_its_header_says_how_to_run_it(path):
     (spec,) = load_experiment(str(path)).runs
     text = path.read_text()
     header = text[: text.index("\npipeline")]
-    method, _, benchmark = path.stem.partition("_baselines_") if "_baselines_" in path.stem else path.stem.partition("_")
+    method = next(m for m in sorted(MATRIX, key=len, reverse=True) if path.stem.startswith(m + "_"))
+    benchmark = path.stem.removeprefix(method + "_")
     data = spec.config.setup.data
     assert data.source == "files" and data.layout == benchmark and data.clip
     assert f"cirkit run experiments/paper/{path.name}" in header

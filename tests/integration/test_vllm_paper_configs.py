@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not URL, reason="needs a vLLM server: run bench/
 PAPER = pathlib.Path(__file__).parents[2] / "experiments" / "paper"
 TEXT_ROLES = {"cirevl": ("reasoner",), "imagescope": ("reasoner", "propositions"), "osrcir": ()}
 VISION_ROLES = {"cirevl": ("captioner",), "imagescope": ("captioner", "verifier", "evaluator"), "osrcir": ("reasoner",)}
-CONFIGS = sorted(p for p in PAPER.glob("*.toml") if not p.stem.startswith("clip_baselines"))
+CONFIGS = sorted(p for p in PAPER.glob("*.toml") if not p.stem.startswith(("clip_baselines", "cir_lvlm", "cir_cot")))  # no servers
 
 
 def role_overrides(role: str, url: str, model: str, max_tokens: int) -> list[str]:

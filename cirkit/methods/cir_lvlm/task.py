@@ -1,0 +1,84 @@
+"""CIR-LVLM as a task of the generic trainer: the query (reference image features, edit text) and its target
+(target image features) go through the same MLLM path, each with its task prompt, and InfoNCE pulls matching
+pairs together within the batch (plus the prompt pool's surrogate key loss).
+
+The task is a frozen, hashable dataclass (a static jit argument): the config, the frozen backbone (by folder
+and digest) and the task prompts' token ids. ``init`` returns the frozen LLM under ``llm`` and the trainable
+parts; ``trainable`` marks all but ``llm``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax.numpy as jnp
+
+from ...mllm.model import (
+    Backbone,
+    MLLMConfig,
+    PromptTexts,
+    init_trainable,
+    pooled,
+    prefix_embeddings,
+    run_llm,
+    trainable_mask,
+)
+from ...training.losses import info_nce
+
+__all__ = ["LVLMConfig", "LVLMTask"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LVLMConfig:
+    """CIR-LVLM's model and loss settings (the schedule is the trainer's config)."""
+
+    model: MLLMConfig = MLLMConfig()
+    texts: PromptTexts = PromptTexts()
+    temperature: float = 0.07  # initial InfoNCE temperature (learned)
+    hard_negatives: bool = False  # add each query's near miss (CIRR train subsets) as an extra candidate
+
+
+@dataclasses.dataclass(frozen=True)
+class LVLMTask:
+    """Batches: ``reference``/``target`` frozen image features ``[b, tokens, dim]``, ``tokens``/``mask`` the
+    left-padded edit text."""
+
+    config: LVLMConfig
+    bb: Backbone
+    query_task: tuple[int, ...]
+    target_task: tuple[int, ...]
+
+    def init(self, rng=None) -> dict:
+        tree = init_trainable(self.config.model, self.bb, rng)
+        tree["log_scale"] = jnp.float32(math.log(1.0 / self.config.temperature))
+        return tree
+
+    def trainable(self, params: dict) -> dict:
+        return trainable_mask(params)
+
+    def embed_queries(self, params: dict, features, tokens, mask):
+        """Reference features and edit-text ids -> (``[b, hidden]``, surrogate key loss)."""
+        model = self.config.model
+        prefix, key_loss = prefix_embeddings(model, self.bb, params, features, self.query_task)
+        out, full_mask = run_llm(model, self.bb, params, prefix, tokens, mask)
+        return pooled(model, params, out.hidden, full_mask), key_loss
+
+    def embed_targets(self, params: dict, features):
+        model = self.config.model
+        prefix, key_loss = prefix_embeddings(model, self.bb, params, features, self.target_task)
+        empty = jnp.zeros((features.shape[0], 0), jnp.int32)
+        out, full_mask = run_llm(model, self.bb, params, prefix, empty, empty)
+        return pooled(model, params, out.hidden, full_mask), key_loss
+
+    def loss(self, params: dict, batch: dict, rng=None):
+        q, q_keys = self.embed_queries(params, batch["reference"], batch["tokens"], batch["mask"])
+        t, t_keys = self.embed_targets(params, batch["target"])
+        negatives = None
+        if self.config.hard_negatives and "negative" in batch:
+            negatives = self.embed_targets(params, batch["negative"])[0]
+        contrastive = info_nce(q, t, params["log_scale"], hard_negatives=negatives)
+        total = contrastive + self.config.model.pool.key_weight * (q_keys + t_keys)
+        return total, {"contrastive": contrastive, "keys": q_keys + t_keys}
+
+

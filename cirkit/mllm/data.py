@@ -1,0 +1,127 @@
+"""Composed training triplets as the trainer's data: the frozen vision states of each triplet's reference and
+target (the tower is frozen, so they are computed once, here, not in every step) and the edit text's token
+ids, left-padded to a fixed width; with the frozen LLM's folder and the task prompts' ids that the task binds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..annotation.cot import CotAnnotations
+from ..data.errors import DataError
+from ..data.model import Split
+from ..encoders.interface import ModelRef
+from ..engine import artifact_type, stage
+from ..lm.config import read_lm_config
+from .batching import pad_rows
+from .loading import folder_digest, task_ids, tokenizer_of
+from .model import PromptTexts
+from .vision import load_vision
+
+__all__ = ["TrainingTriplets", "training_triplets", "ReasonedTexts", "reasoned_triplets"]
+
+
+@artifact_type
+@dataclasses.dataclass(frozen=True)
+class TrainingTriplets:
+    reference: np.ndarray  # [n, tokens, dim] float32: frozen vision states of each query's reference image
+    target: np.ndarray  # [n, tokens, dim] of its target image
+    tokens: np.ndarray  # [n, max_text_tokens] int32 edit-text ids, left-padded
+    mask: np.ndarray  # [n, max_text_tokens] int32
+    query_task: tuple[int, ...]
+    target_task: tuple[int, ...]
+    llm: str  # the frozen LLM's folder
+    llm_digest: str
+    labels: np.ndarray | None = None  # [n, width] int32: 1 on the tokens a generative loss predicts (CIR-CoT)
+    negative: np.ndarray | None = None  # [n, tokens, dim]: a near miss of each query (CIRR subsets), if known
+
+    def fields(self) -> dict[str, np.ndarray]:
+        out = {"reference": self.reference, "target": self.target, "tokens": self.tokens, "mask": self.mask}
+        extra = {"labels": self.labels, "negative": self.negative}
+        return {**out, **{k: v for k, v in extra.items() if v is not None}}
+
+
+def _pad_id(llm: str) -> int:
+    pad = read_lm_config(llm).pad_token_id
+    return 0 if pad is None else pad
+
+
+def _states(split: Split, vision: ModelRef) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Frozen vision states of each query's reference, of its target and (when every query has a CIRR-style
+    subset with a near miss) of its first near miss, a hard negative; each image computed once."""
+    if split.truths is None:
+        raise DataError(f"{split.benchmark} {split.split}: no ground truth, so no targets to train on")
+    paths = {im.id: im.path for im in split.gallery.images}
+    misses = [next((m for m in t.subset if m not in (q.reference, t.target)), None)
+              for q, t in zip(split.queries, split.truths)]
+    use_misses = all(m is not None for m in misses)
+    needed = sorted({q.reference for q in split.queries} | {t.target for t in split.truths}
+                    | (set(misses) if use_misses else set()))
+    missing = [i for i in needed if i not in paths]
+    if missing:
+        raise DataError(f"{split.benchmark} {split.split}: image {missing[0]!r} is not in the split's gallery")
+    row = {image: i for i, image in enumerate(needed)}
+    states = load_vision(vision.path, vision.digest).states_of_files([paths[i] for i in needed])
+    negative = states[[row[m] for m in misses]] if use_misses else None
+    return states[[row[q.reference] for q in split.queries]], states[[row[t.target] for t in split.truths]], negative
+
+
+@stage(version=1, helpers=[pad_rows, task_ids, _states])
+def training_triplets(config: PromptTexts, split: Split, llm: str, vision: ModelRef) -> TrainingTriplets:
+    """The split's (reference, edit text, target) triplets ready for training."""
+    reference, target, negative = _states(split, vision)
+    tok = tokenizer_of(llm)
+    tokens, mask = pad_rows([task_ids(tok, q.text) for q in split.queries], _pad_id(llm), config.max_text_tokens,
+                            width=config.max_text_tokens)
+    return TrainingTriplets(reference, target, tokens, mask, tuple(task_ids(tok, config.query_task)),
+                            tuple(task_ids(tok, config.target_task)), llm, folder_digest(llm), negative=negative)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReasonedTexts:
+    """How CIR-CoT's training sequences are tokenised: the prompts, the longest chain of thought kept, and
+    whether there is one at all (``use_cot`` off: the ablation that embeds right after the edit text)."""
+
+    texts: PromptTexts = PromptTexts()
+    max_cot_tokens: int = 64
+    use_cot: bool = True
+
+
+def reasoned_rows(tok, eos: int, edits: list[str], cots: list[str], config: ReasonedTexts):
+    """Per triplet the edit ids, then (with ``use_cot``) the chain of thought's ids and the end token; and which of
+    those a generative loss predicts (the chain of thought and its end token)."""
+    rows, labelled = [], []
+    for edit, cot in zip(edits, cots):
+        ids = task_ids(tok, edit)[:config.texts.max_text_tokens]
+        tail = (task_ids(tok, cot)[:config.max_cot_tokens] + [eos]) if config.use_cot else []
+        rows.append(ids + tail)
+        labelled.append([0] * len(ids) + [1] * len(tail))
+    return rows, labelled
+
+
+@stage(version=1, helpers=[pad_rows, task_ids, _states, reasoned_rows])
+def reasoned_triplets(config: ReasonedTexts, split: Split, annotations: CotAnnotations, llm: str,
+                      vision: ModelRef) -> TrainingTriplets:
+    """The split's triplets with each query's annotated chain of thought after its edit text (queries whose
+    annotation fell back are left out)."""
+    by_query = annotations.by_query()
+    missing = [q.id for q in split.queries if q.id not in by_query]
+    if missing:
+        raise DataError(f"{split.benchmark} {split.split}: query {missing[0]!r} has no CoT annotation "
+                        f"({len(missing)} of {len(split.queries)} lack one)")
+    keep = np.asarray([by_query[q.id].ok for q in split.queries])
+    if not keep.any():
+        raise DataError(f"{split.benchmark} {split.split}: every CoT annotation fell back; nothing to train on")
+    reference, target, _ = _states(split, vision)
+    tok = tokenizer_of(llm)
+    queries = [q for q, k in zip(split.queries, keep) if k]
+    eos = read_lm_config(llm).eos_token_ids
+    rows, labelled = reasoned_rows(tok, eos[0] if eos else _pad_id(llm), [q.text for q in queries],
+                                   [by_query[q.id].render() for q in queries], config)
+    width = config.texts.max_text_tokens + (config.max_cot_tokens + 1 if config.use_cot else 0)
+    tokens, mask = pad_rows(rows, _pad_id(llm), width, width=width)
+    labels, _ = pad_rows(labelled, 0, width, width=width)
+    texts = config.texts
+    return TrainingTriplets(reference[keep], target[keep], tokens, mask, tuple(task_ids(tok, texts.query_task)),
+                            tuple(task_ids(tok, texts.target_task)), llm, folder_digest(llm), labels)
