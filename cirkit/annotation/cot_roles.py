@@ -84,6 +84,7 @@ def annotate_with_roles(roles: EngineRoles, config: CotRolesConfig, split: Artif
     captions = roles.caption(config.captioner, images, name=f"{name}/captioner")
     fields = engine.run(cot_reasoning_fields, None, split=split, captions=captions, step=f"{name}/fields")
     fallbacks = engine.run(cot_reasoning_fallbacks, None, captions=captions, step=f"{name}/fallbacks")
-    reasoning = roles.reason(config.reasoner, fields, images if config.reasoner_sees_image else None, fallbacks,
-                             ("reasoning", "conclusion"), name=f"{name}/reasoner", aliases=config.aliases)
+    reasoning = roles.reason(config.reasoner, fields, images if config.reasoner_sees_image else None,
+                             fallbacks=fallbacks, required=("reasoning", "conclusion"), name=f"{name}/reasoner",
+                             aliases=config.aliases)
     return engine.run(assemble_cot, None, split=split, captions=captions, reasoning=reasoning, step=f"{name}/assemble")

@@ -53,5 +53,5 @@ def test_causal_lm_pools_over_real_tokens_only(lm_folder):
 
 
 def test_unknown_kind_lists_the_known_ones(tmp_path):
-    with pytest.raises(ValueError, match=r"model kind 'siglip' is not registered; known kinds: causal_lm, clip"):
+    with pytest.raises(ValueError, match=r"model kind 'siglip' is not registered; known kinds: causal_lm, cir_cot, cir_lvlm, clip"):
         load_model(ModelRef("siglip", str(tmp_path), "0"))

@@ -3,6 +3,7 @@ from the first request of a step to its last (no idle gap where a shard of answe
 keeps every answer that came back, so the rerun asks the server only for the rest (counted on the server)."""
 
 import _thread
+import signal
 import threading
 
 import pytest
@@ -82,10 +83,14 @@ def test_an_interrupted_run_keeps_its_answers_and_the_rerun_asks_only_for_the_re
 
     store = Store(str(tmp_path))
     first = Scripted(interrupting)
+    # interrupt_main simulates SIGINT, which does nothing where SIGINT is ignored (a job started in the background
+    # by a non-interactive shell, as CI may be): give this test Python's own Ctrl-C handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             run_chat(store, first.url, 50, in_flight=4)
     finally:
+        signal.signal(signal.SIGINT, previous)
         first.close()
     release_backends()
     second = Scripted(lambda n, body: (200, answer(body), {}))
