@@ -89,11 +89,11 @@ def test_each_stage_and_method_adds_what_its_paper_says(world):
     s = run_imagescope(world)
     cirevl_m, osrcir_m = run_text_methods(world)
     best = {k: max(b[k] for b in base.values()) for k in ("R@1", "R@5", "Rs@1")}
-    assert s["s1"]["R@1"] >= best["R@1"] + 25 and s["s1"]["R@5"] >= best["R@5"] + 25  # measured +35.0, +32.5
-    assert s["s2"]["R@1"] >= s["s1"]["R@1"] + 20 and s["s2"]["Rs@1"] >= s["s1"]["Rs@1"] + 20  # +27.5, +26.25
-    assert s["s3"]["R@1"] > s["s2"]["R@1"]  # +1.25: with right answers stage 2 leaves little for stage 3
+    assert s["s1"]["R@1"] >= best["R@1"] + 25 and s["s1"]["R@5"] >= best["R@5"] + 25  # measured +37.5, +41.25
+    assert s["s2"]["R@1"] >= s["s1"]["R@1"] + 20 and s["s2"]["Rs@1"] >= s["s1"]["Rs@1"] + 20  # +22.5, +23.75
+    assert s["s3"]["R@1"] > s["s2"]["R@1"]  # +3.75: with right answers stage 2 leaves little for stage 3
     for m in (cirevl_m, osrcir_m):
-        assert m["R@1"] >= base["text"]["R@1"] + 25 and m["R@10"] >= base["text"]["R@10"] + 60  # +35.0, +86.25
+        assert m["R@1"] >= base["text"]["R@1"] + 25 and m["R@10"] >= base["text"]["R@10"] + 60  # +46.25, +86.25
 
 
 def test_noise_sweep_recomputes_only_role_answers_and_what_follows(world):
@@ -125,9 +125,10 @@ def test_noise_sweep_recomputes_only_role_answers_and_what_follows(world):
 
 
 def test_scores_fall_towards_the_all_wrong_level_as_noise_rises(world):
-    """R@5 at noise 0 / 0.4 / 1.0 (measured): ImageScope s1 85.0 / 33.75 / 1.25, s2 and s3 97.5 / 25.0 / 1.25,
-    CIReVL 81.25 / 32.5 / 3.75, OSrCIR 81.25 / 58.75 / 31.25 (a wrong OSrCIR answer still edits the right
-    reference); at noise 1 every answer is wrong and Rs@1 is near chance (20)."""
+    """R@5 at noise 0 / 0.4 / 1.0, measured with the old trainer's world CLIP: ImageScope s1 85.0 / 33.75 / 1.25,
+    s2 and s3 97.5 / 25.0 / 1.25, CIReVL 81.25 / 32.5 / 3.75, OSrCIR 81.25 / 58.75 / 31.25 (a wrong OSrCIR answer
+    still edits the right reference); R@1 with the generic trainer's is in the README. At noise 1 every answer is
+    wrong and Rs@1 is near chance (20)."""
     scores = {}
     for noise in (0.0, 0.4, 1.0):
         s = run_imagescope(world, noise)
@@ -218,7 +219,7 @@ def test_ldre_with_oracle_roles_beats_text_only_and_its_ensemble_resists_noise(w
     clean = {kind: run_ldre(world, captions=3, ensemble=EnsembleConfig(kind))["metrics"].value
              for kind in ("mean", "weighted")}
     noisy = {n: run_ldre(world, 0.4, captions=n, ensemble=EnsembleConfig("mean"))["metrics"].value for n in (1, 7)}
-    for m in clean.values():  # measured R@1 37.5 (mean and weighted) against 2.5
+    for m in clean.values():  # measured R@1 46.25 (mean and weighted) against 0.0
         assert m["R@1"] >= base["text"]["R@1"] + 25
     # at noise 0.4, more samples average wrong ones out; measured with the generic trainer's world CLIP:
     # R@5 40.0 -> 42.5 and R@10 48.75 -> 60.0 from one caption to seven (an ensemble that ignored samples would tie)
