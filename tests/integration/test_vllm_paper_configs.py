@@ -19,8 +19,9 @@ URL, MODEL = os.environ.get("CIRKIT_VLLM_URL"), os.environ.get("CIRKIT_VLLM_MODE
 pytestmark = pytest.mark.skipif(not URL, reason="needs a vLLM server: run bench/vllm_integration.py (nox -s integration)")
 
 PAPER = pathlib.Path(__file__).parents[2] / "experiments" / "paper"
-TEXT_ROLES = {"cirevl": ("reasoner",), "imagescope": ("reasoner", "propositions"), "osrcir": ()}
-VISION_ROLES = {"cirevl": ("captioner",), "imagescope": ("captioner", "verifier", "evaluator"), "osrcir": ("reasoner",)}
+TEXT_ROLES = {"cirevl": ("reasoner",), "imagescope": ("reasoner", "propositions"), "osrcir": (), "ldre": ("reasoner",)}
+VISION_ROLES = {"cirevl": ("captioner",), "imagescope": ("captioner", "verifier", "evaluator"), "osrcir": ("reasoner",),
+                "ldre": ("captioner",)}
 CONFIGS = sorted(p for p in PAPER.glob("*.toml") if not p.stem.startswith(("clip_baselines", "cir_lvlm", "cir_cot")))  # no servers
 
 
@@ -66,4 +67,7 @@ def test_paper_config_runs_through_vllm(path, benchmarks, vlm_server, tmp_path):
     record = json.loads(next((store / "runs").glob("*.json")).read_text())
     assert "metrics" in record["outputs"] or any(k.startswith("submission") for k in record["outputs"])
     chats = [s for s in record["steps"] if s["stage"] == "chat"]
-    assert chats and all(s["status"] == "computed" for s in chats)
+    # the store is new, so every answer was asked in this run; a later chat round may repeat an earlier round's
+    # requests word for word (answers are cached per request): that step is a hit on this run's own answers
+    assert chats and chats[0]["status"] == "computed"
+    assert {s["status"] for s in chats} <= {"computed", "partial", "hit"}, [(s["step"], s["status"]) for s in chats]
