@@ -1,4 +1,5 @@
-"""The frozen vision tower: a CLIP checkpoint's vision transformer returning every token's last-layer state.
+"""The frozen vision tower: a CLIP checkpoint's vision transformer returning every token's last-layer state (or a
+LLaVA-NeXT folder's visual pathway, ``open_vision``).
 
 Frozen means its output is a pure function of the image, so a method computes the features once per image
 (a cached, per-item stage) and trains on them; the tower never runs inside a training step.
@@ -14,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..encoders.clip_image import open_image, preprocess, read_image_prep
+from ..encoders.clip_config import CheckpointError
 from ..encoders.clip_model import ClipVision
 from ..encoders.clip_weights import load_clip_params
 
-__all__ = ["VisionTower", "load_vision"]
+__all__ = ["VisionTower", "load_vision", "open_vision"]
 
 
 class VisionTower:
@@ -49,7 +51,28 @@ class VisionTower:
         return self.states_of_pixels(np.stack([preprocess(open_image(p, None), self.prep) for p in paths]))
 
 
-@functools.lru_cache(maxsize=2)
-def load_vision(directory: str, digest: str) -> VisionTower:
-    """One loaded tower per checkpoint content (the digest keeps a replaced folder from being reused)."""
+_QWEN_VL = ("qwen2_vl", "qwen2_5_vl")
+
+
+def open_vision(directory: str):
+    """The frozen tower of a folder: a CLIPModel's vision transformer, or a LLaVA-NeXT folder's visual pathway
+    (tower at its feature layer + pretrained projector, see ``llava_next.py``). Qwen2-VL's own vision transformer
+    (2-D rotary, patch merger) is not implemented: such a folder fails here, naming what is missing."""
+    from ..lm.vlm_folders import folder_type
+    from .llava_next import LlavaNextVision
+
+    kind = folder_type(directory)
+    if kind == "llava_next":
+        return LlavaNextVision(directory)
+    if kind in _QWEN_VL:
+        raise CheckpointError(f"{directory}: a {kind} folder's vision transformer (Conv3d patch embedding, 2-D "
+                              "rotary attention, 2x2 patch merger) is not implemented in cirkit; its language model "
+                              "is read (name the folder as `llm`), but the vision tower must be a CLIPModel or "
+                              "LLaVA-NeXT folder (setup.data.clip)")
     return VisionTower(directory)
+
+
+@functools.lru_cache(maxsize=2)
+def load_vision(directory: str, digest: str):
+    """One loaded tower per checkpoint content (the digest keeps a replaced folder from being reused)."""
+    return open_vision(directory)
