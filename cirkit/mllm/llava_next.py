@@ -14,6 +14,7 @@ llava-hf checkpoints), ``vision_tower.*`` (transformers v5's ``save_pretrained``
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -136,6 +137,19 @@ def _projector(directory: str, found: dict, settings: dict) -> dict:
     return out
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _features(params, pixels, config: ClipConfig, strategy: str, act: str, project: bool):
+    """Pixels ``[n, 3, S, S]`` -> the tower's state at the feature layer, selected, projected (one compile per
+    tower shape, shared by every loaded folder of that shape)."""
+    x = ClipVision(config, jnp.float32, states=True).apply({"params": params["tower"]}, pixels)
+    x = x[:, 1:] if strategy == "default" else x
+    if project:
+        p = params["projector"]
+        x = activation(act)(x @ p["linear_1"]["kernel"] + p["linear_1"]["bias"]) @ p["linear_2"]["kernel"]
+        x = x + p["linear_2"]["bias"]
+    return x
+
+
 class LlavaNextVision:
     """The same interface as :class:`~cirkit.mllm.vision.VisionTower`: image files -> ``[n, tokens, dim]``."""
 
@@ -144,18 +158,6 @@ class LlavaNextVision:
         self.settings = read_settings(directory)
         tower, projector = _load(directory, self.settings)
         self.params = {"tower": tower, "projector": projector}
-        module, act = ClipVision(self.settings["clip"], jnp.float32, states=True), activation(self.settings["act"])
-        drop_cls = self.settings["strategy"] == "default"
-
-        def features(params, pixels):
-            x = module.apply({"params": params["tower"]}, pixels)
-            x = x[:, 1:] if drop_cls else x
-            if project:
-                p = params["projector"]
-                x = act(x @ p["linear_1"]["kernel"] + p["linear_1"]["bias"]) @ p["linear_2"]["kernel"] + p["linear_2"]["bias"]
-            return x
-
-        self._features = jax.jit(features)
 
     @property
     def image_size(self) -> int:
@@ -178,7 +180,8 @@ class LlavaNextVision:
         return ((arr - mean) / std).transpose(2, 0, 1)
 
     def states_of_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        out = [np.asarray(self._features(self.params, jnp.asarray(pixels[i:i + self.batch_size], jnp.float32)))
+        key = (self.settings["clip"], self.settings["strategy"], self.settings["act"], self.project)
+        out = [np.asarray(_features(self.params, jnp.asarray(pixels[i:i + self.batch_size], jnp.float32), *key))
                for i in range(0, len(pixels), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.tokens, self.dim), np.float32)
 
