@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..encoders.clip_image import open_image, preprocess, read_image_prep
 from ..encoders.clip_config import CheckpointError
+from ..encoders.clip_image import open_image, preprocess, read_image_prep
 from ..encoders.clip_model import ClipVision
 from ..encoders.clip_weights import load_clip_params
 
