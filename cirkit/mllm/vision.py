@@ -1,5 +1,5 @@
 """The frozen vision tower: a CLIP checkpoint's vision transformer returning every token's last-layer state (or a
-LLaVA-NeXT folder's visual pathway, ``open_vision``).
+LLaVA-NeXT or Qwen2-VL folder's visual pathway, ``open_vision``).
 
 Frozen means its output is a pure function of the image, so a method computes the features once per image
 (a cached, per-item stage) and trains on them; the tower never runs inside a training step.
@@ -51,24 +51,24 @@ class VisionTower:
         return self.states_of_pixels(np.stack([preprocess(open_image(p, None), self.prep) for p in paths]))
 
 
-_QWEN_VL = ("qwen2_vl", "qwen2_5_vl")
-
-
 def open_vision(directory: str):
-    """The frozen tower of a folder: a CLIPModel's vision transformer, or a LLaVA-NeXT folder's visual pathway
-    (tower at its feature layer + pretrained projector, see ``llava_next.py``). Qwen2-VL's own vision transformer
-    (2-D rotary, patch merger) is not implemented: such a folder fails here, naming what is missing."""
+    """The frozen tower of a folder: a CLIPModel's vision transformer, a LLaVA-NeXT folder's visual pathway (tower
+    at its feature layer + pretrained projector, ``llava_next.py``) or a Qwen2-VL folder's vision transformer up to
+    its patch merger (``qwen2_vl.py``). Qwen2.5-VL's tower is not implemented: such a folder fails here."""
     from ..lm.vlm_folders import folder_type
     from .llava_next import LlavaNextVision
+    from .qwen2_vl import Qwen2VLVision
 
     kind = folder_type(directory)
     if kind == "llava_next":
         return LlavaNextVision(directory)
-    if kind in _QWEN_VL:
-        raise CheckpointError(f"{directory}: a {kind} folder's vision transformer (Conv3d patch embedding, 2-D "
-                              "rotary attention, 2x2 patch merger) is not implemented in cirkit; its language model "
-                              "is read (name the folder as `llm`), but the vision tower must be a CLIPModel or "
-                              "LLaVA-NeXT folder (setup.data.clip)")
+    if kind == "qwen2_vl":
+        return Qwen2VLVision(directory)
+    if kind is not None:
+        raise CheckpointError(f"{directory}: a {kind} folder's vision transformer (window attention, RMSNorm, SwiGLU "
+                              "blocks) is not implemented in cirkit; its language model is read (name the folder as "
+                              "`llm`), but the vision tower must be a CLIPModel, LLaVA-NeXT or Qwen2-VL folder "
+                              "(setup.data.clip)")
     return VisionTower(directory)
 
 

@@ -66,9 +66,9 @@ def test_an_old_flat_qwen2_vl_config_reads_the_same(tmp_path):
     assert nested.rope.kind == "default" and nested.rope.theta == 10000.0 and nested.qkv_bias
 
 
-def test_qwen2_vl_vision_tower_is_refused_naming_what_is_missing(tmp_path):
-    make_qwen2_vl(tmp_path)
-    with pytest.raises(CheckpointError, match=f"{tmp_path}: a qwen2_vl folder's vision transformer .*not implemented"):
+def test_qwen2_5_vl_vision_tower_is_refused_naming_what_is_missing(tmp_path):
+    make_qwen2_vl(tmp_path, kind="qwen2_5_vl")
+    with pytest.raises(CheckpointError, match=f"{tmp_path}: a qwen2_5_vl folder's vision transformer .*not implemented"):
         open_vision(str(tmp_path))
 
 
