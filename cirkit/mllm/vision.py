@@ -18,6 +18,9 @@ from ..encoders.clip_config import CheckpointError
 from ..encoders.clip_image import open_image, preprocess, read_image_prep
 from ..encoders.clip_model import ClipVision
 from ..encoders.clip_weights import load_clip_params
+from ..lm.vlm_folders import folder_type
+from .llava_next import LlavaNextVision
+from .qwen2_vl import Qwen2VLVision
 
 __all__ = ["VisionTower", "load_vision", "open_vision"]
 
@@ -55,10 +58,6 @@ def open_vision(directory: str):
     """The frozen tower of a folder: a CLIPModel's vision transformer, a LLaVA-NeXT folder's visual pathway (tower
     at its feature layer + pretrained projector, ``llava_next.py``) or a Qwen2-VL folder's vision transformer up to
     its patch merger (``qwen2_vl.py``). Qwen2.5-VL's tower is not implemented: such a folder fails here."""
-    from ..lm.vlm_folders import folder_type
-    from .llava_next import LlavaNextVision
-    from .qwen2_vl import Qwen2VLVision
-
     kind = folder_type(directory)
     if kind == "llava_next":
         return LlavaNextVision(directory)
