@@ -1,16 +1,20 @@
 """cirkit's CLIP training step, before and after the generic trainer, in the same run on this machine.
 
 The demo's model (width 64, 2 layers, patch 16, 64x64 images, batch 256) on built-in-style captions and
-random pixels. "old" is the loop cirkit used before (float32 pixels normalised on the host, a host gather
-and a ``float(loss)`` sync every step); "new" is :func:`cirkit.training.train` (uint8 pixels normalised in
-jit, ids cut to the longest caption, 20 steps per dispatch, donated state, asynchronous loss fetch). Prints
-s/step of both, their ratio (goal >= 4x), and the achieved GFLOP/s of a new step (XLA's own FLOP count)
-against a float32 matmul peak measured in the same run. ``python bench/train_bench.py [STEPS] [PAIRS]``.
+random pixels. "old" is the loop cirkit used before (its code, kept here: float32 pixels normalised on the
+host, a host gather and a ``float(loss)`` sync every step, every position through every layer); "new" is
+:func:`cirkit.training.train` (patches cut on the host, normalisation folded into the patch embedding, the
+last layer run for the pooled rows only, 20 steps per dispatch, donated state). The machine is shared, so
+the two run interleaved in rounds (old, new, old, new, ...) and both wall and CPU seconds (user + sys, all
+threads) are summed over the rounds; the load average is printed before and after. Also prints the achieved
+GFLOP/s of a new step (XLA's own FLOP count) against a float32 matmul peak measured in the same run, both per
+wall second and per CPU second. ``python bench/train_bench.py [ROUNDS] [PAIRS]``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
 import sys
 import time
@@ -19,20 +23,21 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe, matmul_peak  # noqa: E402
+from machine import describe  # noqa: E402
+from train_reference import original_loop  # noqa: E402
 
 from cirkit.builtin.scenes import caption, random_scene  # noqa: E402
-from cirkit.encoders.clip_image import OPENAI_MEAN, OPENAI_STD  # noqa: E402
-from cirkit.encoders.clip_model import ClipText, ClipVision  # noqa: E402
 from cirkit.training import ArraySource, train  # noqa: E402
 from cirkit.training.clip_trainer import ClipTask, TrainConfig, _text_side, _tokenize, clip_model_config  # noqa: E402
 from cirkit.training.loop import STEPS_PER_CALL, _compute_settings, _run_steps, _split, build_optimiser  # noqa: E402
+from cirkit.training.task import prepare  # noqa: E402
 from cirkit.training.vocab import tokenizer_files  # noqa: E402
+
+OLD_STEPS, NEW_STEPS = 10, 2 * STEPS_PER_CALL  # per round
 
 
 class Meter:
@@ -51,87 +56,75 @@ class Meter:
         return False
 
 
-def old_steps(cfg: TrainConfig, images: np.ndarray, captions: list[str], steps: int) -> tuple[float, float, float]:
-    """(wall s, CPU s, page faults) per step of the previous loop (its code, kept here as the reference)."""
-    files = tokenizer_files(captions)
-    config = clip_model_config(cfg, _text_side(captions, cfg.context_length)[1], images.shape[1])
-    ids = _tokenize(files, captions, cfg.context_length)
-    x = (images.astype(np.float64) * (1 / 255)).astype(np.float32).transpose(0, 3, 1, 2)
-    pixels = (x - np.asarray(OPENAI_MEAN, np.float32)[:, None, None]) / np.asarray(OPENAI_STD, np.float32)[:, None, None]
-    text, vision = ClipText(config), ClipVision(config)
-    k1, k2, _ = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
-    params = {"text": text.init(k1, jnp.asarray(ids[:1]))["params"],
-              "vision": vision.init(k2, jnp.asarray(pixels[:1]))["params"],
-              "logit_scale": jnp.asarray(np.log(1 / 0.07), jnp.float32)}
-    optimiser = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps, 1000),
-                            weight_decay=cfg.weight_decay)
-    state = optimiser.init(params)
+def new_loop(cfg: TrainConfig, task: ClipTask, data: ArraySource):
+    """``run(steps)``: ``steps`` more steps of :func:`cirkit.training.train` from where the last call stopped."""
+    trainer = dataclasses.replace(cfg.trainer(), steps=10**6)
+    state = {"checkpoint": train(task, data, trainer, stop=STEPS_PER_CALL)}  # compiles the dispatch
 
-    def loss_fn(p, batch_ids, batch_pixels):
-        t = text.apply({"params": p["text"]}, batch_ids)
-        v = vision.apply({"params": p["vision"]}, batch_pixels)
-        t = t / jnp.linalg.norm(t, axis=-1, keepdims=True)
-        v = v / jnp.linalg.norm(v, axis=-1, keepdims=True)
-        logits = jnp.exp(jnp.minimum(p["logit_scale"], np.log(100.0))) * v @ t.T
-        labels = jnp.arange(len(batch_ids))
-        return (optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-                + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean()) / 2
+    def run(steps: int) -> np.ndarray:
+        state["checkpoint"] = train(task, data, trainer, start=state["checkpoint"], stop=state["checkpoint"].step + steps)
+        return state["checkpoint"].losses[-steps:]
 
-    @jax.jit
-    def step(p, s, batch_ids, batch_pixels):
-        loss, grads = jax.value_and_grad(loss_fn)(p, batch_ids, batch_pixels)
-        updates, s = optimiser.update(grads, s, p)
-        return optax.apply_updates(p, updates), s, loss
-
-    rng = np.random.default_rng(cfg.seed)
-    losses = []
-    for _ in range(2):  # warm-up (compilation)
-        idx = rng.permutation(len(ids))[: cfg.batch_size]
-        params, state, loss = step(params, state, jnp.asarray(ids[idx]), jnp.asarray(pixels[idx]))
-    with Meter() as meter:
-        for _ in range(steps):
-            idx = rng.permutation(len(ids))[: cfg.batch_size]
-            params, state, loss = step(params, state, jnp.asarray(ids[idx]), jnp.asarray(pixels[idx]))
-            losses.append(float(loss))
-        return meter.per_step(steps)
+    return run
 
 
-def new_steps(cfg: TrainConfig, images: np.ndarray, captions: list[str], steps: int):
-    """((wall s, CPU s, page faults) per step, XLA's FLOPs per step) of :func:`cirkit.training.train`."""
-    _, vocab_size, ids = _text_side(captions, cfg.context_length)
-    task = ClipTask(clip_model_config(cfg, vocab_size, images.shape[1]))
-    data = ArraySource({"pixels": images, "ids": ids})
-    trainer = dataclasses.replace(cfg.trainer(), steps=STEPS_PER_CALL + steps)
-    warm = train(task, data, trainer, stop=STEPS_PER_CALL)  # compiles the dispatch
-    with Meter() as meter:
-        train(task, data, trainer, start=warm)
-        measured = meter.per_step(steps)
+def step_flops(cfg: TrainConfig, task: ClipTask, data: ArraySource) -> float:
+    """XLA's FLOP count of one new step (one step per dispatch: a scan body is counted once, not per trip)."""
+    trainer = cfg.trainer()
     _, trainable, frozen = _split(task, jax.random.PRNGKey(0))
     opt_state = build_optimiser(trainer).init(trainable)
-    # one step per dispatch, so that XLA's count is one step's (a scan body is counted once, not per trip)
-    batch = {k: np.zeros((1, 1) + v.shape, v.dtype) for k, v in data.batch(np.arange(cfg.batch_size)).items()}
+    one = prepare(task, data.batch(np.arange(cfg.batch_size)))
+    batch = {k: np.zeros((1, 1) + v.shape, v.dtype) for k, v in one.items()}
     lowered = _run_steps.lower(trainable, opt_state, frozen, batch, jnp.int32(0), jax.random.PRNGKey(0),
                                task=task, cfg=_compute_settings(trainer))
     cost = lowered.compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    return measured, float(cost.get("flops", float("nan")))
+    return float(cost.get("flops", float("nan")))
 
 
-def main(steps: int = 40, pairs: int = 2048) -> None:
+def matmul_peaks(n: int = 2048, repeats: int = 8) -> tuple[float, float]:
+    """GFLOP per wall second and per CPU second of a jitted float32 n x n matmul, measured now."""
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    with Meter() as meter:
+        for _ in range(repeats):
+            f(a).block_until_ready()
+        wall, cpu, _ = meter.per_step(repeats)
+    return 2 * n**3 / wall / 1e9, 2 * n**3 / cpu / 1e9
+
+
+def main(rounds: int = 3, pairs: int = 2048) -> None:
     rng = np.random.default_rng(0)
     captions = [caption(random_scene(rng)) for _ in range(pairs)]
     images = rng.integers(0, 256, (pairs, 64, 64, 3), dtype=np.uint8)
     cfg = TrainConfig()
-    peak = matmul_peak()
-    print(describe(peak))
-    old = old_steps(cfg, images, captions, steps)
-    new, flops = new_steps(cfg, images, captions, steps)
-    print(f"CLIP training step (demo model, batch {cfg.batch_size}, {steps} timed steps each):")
-    for name, (wall, cpu, faults) in (("old loop", old), ("new loop", new)):
+    _, vocab_size, trimmed = _text_side(captions, cfg.context_length)
+    config = clip_model_config(cfg, vocab_size, images.shape[1])
+    task, data = ClipTask(config), ArraySource({"pixels": images, "ids": trimmed})
+    load_before = os.getloadavg()[0]
+    peak_wall, peak_cpu = matmul_peaks()
+    print(describe(peak_wall))
+    old = original_loop(cfg, config, images, _tokenize(tokenizer_files(captions), captions, cfg.context_length))
+    new = new_loop(cfg, task, data)
+    old(2)  # compiles
+    totals = {"old loop": np.zeros(3), "new loop": np.zeros(3)}
+    for _ in range(rounds):
+        for name, run, steps in (("old loop", old, OLD_STEPS), ("new loop", new, NEW_STEPS)):
+            with Meter() as meter:
+                run(steps)
+                totals[name] += np.asarray(meter.per_step(steps)) / rounds
+    flops = step_flops(cfg, task, data)
+    (wall_old, cpu_old, _), (wall_new, cpu_new, _) = totals["old loop"], totals["new loop"]
+    print(f"CLIP training step (demo model, batch {cfg.batch_size}; {rounds} interleaved rounds of {OLD_STEPS} old "
+          f"and {NEW_STEPS} new steps; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after):")
+    for name, (wall, cpu, faults) in totals.items():
         print(f"  {name}   {wall:.4f} s/step wall, {cpu:.4f} CPU s/step, {faults:,.0f} page faults/step")
-    print(f"  speed-up   {old[0] / new[0]:.2f}x wall, {old[1] / new[1]:.2f}x CPU time (goal >= 4x)")
-    print(f"  new step   {flops / 1e9:.2f} GFLOP (XLA count), {flops / new[0] / 1e9:.1f} GFLOP/s = "
-          f"{100 * flops / new[0] / 1e9 / peak:.1f} % of the float32 matmul peak")
+    print(f"  speed-up   {wall_old / wall_new:.2f}x wall, {cpu_old / cpu_new:.2f}x CPU time (goal >= 4x)")
+    print(f"  new step   {flops / 1e9:.2f} GFLOP (XLA count): {flops / wall_new / 1e9:.1f} GFLOP/s wall = "
+          f"{100 * flops / wall_new / 1e9 / peak_wall:.1f} % of the float32 matmul peak ({peak_wall:.0f} GFLOP/s), "
+          f"{flops / cpu_new / 1e9:.1f} GFLOP per CPU s = {100 * flops / cpu_new / 1e9 / peak_cpu:.1f} % of its "
+          f"{peak_cpu:.0f} GFLOP per CPU s")
 
 
 if __name__ == "__main__":

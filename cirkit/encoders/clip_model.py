@@ -12,7 +12,7 @@ from flax import linen as nn
 
 from .clip_config import ClipConfig, TowerConfig
 
-__all__ = ["ClipText", "ClipVision", "activation"]
+__all__ = ["ClipText", "ClipVision", "activation", "cut_patches"]
 
 
 def activation(name: str):
@@ -23,23 +23,35 @@ def activation(name: str):
     return lambda x: jax.nn.gelu(x, approximate=True)  # gelu_new, gelu_pytorch_tanh
 
 
+def cut_patches(pixels, patch_size: int):
+    """Images (B, H, W, C) -> patches (B, H/p * W/p, p*p*C), each patch's values in (row, column, channel)
+    order (NumPy or JAX arrays): moves whole rows of p*C values, so a data loader can do it on the host."""
+    b, hgt, wid, c = pixels.shape
+    p = patch_size
+    rows = pixels.reshape(b, hgt // p, p, wid // p, p * c).transpose(0, 1, 3, 2, 4)
+    return rows.reshape(b, (hgt // p) * (wid // p), p * p * c)
+
+
 class Attention(nn.Module):
     cfg: TowerConfig
     dtype: jnp.dtype
 
     @nn.compact
-    def __call__(self, x, bias):
+    def __call__(self, x, bias, queries=None):
+        """Self-attention of ``x`` (B, T, D); with ``queries`` (B, Q, D), only those rows ask (keys and values
+        are still all of ``x``), so a pooled output skips the rows it never reads."""
         d, h = self.cfg.hidden_size, self.cfg.num_attention_heads
         dense = lambda name: nn.Dense(d, dtype=self.dtype, name=name)  # noqa: E731
         b, t, _ = x.shape
-        q = dense("q_proj")(x).reshape(b, t, h, d // h)
+        queries = x if queries is None else queries
+        q = dense("q_proj")(queries).reshape(b, queries.shape[1], h, d // h)
         k = dense("k_proj")(x).reshape(b, t, h, d // h)
         v = dense("v_proj")(x).reshape(b, t, h, d // h)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * (d // h) ** -0.5
         if bias is not None:
             scores = scores + bias
         weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, d)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, queries.shape[1], d)
         return dense("out_proj")(out)
 
 
@@ -58,9 +70,13 @@ class Layer(nn.Module):
     dtype: jnp.dtype
 
     @nn.compact
-    def __call__(self, x, bias):
+    def __call__(self, x, bias, queries=None):
+        """The layer's output at every row of ``x``, or (``queries``: rows of ``x`` (B, Q, D)) at those only."""
         norm = lambda name: nn.LayerNorm(epsilon=self.cfg.layer_norm_eps, dtype=jnp.float32, name=name)  # noqa: E731
-        x = x + Attention(self.cfg, self.dtype, name="self_attn")(norm("layer_norm1")(x).astype(self.dtype), bias)
+        norm1 = norm("layer_norm1")
+        asked = None if queries is None else norm1(queries).astype(self.dtype)
+        x = (x if queries is None else queries) + Attention(self.cfg, self.dtype, name="self_attn")(
+            norm1(x).astype(self.dtype), bias, asked)
         return x + Mlp(self.cfg, self.dtype, name="mlp")(norm("layer_norm2")(x).astype(self.dtype))
 
 
@@ -69,10 +85,16 @@ class Encoder(nn.Module):
     dtype: jnp.dtype
 
     @nn.compact
-    def __call__(self, x, bias):
-        for i in range(self.cfg.num_hidden_layers):
+    def __call__(self, x, bias, pool=None):
+        """Every row's last state; or, with ``pool(x) -> (rows (B, Q, D), their bias)``, the last layer runs
+        for those rows only (a pooled embedding reads one row: the rest of the last layer is dead work)."""
+        n = self.cfg.num_hidden_layers
+        for i in range(n):
+            if pool is not None and i == n - 1:
+                queries, query_bias = pool(x)
+                return Layer(self.cfg, self.dtype, name=f"layers_{i}")(x, query_bias, queries)
             x = Layer(self.cfg, self.dtype, name=f"layers_{i}")(x, bias)
-        return x
+        return x if pool is None else pool(x)[0]
 
 
 class ClipText(nn.Module):
@@ -90,39 +112,62 @@ class ClipText(nn.Module):
         x = (tok + pos).astype(self.dtype)
         t = input_ids.shape[1]
         causal = jnp.where(jnp.tril(jnp.ones((t, t), bool)), 0.0, -jnp.inf)[None, None]
-        x = Encoder(cfg, self.dtype, name="encoder")(x, causal)
-        x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="final_layer_norm")(x)
         if cfg.eos_token_id == 2:  # old configs: the end-of-text token has the largest id
             eos = jnp.argmax(input_ids, axis=-1)
         else:
             eos = jnp.argmax((input_ids == cfg.eos_token_id).astype(jnp.int32), axis=-1)
-        pooled = x[jnp.arange(x.shape[0]), eos]
+
+        def at_eos(h):  # the end-of-text row, which sees the positions up to it (causal)
+            sees = jnp.where(jnp.arange(t)[None] <= eos[:, None], 0.0, -jnp.inf)[:, None, None]
+            return h[jnp.arange(h.shape[0]), eos][:, None], sees
+
+        x = Encoder(cfg, self.dtype, name="encoder")(x, causal, at_eos)
+        x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="final_layer_norm")(x)
+        pooled = x[:, 0]
         return nn.Dense(self.config.projection_dim, use_bias=False, dtype=jnp.float32, name="text_projection")(pooled)
 
 
 class ClipVision(nn.Module):
-    """Pixels (B, 3, H, W), normalised -> projected image embeddings (B, projection_dim), from the CLS token."""
+    """Pixels (B, 3, H, W), normalised -> projected image embeddings (B, projection_dim), from the CLS token.
+    With ``patches``, the input is instead pixels already cut by :func:`cut_patches`; with ``normalise``
+    ((mean, std) per channel), raw 0-255 values whose normalisation is folded into the patch embedding (the
+    same linear map, applied to the small kernel instead of every pixel)."""
 
     config: ClipConfig
     dtype: jnp.dtype = jnp.float32
     states: bool = False  # return every token's last-layer state (what an MLLM connector reads) instead
+    patches: bool = False
+    normalise: tuple | None = None
 
     @nn.compact
     def __call__(self, pixels):
         cfg = self.config.vision
         p, d = cfg.patch_size, cfg.hidden_size
-        b, c, hgt, wid = pixels.shape
-        patches = pixels.reshape(b, c, hgt // p, p, wid // p, p).transpose(0, 2, 4, 1, 3, 5)
-        patches = patches.reshape(b, (hgt // p) * (wid // p), c * p * p)
+        c = pixels.shape[-1] // (p * p) if self.patches else pixels.shape[1]
         kernel = self.param("patch_embedding", nn.initializers.normal(0.02), (d, c, p, p))
+        if self.patches:  # values in (row, column, channel) order
+            patches, b = pixels, pixels.shape[0]
+            kernel = kernel.transpose(0, 2, 3, 1)
+        else:
+            b, _, hgt, wid = pixels.shape
+            patches = pixels.reshape(b, c, hgt // p, p, wid // p, p).transpose(0, 2, 4, 1, 3, 5)
+            patches = patches.reshape(b, (hgt // p) * (wid // p), c * p * p)
+        shift = None
+        if self.normalise is not None:  # W . ((x / 255 - mean) / std) = (W / (255 std)) . x - W . (mean / std)
+            mean, std = (jnp.asarray(v, jnp.float32) for v in self.normalise)
+            per_channel = (None, None, None, slice(None)) if self.patches else (None, slice(None), None, None)
+            shift = -(kernel * (mean / std)[per_channel]).sum((1, 2, 3))
+            kernel = kernel / (255 * std)[per_channel]
         x = jnp.einsum("bnk,dk->bnd", patches.astype(self.dtype), kernel.reshape(d, -1).astype(self.dtype))
+        if shift is not None:
+            x = x + shift.astype(self.dtype)
         cls = self.param("class_embedding", nn.initializers.normal(0.02), (d,))
         x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (b, 1, d)), x], axis=1)
         n_pos = (cfg.image_size // p) ** 2 + 1
         x = x + nn.Embed(n_pos, d, name="position_embedding")(jnp.arange(n_pos)[None]).astype(self.dtype)
         x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="pre_layrnorm")(x).astype(self.dtype)
-        x = Encoder(cfg, self.dtype, name="encoder")(x, None)
         if self.states:
-            return x
+            return Encoder(cfg, self.dtype, name="encoder")(x, None)
+        x = Encoder(cfg, self.dtype, name="encoder")(x, None, lambda h: (h[:, :1], None))  # the CLS row
         pooled = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="post_layernorm")(x[:, 0])
         return nn.Dense(self.config.projection_dim, use_bias=False, dtype=jnp.float32, name="visual_projection")(pooled)

@@ -6,9 +6,11 @@ CLIP is one kind; cirkit's causal LM with pooled hidden states is another; a tra
 encoder of that kind is asked for. A loaded encoder is memoised by the reference *and* its options, so
 stages and substitutes that share a model share one copy of its weights.
 
-A reference names what computes a vector: the folder's content digest and the digest of the kind's code
+A reference names what computes a vector: the folder's content digest, the digest of the kind's code
 (its loader, followed transitively like a stage's code), so editing a registered kind's model code
-invalidates what it embedded even though the generic stages never name that code.
+invalidates what it embedded even though the generic stages never name that code, and the kind's own model
+options (the causal LM's ``pooling``): those live on the reference, not in the embedding stages' shared
+``EmbedConfig``, so changing one re-embeds with that kind only.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import functools
 import importlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -27,7 +29,7 @@ from ..engine import artifact_type, digest, provenance
 from ..engine.fingerprint import analyse
 
 __all__ = ["Encoder", "ComposedEncoder", "ModelRef", "register_encoder", "encoder_kinds", "encoder_options",
-           "model_ref", "load_model", "release_encoders", "kind_code_digest"]
+           "model_options", "model_ref", "load_model", "release_encoders", "kind_code_digest"]
 
 
 @runtime_checkable
@@ -60,28 +62,34 @@ class ModelRef:
     path: str = dataclasses.field(metadata={"hash": False})
     digest: str
     code: str = ""
+    options: tuple = ()  # the kind's model options as sorted (name, value) pairs (see ``model_ref``)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Kind:
     loader: str | Callable[..., Encoder]
     options: tuple[str, ...]
+    model_options: tuple[tuple[str, object], ...] = ()  # (name, default)
 
 
 _KINDS: dict[str, _Kind] = {
     "clip": _Kind("cirkit.encoders.clip_encoder:ClipEncoder", ("dtype", "preprocessing", "target_ratio")),
-    "causal_lm": _Kind("cirkit.lm.encoder:LMTextEncoder", ("dtype", "pooling")),
+    "causal_lm": _Kind("cirkit.lm.encoder:LMTextEncoder", ("dtype",), (("pooling", "mean"),)),
     "cir_lvlm": _Kind("cirkit.methods.cir_lvlm.encoder:LVLMEncoder", ("dtype",)),
     "cir_cot": _Kind("cirkit.methods.cir_cot.encoder:CoTEncoder", ("dtype",)),
 }
 
 
-def register_encoder(kind: str, loader: str | Callable[..., Encoder], options: Sequence[str] = ("dtype",)) -> None:
-    """Make ``kind`` loadable: ``loader(path, **options)`` (or its ``"module:name"``) returns an :class:`Encoder`.
+def register_encoder(kind: str, loader: str | Callable[..., Encoder], options: Sequence[str] = ("dtype",),
+                     model_options: Mapping[str, object] | None = None) -> None:
+    """Make ``kind`` loadable: ``loader(path, **options, **model_options)`` (or its ``"module:name"``) returns
+    an :class:`Encoder`.
 
     ``options`` names the fields of the embedding stages' ``EmbedConfig`` this kind is built with (dtype,
-    pooling, preprocessing, ...); the stages pass exactly those, so one loaded copy serves every caller."""
-    _KINDS[kind] = _Kind(loader, tuple(options))
+    preprocessing, ...); the stages pass exactly those, so one loaded copy serves every caller.
+    ``model_options`` are settings only this kind has (name -> default, e.g. a causal LM's ``pooling``): they
+    are given to :func:`model_ref` and travel on the reference, so they key this kind's embeddings only."""
+    _KINDS[kind] = _Kind(loader, tuple(options), tuple(sorted((model_options or {}).items())))
     _code.cache_clear()
 
 
@@ -98,6 +106,16 @@ def _kind(kind: str) -> _Kind:
 def encoder_options(kind: str) -> tuple[str, ...]:
     """The ``EmbedConfig`` fields an encoder of ``kind`` is loaded with."""
     return _kind(kind).options
+
+
+def model_options(kind: str, **given) -> tuple[tuple[str, object], ...]:
+    """``kind``'s model options with ``given`` in place of the defaults, as sorted (name, value) pairs."""
+    defaults = dict(_kind(kind).model_options)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        allowed = ", ".join(sorted(defaults)) or "none"
+        raise ValueError(f"encoder kind {kind!r} has no model option {unknown[0]!r} (its options: {allowed})")
+    return tuple(sorted({**defaults, **given}.items()))
 
 
 def _resolve(kind: str) -> Callable[..., Encoder]:
@@ -119,15 +137,15 @@ def kind_code_digest(kind: str) -> str:
     return _code(kind)
 
 
-def model_ref(kind: str, path: str) -> ModelRef:
-    """Reference the model folder ``path`` as an encoder of ``kind``: its content digest (memoised by stat)
-    and its kind's code digest."""
+def model_ref(kind: str, path: str, **options) -> ModelRef:
+    """Reference the model folder ``path`` as an encoder of ``kind``: its content digest (memoised by stat),
+    its kind's code digest and its model options (``options`` over the kind's defaults)."""
     from ..data.filehash import FileDigests
 
-    _kind(kind)
+    chosen = model_options(kind, **options)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: not a model folder (encoder kind {kind!r})")
-    return ModelRef(kind, os.path.abspath(path), FileDigests().folder_digest(path), _code(kind))
+    return ModelRef(kind, os.path.abspath(path), FileDigests().folder_digest(path), _code(kind), chosen)
 
 
 def release_encoders() -> None:
@@ -144,7 +162,9 @@ _LOADING = threading.RLock()  # threads must not load the same weights twice; a 
 
 
 def load_model(ref: ModelRef, **options) -> Encoder:
-    """The encoder for ``ref`` with ``options`` (dtype, pooling, ...), loaded once per process (keyed by the
-    kind, folder and content digest, not by the code digest: one process runs one version of the code)."""
+    """The encoder for ``ref`` with its model options and ``options`` (dtype, ...; a model option given here
+    overrides the reference's), loaded once per process (keyed by the kind, folder, content digest and
+    options, not by the code digest: one process runs one version of the code)."""
+    chosen = {**dict(model_options(ref.kind, **dict(ref.options))), **options}
     with _LOADING:
-        return _load(ref.kind, ref.path, ref.digest, tuple(sorted(options.items())))
+        return _load(ref.kind, ref.path, ref.digest, tuple(sorted(chosen.items())))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .clip_config import CheckpointError
 
-__all__ = ["read_safetensors", "checkpoint_files"]
+__all__ = ["read_safetensors", "parse_safetensors", "safetensors_bytes", "checkpoint_files"]
 
 _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
@@ -49,28 +49,54 @@ def checkpoint_files(directory: str) -> list[str]:
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
     """All tensors of one file, memory-mapped (read-only views)."""
     size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path}: truncated (no header)")
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8:
-            raise CheckpointError(f"{path}: header length {n} exceeds the file size {size}")
-        try:
-            header = json.loads(f.read(n))
-        except ValueError as exc:
-            raise CheckpointError(f"{path}: header is not valid JSON ({exc})") from exc
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n) if size > 8 + n else np.zeros(0, np.uint8)
-    tensors = {}
+    data = np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+    return parse_safetensors(data, path)[0]
+
+
+def parse_safetensors(data, where: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(tensors, header metadata) of a safetensors file's bytes (a uint8 array or bytes; tensors are views
+    of it); ``where`` names the file in errors."""
+    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if len(data) < 8:
+        raise CheckpointError(f"{where}: truncated (no header)")
+    n = int(np.asarray(data[:8]).view("<u8")[0])
+    if n > len(data) - 8:
+        raise CheckpointError(f"{where}: header length {n} exceeds the file size {len(data)}")
+    try:
+        header = json.loads(np.asarray(data[8 : 8 + n]).tobytes())
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{where}: header is not a JSON object")
+    body, tensors = data[8 + n :], {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
         dtype = _DTYPES.get(info.get("dtype"))
         if dtype is None:
-            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info.get('dtype')!r}")
+            raise CheckpointError(f"{where}: tensor {name} has unsupported dtype {info.get('dtype')!r}")
         begin, end = info["data_offsets"]
         shape = tuple(info["shape"])
-        if end > len(data) or end - begin != int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize:
-            raise CheckpointError(f"{path}: tensor {name} is truncated or its offsets do not match its shape {shape}")
-        tensors[name] = data[begin:end].view(dtype).reshape(shape)
-    return tensors
+        if end > len(body) or end - begin != int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize:
+            raise CheckpointError(f"{where}: tensor {name} is truncated or its offsets do not match its shape {shape}")
+        tensors[name] = body[begin:end].view(dtype).reshape(shape)
+    return tensors, dict(header.get("__metadata__") or {})
+
+
+def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
+    """A safetensors file of ``tensors`` (names sorted, data 8-byte aligned, little-endian), bfloat16 included."""
+    names = {np.dtype(v): k for k, v in _DTYPES.items()}
+    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        arr = np.asarray(tensors[name])
+        if np.dtype(arr.dtype) not in names:
+            raise ValueError(f"tensor {name}: dtype {arr.dtype} has no safetensors name")
+        raw = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False)).tobytes()
+        header[name] = {"dtype": names[np.dtype(arr.dtype)], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    head += b" " * (-len(head) % 8)
+    return struct.pack("<Q", len(head)) + head + b"".join(chunks)

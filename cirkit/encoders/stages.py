@@ -50,13 +50,14 @@ def reference_model(config: None, kind: str, directory: str) -> ModelRef:
 @dataclasses.dataclass(frozen=True)
 class EmbedConfig:
     """How embeddings are computed and stored. ``batch_size`` only changes speed, so it is not in the key.
-    ``preprocessing``/``target_ratio`` are read by image kinds (CLIP), ``pooling`` by the causal LM."""
+    ``preprocessing``/``target_ratio`` are read by image kinds (CLIP). A setting of one kind only (the causal
+    LM's ``pooling``) is a model option on its :class:`ModelRef` instead (``model_ref(kind, path, pooling=...)``),
+    so that it keys that kind's embeddings alone."""
 
     dtype: Literal["float32", "bfloat16"] = "float32"
     storage_dtype: Literal["float32", "float16"] = "float32"
     preprocessing: Literal["clip", "targetpad"] = "clip"
     target_ratio: float = 1.25
-    pooling: Literal["mean", "last"] = "mean"
     normalise: bool = True
     batch_size: int = dataclasses.field(default=32, metadata={"hash": False})
     decode_workers: int = dataclasses.field(default=0, metadata={"hash": False})  # 0: one per core (at most 8)

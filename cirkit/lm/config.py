@@ -1,6 +1,7 @@
 """Causal LM architecture settings read from a Hugging Face ``config.json`` (Llama and Qwen2 families).
 
-Both the transformers v5 layout (``rope_parameters``) and the older one (``rope_theta`` + ``rope_scaling``)
+Mistral reads as the Llama family (without a sliding window); the language model of a LLaVA-NeXT or Qwen2-VL
+folder is read from its ``text_config`` (see ``vlm_folders.py``). Both the transformers v5 layout (``rope_parameters``) and the older one (``rope_theta`` + ``rope_scaling``)
 are read, since checkpoints in the wild carry either.
 """
 
@@ -11,10 +12,11 @@ import json
 import os
 
 from ..encoders.clip_config import CheckpointError
+from .vlm_folders import language_config
 
 __all__ = ["LMConfig", "RopeConfig", "read_lm_config", "CheckpointError", "FAMILIES"]
 
-FAMILIES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+FAMILIES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 _ROPE_FIELDS = {"linear": ("factor",), "dynamic": ("factor",),
                 "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
@@ -106,6 +108,7 @@ def read_lm_config(directory: str) -> LMConfig:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
+    raw = language_config(raw, path)  # a LLaVA-NeXT / Qwen2-VL folder: its language model's settings
     model_type = raw.get("model_type")
     if model_type not in FAMILIES:
         raise CheckpointError(f"{path}: 'model_type' is {model_type!r}; cirkit's causal LM reads "
@@ -119,6 +122,9 @@ def read_lm_config(directory: str) -> LMConfig:
         raise CheckpointError(f"{path}: 'hidden_act' is {act!r}; the Llama and Qwen2 families use 'silu'")
     if raw.get("use_sliding_window"):
         raise CheckpointError(f"{path}: 'use_sliding_window' is true; cirkit's causal LM has full attention only")
+    if model_type == "mistral" and raw.get("sliding_window") is not None:
+        raise CheckpointError(f"{path}: 'sliding_window' is {raw['sliding_window']}; cirkit's causal LM reads Mistral "
+                              "(as the Llama family) with full attention only (sliding_window null)")
     heads = raw["num_attention_heads"]
     kv_heads = raw.get("num_key_value_heads") or heads
     if heads % kv_heads:

@@ -14,9 +14,9 @@ import re
 import jax.numpy as jnp
 import numpy as np
 
-from ..encoders.safetensors_io import checkpoint_files, read_safetensors
 from .config import CheckpointError, LMConfig, read_lm_config
 from .model import PROJECTIONS
+from .vlm_folders import read_lm_tensors
 
 __all__ = ["LanguageModel", "load_lm", "expected_shapes", "hf_name", "params_from_tensors", "random_params"]
 
@@ -106,14 +106,12 @@ def params_from_tensors(config: LMConfig, tensors: dict[str, np.ndarray], where:
 
 
 def load_lm(directory: str, dtype: str = "float32") -> LanguageModel:
-    """Read ``config.json`` and the (possibly sharded) safetensors of a Llama/Qwen2 folder, without torch."""
+    """Read ``config.json`` and the (possibly sharded) safetensors of a Llama/Qwen2 folder, or the language model
+    of a LLaVA-NeXT / Qwen2-VL folder, without torch."""
     if dtype not in ("float32", "bfloat16"):
         raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
     config = read_lm_config(directory)
-    tensors: dict[str, np.ndarray] = {}
-    for path in checkpoint_files(directory):
-        tensors.update(read_safetensors(path))
-    params = params_from_tensors(config, tensors, directory, jnp.dtype(dtype))
+    params = params_from_tensors(config, read_lm_tensors(directory), directory, jnp.dtype(dtype))
     return LanguageModel(config, params, directory)
 
 

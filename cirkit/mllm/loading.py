@@ -16,7 +16,7 @@ from ..training.checkpoint import flatten, unflatten
 from .batching import pad_rows
 from .checkpoint import MANIFEST, checkpoint_files, read_checkpoint
 from .model import backbone
-from .vision import VisionTower
+from .vision import VisionTower, open_vision
 
 __all__ = ["Loaded", "load_trained", "folder_digest", "task_ids", "tokenizer_of", "export_files_of"]
 
@@ -51,7 +51,7 @@ class Loaded:
     task: object  # LVLMTask or CoTTask
     params: dict
     tokenizer: object
-    vision: VisionTower
+    vision: VisionTower  # or a LLaVA-NeXT pathway (the same interface)
     pad_id: int
 
     def tokens(self, texts: list[str], max_tokens: int):
@@ -71,7 +71,7 @@ def load_trained(directory: str, method: str, config_type: type, task_type: type
             raise CheckpointError(f"{where}: the frozen {role} folder {base.get('path')!r} is missing or has other "
                                   f"content than the checkpoint was trained on")
     config = build(config_type, manifest["config"], source=where)
-    tower = VisionTower(bases["vision"]["path"])
+    tower = open_vision(bases["vision"]["path"])
     bb = backbone(bases["llm"]["path"], bases["llm"]["digest"], config.model, tower.dim)
     task = task_type(config, bb, tuple(manifest["query_task"]), tuple(manifest["target_task"]))
     initial = flatten(task.init(None))

@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 
 from .. import config_checks as checks
-from ..encoders.safetensors_io import checkpoint_files, read_safetensors
 from ..lm.adapters import AdapterConfig, LoraConfig, init_adapter
 from ..lm.config import LMConfig, read_lm_config
 from ..lm.model import embed_tokens, forward, positions_from_mask
+from ..lm.vlm_folders import read_lm_tensors
 from ..lm.weights import params_from_tensors
 from .connector import connect, init_connector
 from .pooling import POOLINGS, init_pooling, pool
@@ -106,12 +106,7 @@ def backbone(llm: str, llm_digest: str, config: MLLMConfig, vision_dim: int) -> 
 def frozen_llm(bb: Backbone) -> dict:
     """The LLM's parameters of the backbone's layers only, read once per process (the safetensors are memory
     mapped, so the layers beyond ``llm_layers`` are never read)."""
-    tensors: dict = {}
-    for path in checkpoint_files(bb.llm):
-        tensors.update(read_safetensors(path))
-    kept = {name: value for name, value in tensors.items()
-            if not name.startswith("model.layers.") or int(name.split(".")[2]) < bb.lm.num_hidden_layers}
-    return params_from_tensors(bb.lm, kept, bb.llm)
+    return params_from_tensors(bb.lm, read_lm_tensors(bb.llm, bb.lm.num_hidden_layers), bb.llm)
 
 
 def init_trainable(config: MLLMConfig, bb: Backbone, key=None) -> dict:

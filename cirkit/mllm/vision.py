@@ -1,4 +1,5 @@
-"""The frozen vision tower: a CLIP checkpoint's vision transformer returning every token's last-layer state.
+"""The frozen vision tower: a CLIP checkpoint's vision transformer returning every token's last-layer state (or a
+LLaVA-NeXT or Qwen2-VL folder's visual pathway, ``open_vision``).
 
 Frozen means its output is a pure function of the image, so a method computes the features once per image
 (a cached, per-item stage) and trains on them; the tower never runs inside a training step.
@@ -13,11 +14,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..encoders.clip_config import CheckpointError
 from ..encoders.clip_image import open_image, preprocess, read_image_prep
 from ..encoders.clip_model import ClipVision
 from ..encoders.clip_weights import load_clip_params
+from ..lm.vlm_folders import folder_type
+from .llava_next import LlavaNextVision
+from .qwen2_vl import Qwen2VLVision
 
-__all__ = ["VisionTower", "load_vision"]
+__all__ = ["VisionTower", "load_vision", "open_vision"]
 
 
 class VisionTower:
@@ -49,7 +54,24 @@ class VisionTower:
         return self.states_of_pixels(np.stack([preprocess(open_image(p, None), self.prep) for p in paths]))
 
 
-@functools.lru_cache(maxsize=2)
-def load_vision(directory: str, digest: str) -> VisionTower:
-    """One loaded tower per checkpoint content (the digest keeps a replaced folder from being reused)."""
+def open_vision(directory: str):
+    """The frozen tower of a folder: a CLIPModel's vision transformer, a LLaVA-NeXT folder's visual pathway (tower
+    at its feature layer + pretrained projector, ``llava_next.py``) or a Qwen2-VL folder's vision transformer up to
+    its patch merger (``qwen2_vl.py``). Qwen2.5-VL's tower is not implemented: such a folder fails here."""
+    kind = folder_type(directory)
+    if kind == "llava_next":
+        return LlavaNextVision(directory)
+    if kind == "qwen2_vl":
+        return Qwen2VLVision(directory)
+    if kind is not None:
+        raise CheckpointError(f"{directory}: a {kind} folder's vision transformer (window attention, RMSNorm, SwiGLU "
+                              "blocks) is not implemented in cirkit; its language model is read (name the folder as "
+                              "`llm`), but the vision tower must be a CLIPModel, LLaVA-NeXT or Qwen2-VL folder "
+                              "(setup.data.clip)")
     return VisionTower(directory)
+
+
+@functools.lru_cache(maxsize=2)
+def load_vision(directory: str, digest: str):
+    """One loaded tower per checkpoint content (the digest keeps a replaced folder from being reused)."""
+    return open_vision(directory)

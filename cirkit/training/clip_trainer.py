@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from .. import config_checks as checks
 from ..encoders.clip_config import ClipConfig, TowerConfig
 from ..encoders.clip_image import OPENAI_MEAN, OPENAI_STD
-from ..encoders.clip_model import ClipText, ClipVision
+from ..encoders.clip_model import ClipText, ClipVision, cut_patches
 from ..encoders.clip_weights import flatten_params, hf_name
 from .checkpoint import Checkpoint
 from .config import TrainerConfig
@@ -118,9 +118,13 @@ def _trim_to_longest(ids: np.ndarray, eos: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class ClipTask:
-    """Both towers and the temperature train; batches hold uint8 ``pixels`` (B, H, W, 3) and ``ids`` (B, T)."""
+    """Both towers and the temperature train; batches hold uint8 ``pixels`` (B, H, W, 3) and ``ids`` (B, T),
+    and the pixels reach the step already cut into patches (:meth:`prepare`, on the host, still uint8)."""
 
     model: ClipConfig
+
+    def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {**batch, "pixels": cut_patches(batch["pixels"], self.model.vision.patch_size)}
 
     def init(self, rng):
         k1, k2 = jax.random.split(rng)
@@ -130,10 +134,9 @@ class ClipTask:
                 "logit_scale": jnp.asarray(np.log(1 / 0.07), jnp.float32)}
 
     def loss(self, params, batch, rng):
-        mean = jnp.asarray(OPENAI_MEAN, jnp.float32)
-        std = jnp.asarray(OPENAI_STD, jnp.float32)
-        pixels = ((batch["pixels"].astype(jnp.float32) * (1 / 255) - mean) / std).transpose(0, 3, 1, 2)
-        v = ClipVision(self.model).apply({"params": params["vision"]}, pixels)
+        normalise = (tuple(OPENAI_MEAN), tuple(OPENAI_STD))  # folded into the patch embedding's kernel
+        v = ClipVision(self.model, patches=True, normalise=normalise).apply({"params": params["vision"]},
+                                                                            batch["pixels"])
         t = ClipText(self.model).apply({"params": params["text"]}, batch["ids"])
         return info_nce(v, t, params["logit_scale"]), {"logit_scale": params["logit_scale"]}
 

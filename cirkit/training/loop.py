@@ -27,7 +27,7 @@ import optax
 from .checkpoint import Checkpoint, flatten, unflatten
 from .config import TrainerConfig, learning_rate_schedule
 from .data import DataSource, batch_indices, steps_per_epoch
-from .task import Task, evaluate, trainable_mask
+from .task import Task, evaluate, prepare, trainable_mask
 
 __all__ = ["train", "observe", "build_optimiser", "full_params", "STEPS_PER_CALL"]
 
@@ -142,12 +142,13 @@ def _chunks(start: int, stop: int, per_call: int, eval_every: int) -> list[tuple
     return cuts
 
 
-def _gather(data: DataSource, cfg: TrainerConfig, first: int, last: int) -> dict[str, np.ndarray]:
-    """The micro-batches of steps [first, last) read from ``data``, as (steps, grad_accum, batch, ...)."""
+def _gather(task: Task, data: DataSource, cfg: TrainerConfig, first: int, last: int) -> dict[str, np.ndarray]:
+    """The micro-batches of steps [first, last) read from ``data`` (and prepared by the task), as
+    (steps, grad_accum, batch, ...)."""
     micro = range(first * cfg.grad_accum, last * cfg.grad_accum)
     idx = np.concatenate([batch_indices(cfg.seed, m, cfg.batch_size, len(data)) for m in micro])
     shape = (last - first, cfg.grad_accum, cfg.batch_size)
-    return {k: v.reshape(shape + v.shape[1:]) for k, v in data.batch(idx).items()}
+    return {k: v.reshape(shape + v.shape[1:]) for k, v in prepare(task, data.batch(idx)).items()}
 
 
 def train(task: Task, data: DataSource, config: TrainerConfig, *, start: Checkpoint | None = None,
@@ -164,18 +165,18 @@ def train(task: Task, data: DataSource, config: TrainerConfig, *, start: Checkpo
     step, losses, evals = 0, [], []
     if start is not None:
         _check_resume(start, trainable, stop)
-        trainable = {k: np.reshape(v, np.shape(trainable[k])) for k, v in start.params.items()}
-        leaves = jax.tree_util.tree_leaves(opt_state)
-        if len(start.opt_state) != len(leaves):
-            raise ValueError(f"checkpoint has {len(start.opt_state)} optimiser tensors, this optimiser {len(leaves)}")
-        restored = [np.reshape(x, np.shape(like)) for x, like in zip(start.opt_state, leaves)]
-        opt_state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(opt_state), restored)
+        trainable = {k: np.array(v) for k, v in start.params.items()}  # copies: the step donates its state
+        leaves, saved = jax.tree_util.tree_leaves(opt_state), start.opt_state
+        if [np.shape(x) for x in saved] != [np.shape(x) for x in leaves]:
+            raise ValueError(f"checkpoint's {len(saved)} optimiser tensors do not match this optimiser's "
+                             f"{len(leaves)} (shapes differ)")
+        opt_state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(opt_state), [np.array(x) for x in saved])
         step, losses, evals = start.step, [np.asarray(start.losses, np.float32)], list(start.evals)
     place = _Placement(devices, config.batch_size)
     trainable, opt_state, frozen = place.state((trainable, opt_state, frozen))
     settings, observers = _compute_settings(config), (*_observers.get(), *([progress] if progress else []))
     chunks = _chunks(step, stop, max(1, steps_per_call), config.eval_every)
-    ready = _gather(data, config, *chunks[0]) if chunks else None
+    ready = _gather(task, data, config, *chunks[0]) if chunks else None
     finished: tuple[int, object] | None = None
 
     def report(done_step: int, chunk_losses) -> None:
@@ -189,7 +190,7 @@ def train(task: Task, data: DataSource, config: TrainerConfig, *, start: Checkpo
         trainable, opt_state, chunk_losses = _run_steps(
             trainable, opt_state, frozen, batches, jnp.int32(s0), loop_key, task=task, cfg=settings)
         if i + 1 < len(chunks):
-            ready = _gather(data, config, *chunks[i + 1])  # overlaps the device's work on this chunk
+            ready = _gather(task, data, config, *chunks[i + 1])  # overlaps the device's work on this chunk
         if finished is not None:
             report(*finished)  # the previous chunk's losses: it is done, this one keeps the device busy
         finished = (s1, chunk_losses)
@@ -199,19 +200,18 @@ def train(task: Task, data: DataSource, config: TrainerConfig, *, start: Checkpo
                 evals.append((s1, result))
     if finished is not None:
         report(*finished)
-    return Checkpoint(
+    return Checkpoint.build(
         step=max(step, stop), position=max(step, stop) * config.grad_accum,
         params={k: np.asarray(v) for k, v in jax.device_get(trainable).items()},
-        opt_state=tuple(np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(opt_state))),
-        losses=np.concatenate(losses) if losses else np.zeros(0, np.float32), evals=tuple(evals))
+        opt_state=[np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(opt_state))],
+        losses=np.concatenate(losses) if losses else np.zeros(0, np.float32), evals=evals, config=config)
 
 
 def _check_resume(start: Checkpoint, trainable: dict, stop: int) -> None:
     if start.step > stop:
         raise ValueError(f"cannot resume at step {start.step} to stop at the earlier step {stop}")
-    # the store gives 0-d arrays back with shape (1,), so sizes are compared and shapes restored from the task
-    expected = {k: np.size(v) for k, v in trainable.items()}
-    found = {k: np.size(v) for k, v in start.params.items()}
+    expected = {k: np.shape(v) for k, v in trainable.items()}
+    found = {k: np.shape(v) for k, v in start.params.items()}
     if expected != found:
         diff = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
         raise ValueError(f"checkpoint parameters do not match the task's trainable parameters (first: {diff[:3]})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Task", "trainable_mask", "evaluate"]
+__all__ = ["Task", "trainable_mask", "evaluate", "prepare"]
 
 
 @runtime_checkable
@@ -17,7 +17,8 @@ class Task(Protocol):
     - ``loss(params, batch, rng) -> (loss, aux)``: a scalar and a dict of scalar metrics, traced under jit;
       ``batch`` is one micro-batch as the data source returned it (normalise pixels etc. in here, on device).
 
-    Optional: ``trainable(params) -> mask`` (a pytree of bools like ``params``; default: everything trains)
+    Optional: ``prepare(batch) -> batch`` (host-side, NumPy: reshape what the data source read into the layout
+    the step wants; it runs while the device computes the previous dispatch), ``trainable(params) -> mask`` (a pytree of bools like ``params``; default: everything trains)
     and ``evaluate(params) -> dict[str, float]`` (called every ``eval_every`` steps, recorded in checkpoints).
     """
 
@@ -38,3 +39,8 @@ def trainable_mask(task: Task, params: dict) -> Any:
 def evaluate(task: Task, params: dict) -> dict[str, float] | None:
     fn = getattr(task, "evaluate", None)
     return None if fn is None else {str(k): float(v) for k, v in fn(params).items()}
+
+
+def prepare(task: Task, batch: dict) -> dict:
+    fn = getattr(task, "prepare", None)
+    return batch if fn is None else fn(batch)

@@ -77,23 +77,49 @@ def unit(x):
 def test_clip_and_causal_lm_through_the_same_stages(tmp_path):
     make_clip_checkpoint(tmp_path / "clip")
     make_word_lm(tmp_path / "lm")
-    clip, lm = model_ref("clip", str(tmp_path / "clip")), model_ref("causal_lm", str(tmp_path / "lm"))
+    clip, lm = model_ref("clip", str(tmp_path / "clip")), model_ref("causal_lm", str(tmp_path / "lm"), pooling="last")
     assert clip.code and lm.code and clip.code != lm.code, "each kind's code enters its reference"
     engine = Engine(Store(str(tmp_path / "store")), progress=False)
     texts = ("w3 w7 w9", "w1 w5 w8 w13", "w2")
-    config = EmbedConfig(pooling="last")
+    config = EmbedConfig()
     by_clip = engine.run(embed_texts, config, texts=texts, model=clip, step="clip").value
     by_lm = engine.run(embed_texts, config, texts=texts, model=lm, step="lm").value
     assert by_clip.shape == (3, 32) and by_lm.shape == (3, 64)
     np.testing.assert_allclose(by_clip, unit(ClipEncoder(str(tmp_path / "clip")).encode_texts(list(texts))), atol=1e-5)
-    direct = load_model(lm, dtype="float32", pooling="last").encode_texts(list(texts))
+    direct = load_model(lm, dtype="float32").encode_texts(list(texts))
     np.testing.assert_allclose(by_lm, unit(direct), atol=1e-5)
-    mean = engine.run(embed_texts, EmbedConfig(pooling="mean"), texts=texts, model=lm, step="lm_mean").value
-    assert not np.allclose(mean, by_lm, atol=1e-3), "the kind's options (pooling) reach the loaded encoder"
+    lm_mean = model_ref("causal_lm", str(tmp_path / "lm"), pooling="mean")
+    mean = engine.run(embed_texts, config, texts=texts, model=lm_mean, step="lm_mean").value
+    assert not np.allclose(mean, by_lm, atol=1e-3), "the kind's model options (pooling) reach the loaded encoder"
     images = gallery(tmp_path / "g", 3)
     assert engine.run(embed_images, config, images=images, model=clip, step="clip_images").value.shape == (3, 32)
     with pytest.raises(ValueError, match="kind 'causal_lm'.* does not embed images"):
         engine.run(embed_images, config, images=images, model=lm, step="lm_images")
+
+
+def test_a_kind_option_keys_only_that_kinds_embeddings(tmp_path):
+    """Pooling is the causal LM's model option: it keys LM embeddings and never CLIP's, while an option CLIP
+    reads (preprocessing) keys CLIP's."""
+    make_clip_checkpoint(tmp_path / "clip")
+    make_word_lm(tmp_path / "lm")
+    engine = Engine(Store(str(tmp_path / "store")), progress=False)
+    texts = ("w3 w7 w9", "w2")
+    clip = model_ref("clip", str(tmp_path / "clip"))
+
+    names = iter(range(100))
+
+    def key(config, model):
+        return engine.run(embed_texts, config, texts=texts, model=model, step=f"k{next(names)}").key
+
+    mean, last = (model_ref("causal_lm", str(tmp_path / "lm"), pooling=p) for p in ("mean", "last"))
+    assert mean.options == (("pooling", "mean"),) and clip.options == ()
+    assert key(EmbedConfig(), mean) != key(EmbedConfig(), last), "pooling keys the LM's embeddings"
+    assert not hasattr(EmbedConfig(), "pooling"), "no LM option in the config every kind's key holds"
+    clip_key = key(EmbedConfig(), clip)
+    assert key(EmbedConfig(), model_ref("clip", str(tmp_path / "clip"))) == clip_key
+    assert key(EmbedConfig(preprocessing="targetpad"), clip) != clip_key, "an option CLIP reads keys CLIP's"
+    with pytest.raises(ValueError, match="encoder kind 'clip' has no model option 'pooling'"):
+        model_ref("clip", str(tmp_path / "clip"), pooling="last")
 
 
 def test_a_registered_composed_kind_embeds_queries_cached_per_item(tmp_path, toy_kind):
