@@ -29,8 +29,13 @@ class FileSet:
     blob: np.ndarray  # uint8
 
     def items(self):
+        for name, view in self.views():
+            yield name, view.tobytes()
+
+    def views(self):
+        """(name, read-only view into the blob) per file: for writing files out without a copy of each."""
         for i, name in enumerate(self.names):
-            yield name, self.blob[self.offsets[i] : self.offsets[i + 1]].tobytes()
+            yield name, memoryview(self.blob[self.offsets[i] : self.offsets[i + 1]]).toreadonly()
 
 
 def pack_files(files: dict[str, bytes]) -> FileSet:
@@ -77,7 +82,7 @@ def export_files(config: ExportConfig, files: FileSet) -> str:
         return target
     root = os.path.dirname(target)
     tmp = os.path.join(root, f".tmp-{uuid.uuid4().hex}")
-    for name, data in files.items():
+    for name, data in files.views():
         path = os.path.join(tmp, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:

@@ -14,6 +14,7 @@ import re
 import jax.numpy as jnp
 import numpy as np
 
+from ..encoders.safetensors_io import release_pages
 from .config import CheckpointError, LMConfig, read_lm_config
 from .model import PROJECTIONS
 from .vlm_folders import read_lm_tensors
@@ -87,21 +88,26 @@ def params_from_tensors(config: LMConfig, tensors: dict[str, np.ndarray], where:
         if tuple(tensors[name].shape) != shape:
             raise CheckpointError(f"{where}: tensor {name} has shape {tuple(tensors[name].shape)}, expected {shape}")
 
-    def arr(x):
-        return jnp.asarray(np.asarray(x), dtype=dtype)
+    def arr(names, stack=False, transpose=False):
+        """One parameter from the named tensors; their file pages are released once copied (a memory-mapped
+        checkpoint would otherwise stay resident beside its copy until the last tensor is read)."""
+        views = [np.asarray(tensors[n]) for n in names]
+        host = np.stack([v.T if transpose else v for v in views]) if stack else (views[0].T if transpose else views[0])
+        out = jnp.array(host, dtype=dtype).block_until_ready()  # a finished copy, never a view of the file
+        release_pages(*views)
+        return out
 
     layers_range = range(config.num_hidden_layers)
-    layers = {ours: arr(np.stack([tensors[f"model.layers.{i}.{hf}.weight"] for i in layers_range]))
+    layers = {ours: arr([f"model.layers.{i}.{hf}.weight" for i in layers_range], stack=True)
               for ours, hf in _NORMS.items()}
     for name in PROJECTIONS:
-        entry = {"kernel": arr(np.stack([np.asarray(tensors[hf_name(i, name)]).T for i in layers_range]))}
+        entry = {"kernel": arr([hf_name(i, name) for i in layers_range], stack=True, transpose=True)}
         if _has_bias(config, name):
-            entry["bias"] = arr(np.stack([tensors[hf_name(i, name, "bias")] for i in layers_range]))
+            entry["bias"] = arr([hf_name(i, name, "bias") for i in layers_range], stack=True)
         layers[name] = entry
-    params = {"embed": arr(tensors["model.embed_tokens.weight"]), "layers": layers,
-              "norm": arr(tensors["model.norm.weight"])}
+    params = {"embed": arr(["model.embed_tokens.weight"]), "layers": layers, "norm": arr(["model.norm.weight"])}
     if not config.tie_word_embeddings:
-        params["lm_head"] = arr(np.asarray(tensors["lm_head.weight"]).T)
+        params["lm_head"] = arr(["lm_head.weight"], transpose=True)
     return params
 
 

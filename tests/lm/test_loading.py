@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import pytest
+from lm_fixtures import make_lm_checkpoint
 from safetensors.numpy import save_file
 
 from cirkit.lm.config import CheckpointError, RopeConfig, read_lm_config
@@ -103,3 +105,24 @@ def test_pickle_only_folder_is_refused_with_the_way_out(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"not read")
     with pytest.raises(CheckpointError, match="reads safetensors only"):
         load_lm(str(tmp_path))
+
+
+def test_loading_leaves_no_page_of_the_checkpoint_file_resident(tmp_path):
+    """The memory-mapped file's pages are released tensor by tensor, so loading holds the parameters, not the
+    parameters plus the whole file (which doubled the memory of loading SmolLM2's 540 MB of float32)."""
+    import gc
+
+    def resident_file_mib():
+        for line in open("/proc/self/status"):
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) / 1024
+
+    make_lm_checkpoint(tmp_path, "llama3", vocab=32768, hidden=256)  # untied: 2 x 32 MiB of embeddings
+    jax.numpy.zeros(1).block_until_ready()  # the backend's own start-up is not the loader's
+    gc.collect()
+    size = (tmp_path / "model.safetensors").stat().st_size / 2**20
+    before = resident_file_mib()
+    lm = load_lm(str(tmp_path))
+    assert sum(x.nbytes for x in jax.tree.leaves(lm.params)) / 2**20 > 0.95 * size
+    kept = resident_file_mib() - before
+    assert kept < 0.1 * size, f"{kept:.0f} MiB of the {size:.0f} MiB file still resident after loading"
