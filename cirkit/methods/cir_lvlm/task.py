@@ -15,7 +15,6 @@ import math
 import jax.numpy as jnp
 
 from ... import config_checks as checks
-
 from ...mllm.model import (
     Backbone,
     MLLMConfig,
