@@ -38,7 +38,7 @@ class HeadTask:
     def init(self, rng=None) -> dict:
         flat = flatten(self.base.init(rng))
         for name, value in self.backbone.items():
-            if name.split("/")[0] in ("pooling",) or name not in flat:
+            if name.startswith("pooling/") or name not in flat:
                 continue  # the head's own pooling starts fresh; a backbone pooling of another kind is dropped
             flat[name] = jax.numpy.asarray(np.reshape(value, np.shape(flat[name])))
         return unflatten(flat)

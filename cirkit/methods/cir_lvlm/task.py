@@ -61,8 +61,8 @@ class LVLMConfig:
     head: PoolingHead = PoolingHead()
 
     def backbone(self) -> LVLMConfig:
-        """The config the backbone trains with: itself, or (separate head) the backbone pooling and no head
-        settings, so that its key holds no pooling kind that a sweep changes (nor head settings it ignores)."""
+        """The config the backbone trains with: itself (with a separate head: with the backbone pooling), with
+        default head settings, so that its key holds no swept pooling kind and no head setting it ignores."""
         if not self.head.separate:
             return dataclasses.replace(self, head=PoolingHead())
         model = dataclasses.replace(self.model, pooling=self.head.backbone_pooling)
