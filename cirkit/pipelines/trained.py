@@ -24,7 +24,8 @@ from ..experiment.pipeline import pipeline
 from ..methods.baselines import gallery_images
 from ..methods.cir_cot.stages import export_cir_cot, generate_cot, train_cir_cot, with_reasoning
 from ..methods.cir_cot.task import CoTConfig
-from ..methods.cir_lvlm.stages import export_cir_lvlm, train_cir_lvlm
+from ..methods.cir_lvlm.heads import train_lvlm
+from ..methods.cir_lvlm.stages import export_cir_lvlm
 from ..methods.cir_lvlm.task import LVLMConfig
 from ..mllm.data import reasoned_triplets, training_triplets
 from ..retrieval.stages import RetrievalConfig
@@ -108,12 +109,13 @@ def frozen_bases(engine: Engine, setup: Setup, llm: str):
 
 @pipeline("cir_lvlm", CIRLVLMExperiment)
 def cir_lvlm(engine: Engine, config: CIRLVLMExperiment) -> dict:
-    """CIR-LVLM: train connector, prompt pool, pooling and LoRA contrastively; embed queries and gallery."""
+    """CIR-LVLM: train connector, prompt pool, pooling and LoRA contrastively (``lvlm.head.separate``: the
+    pooling fitted apart, on the trained backbone); embed queries and gallery."""
     _composed_only("cir_lvlm", config.setup)
     parts, clip, llm = frozen_bases(engine, config.setup, config.llm)
     split, _ = train_split(engine, config.setup, config.train_data)
     triplets = engine.run(training_triplets, config.lvlm.texts, split=split, llm=llm, vision=clip)
-    checkpoint = fit(engine, train_cir_lvlm, config.lvlm, config.trainer, data=triplets)
+    checkpoint = train_lvlm(engine, config.lvlm, config.trainer, data=triplets)
     files = engine.run(export_cir_lvlm, config.lvlm, checkpoint=checkpoint, data=triplets, vision=clip)
     folder = engine.run(export_files, config.setup.export, files=files, step="export_cir_lvlm_folder")
     model = engine.run(reference_model, None, kind="cir_lvlm", directory=folder, step="cir_lvlm_model")

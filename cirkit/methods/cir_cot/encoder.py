@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
-import numpy as np
-
 from ...mllm.batching import pad_rows
 from ...mllm.data import reasoned_rows
-from ...mllm.loading import load_trained, task_ids
+from ...mllm.encoder import TrainedEncoder
+from ...mllm.loading import task_ids
 from .task import CoTConfig, CoTTask
 
 __all__ = ["CoTEncoder", "SEPARATOR"]
@@ -22,44 +20,21 @@ __all__ = ["CoTEncoder", "SEPARATOR"]
 SEPARATOR = "\n"  # between a query's edit text and its chain of thought (edit texts are one line)
 
 
-class CoTEncoder:
+class CoTEncoder(TrainedEncoder):
+    method, label, config_type, task_type = "cir_cot", "CIR-CoT", CoTConfig, CoTTask
+
     def __init__(self, directory: str, dtype: str = "float32", batch_size: int = 32) -> None:
-        if dtype != "float32":
-            raise ValueError(f"a CIR-CoT encoder runs in float32, not {dtype!r}")
-        self.loaded = load_trained(directory, "cir_cot", CoTConfig, CoTTask)
-        self.batch_size = batch_size
-        task = self.loaded.task
-        self._queries = jax.jit(task.embed_queries)
-        self._targets = jax.jit(task.embed_targets)
-        eos = task.bb.lm.eos_token_ids
+        super().__init__(directory, dtype, batch_size)
+        eos = self.loaded.task.bb.lm.eos_token_ids
         self.eos = eos[0] if eos else self.loaded.pad_id
 
-    @property
-    def dim(self) -> int:
-        return self.loaded.task.bb.lm.hidden_size
-
-    def _batches(self, n: int):
-        return [slice(i, min(i + self.batch_size, n)) for i in range(0, n, self.batch_size)]
-
-    def encode_files(self, paths: Sequence[str], boxes: Sequence | None = None) -> np.ndarray:
-        features = self.loaded.vision.states_of_files(list(paths))
-        out = [np.asarray(self._targets(self.loaded.params, features[s])) for s in self._batches(len(paths))]
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
-
-    def encode_queries(self, paths: Sequence[str], texts: Sequence[str], boxes: Sequence | None = None) -> np.ndarray:
-        features = self.loaded.vision.states_of_files(list(paths))
+    def query_tokens(self, texts: list[str]):
         config = self.loaded.task.config.tokenisation()
-        out = []
-        for s in self._batches(len(paths)):
-            parts = [t.partition(SEPARATOR) for t in texts[s]]
-            rows = []
-            for edit, sep, cot in parts:
-                settings = config if sep else type(config)(config.texts, config.max_cot_tokens, False)
-                rows.append(reasoned_rows(self.loaded.tokenizer, self.eos, [edit], [cot], settings)[0][0])
-            width = config.texts.max_text_tokens + config.max_cot_tokens + 1
-            tokens, mask = pad_rows(rows, self.loaded.pad_id, width)
-            out.append(np.asarray(self._queries(self.loaded.params, features[s], tokens, mask)))
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        rows = []
+        for edit, sep, cot in (t.partition(SEPARATOR) for t in texts):
+            settings = config if sep else type(config)(config.texts, config.max_cot_tokens, False)
+            rows.append(reasoned_rows(self.loaded.tokenizer, self.eos, [edit], [cot], settings)[0][0])
+        return pad_rows(rows, self.loaded.pad_id, config.texts.max_text_tokens + config.max_cot_tokens + 1)
 
     def generate(self, paths: Sequence[str], texts: Sequence[str]) -> list[str]:
         """Each query's greedy chain of thought (decoded, without its end token)."""
@@ -72,6 +47,3 @@ class CoTEncoder:
                 ids = [i for i in ids if i != self.eos]
                 out.append(self.loaded.tokenizer.decode(ids, skip_special_tokens=True).strip())
         return out
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        raise ValueError("a CIR-CoT embeds composed queries (an image and a text) and images, not texts alone")

@@ -29,6 +29,7 @@ from ...mllm.model import (
     trainable_mask,
 )
 from ...training.losses import info_nce
+from .token_loss import frozen_head_nll
 
 __all__ = ["CoTConfig", "CoTTask"]
 
@@ -80,10 +81,9 @@ class CoTTask:
     def _emb(self, params, batch_size):
         return jnp.broadcast_to(params["emb_token"][None], (batch_size, *params["emb_token"].shape))
 
-    def _head(self, params, hidden):
-        llm = jax.lax.stop_gradient(params["llm"])
-        head = llm["embed"].T if self.bb.lm.tie_word_embeddings else llm["lm_head"]
-        return hidden @ head.astype(hidden.dtype)
+    def _head(self, params):
+        llm = params["llm"]
+        return llm["embed"].T if self.bb.lm.tie_word_embeddings else llm["lm_head"]
 
     def query_states(self, params, features, tokens, mask):
         """Final hidden states ``[b, time, hidden]`` of [prefix, tokens, EMB] and the prefix length."""
@@ -105,11 +105,16 @@ class CoTTask:
     def loss(self, params: dict, batch: dict, rng=None):
         tokens = batch["tokens"]
         hidden, p = self.query_states(params, batch["reference"], tokens, batch["mask"])
-        length = tokens.shape[1]
-        logits = self._head(params, hidden[:, p - 1:p + length - 1]).astype(jnp.float32)  # i-1 predicts i
-        logp = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), tokens[..., None], axis=-1)[..., 0]
-        labels = batch["labels"].astype(jnp.float32)
-        ce = -(logp * labels).sum() / jnp.maximum(labels.sum(), 1.0)
+        ce = jnp.float32(0.0)
+        if self.config.use_cot and self.config.ce_weight > 0:
+            # the labelled tokens (the CoT and its end token) are right-aligned in the last max_cot_tokens + 1
+            # columns; hidden state i - 1 predicts token i
+            length = tokens.shape[1]
+            window = min(length, self.config.max_cot_tokens + 1)
+            labels = batch["labels"][:, length - window:].astype(jnp.float32)
+            before = hidden[:, p + length - window - 1:p + length - 1]
+            weights = labels / jnp.maximum(labels.sum(), 1.0)
+            ce = frozen_head_nll(before, self._head(params).astype(hidden.dtype), tokens[:, length - window:], weights)
         contrastive = info_nce(hidden[:, -1], self.embed_targets(params, batch["target"]), params["log_scale"])
         total = self.config.ce_weight * ce + self.config.contrastive_weight * contrastive
         return total, {"ce": ce, "contrastive": contrastive}

@@ -14,6 +14,7 @@ import math
 
 import jax.numpy as jnp
 
+from ... import config_checks as checks
 from ...mllm.model import (
     Backbone,
     MLLMConfig,
@@ -24,9 +25,29 @@ from ...mllm.model import (
     run_llm,
     trainable_mask,
 )
+from ...mllm.pooling import POOLINGS
 from ...training.losses import info_nce
 
 __all__ = ["LVLMConfig", "LVLMTask"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolingHead:
+    """How the pooling is trained. ``separate = false`` (the default, the paper's way): jointly with the rest.
+    ``separate = true`` (the pooling ablation's protocol): the backbone (connector, prompt pool, LoRA) trains
+    with ``backbone_pooling``, then the configured pooling and the temperature alone are fitted for ``steps``
+    steps on the frozen backbone's hidden states, so a sweep over pooling kinds shares one backbone training."""
+
+    separate: bool = False
+    backbone_pooling: str = "weighted_mean"
+    steps: int = 100
+    learning_rate: float = 1e-2
+
+    def __post_init__(self) -> None:
+        if self.backbone_pooling not in POOLINGS:
+            checks.fail(self, "backbone_pooling", "one of " + ", ".join(POOLINGS), self.backbone_pooling)
+        checks.integers_at_least(self, 1, "steps")
+        checks.numbers_at_least(self, 0, "learning_rate", strict=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +58,15 @@ class LVLMConfig:
     texts: PromptTexts = PromptTexts()
     temperature: float = 0.07  # initial InfoNCE temperature (learned)
     hard_negatives: bool = False  # add each query's near miss (CIRR train subsets) as an extra candidate
+    head: PoolingHead = PoolingHead()
+
+    def backbone(self) -> LVLMConfig:
+        """The config the backbone trains with: itself (with a separate head: with the backbone pooling), with
+        default head settings, so that its key holds no swept pooling kind and no head setting it ignores."""
+        if not self.head.separate:
+            return dataclasses.replace(self, head=PoolingHead())
+        model = dataclasses.replace(self.model, pooling=self.head.backbone_pooling)
+        return dataclasses.replace(self, model=model, head=PoolingHead())
 
 
 @dataclasses.dataclass(frozen=True)
