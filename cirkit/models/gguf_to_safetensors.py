@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..encoders.safetensors_io import release_pages
+
 __all__ = ["SafetensorsPlan", "plan_safetensors", "write_safetensors"]
 
 # GGUF block tensor name -> transformers llama module path
@@ -86,4 +88,5 @@ def write_safetensors(plan: SafetensorsPlan, out: np.ndarray, heads: int, kv_hea
         data = np.ascontiguousarray(weight).reshape(-1).view(np.uint8)
         out[at : at + data.size] = data
         at += data.size
+        release_pages(tensor.data)  # the GGUF's pages of this tensor: done with, so not resident any more
     assert at == plan.size

@@ -57,7 +57,8 @@ SHORT = "[reasoner.decoding]\nmax_tokens = 12\n[propositions.decoding]\nmax_toke
     ("cirevl", "cirr", "[reasoner.decoding]\nmax_tokens = 12"),
     ("imagescope", "cirr", SHORT),
     ("imagescope", "t2i", SHORT),
-    ("imagescope", "chat", "chat_rounds = 2\n" + SHORT),
+    # one follow-up round: round 1 already reads round 0's description (the oracle world checks longer chains)
+    ("imagescope", "chat", "chat_rounds = 1\n" + SHORT),
     ("ldre", "cirr", "captions = 2\nrewrites = 2\n[reasoner.decoding]\nmax_tokens = 12"),
 ])
 def test_methods_run_end_to_end_on_the_embedded_backends(pipeline, layout, extra, smollm2_folder, builtin_world,
@@ -72,7 +73,7 @@ def test_methods_run_end_to_end_on_the_embedded_backends(pipeline, layout, extra
     if layout == "t2i":
         assert {"R@1", "R@5", "R@10", "R@50"} <= set(record["metrics"])
     elif layout == "chat":
-        assert set(record["metrics"]) == {"Hits@10 r0", "Hits@10 r1", "Hits@10 r2"}
+        assert set(record["metrics"]) == {"Hits@10 r0", "Hits@10 r1"}
     else:
         assert {"R@1", "R@5", "R@10", "R@50", "Rs@1"} <= set(record["metrics"])
     steps = {s["step"]: s for s in record["steps"]}

@@ -15,7 +15,7 @@ FIELDS = ({"reference": "a red circle on a white background", "instruction": "ma
 
 def reason(engine, backend, prompt=PromptConfig("generic/reasoner")):
     roles = EngineRoles(engine)
-    config = RoleConfig(backend, prompt, Decoding(max_tokens=40))
+    config = RoleConfig(backend, prompt, Decoding(max_tokens=16))  # short: the server decodes one request at a time
     answers = roles.reason(config, FIELDS, (None, None, None), fallbacks=tuple(f["reference"] for f in FIELDS),
                            required=("target",))
     return answers
