@@ -1,6 +1,6 @@
 """CIR-LVLM's connector alignment on a tiny random backbone: it lowers its own loss, the CIR training starts from
 the aligned connector, an alignment setting retrains alignment and training (not the data), and steps = 0 leaves
-the training's keys as they were without alignment."""
+the training's keys as they were without alignment; with real data and no caption folder it stops, saying so."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from mllm_fixtures import triplets, write_tiny_llm
 
+from cirkit.data.errors import DataError
 from cirkit.engine import Engine, Store
 from cirkit.engine.hashing import digest
+from cirkit.experiment.config import build
 from cirkit.lm.adapters import LoraConfig
 from cirkit.methods.cir_lvlm.align import CaptionPairs, align_connector, align_trainer
 from cirkit.methods.cir_lvlm.heads import aligned, train_lvlm
@@ -20,6 +22,7 @@ from cirkit.methods.cir_lvlm.task import AlignConfig, LVLMConfig
 from cirkit.mllm.data import TrainingTriplets
 from cirkit.mllm.loading import folder_digest
 from cirkit.mllm.model import MLLMConfig, PromptPoolConfig
+from cirkit.pipelines.trained import CIRLVLMExperiment, alignment_captions
 from cirkit.training import TrainerConfig, fit
 
 SMALL = MLLMConfig(n_queries=2, pool=PromptPoolConfig(size=4, length=2, top_k=1), lora=LoraConfig(rank=2))
@@ -89,3 +92,11 @@ def test_steps_zero_keeps_the_training_keys_of_no_alignment(data, tmp_path):
     assert digest(LVLMConfig(model=SMALL, align=ALIGN)) == digest(LVLMConfig(model=SMALL))
     other, _ = run(store, AlignConfig(steps=0, learning_rate=1e-1, images=3), data, dry_run=True)
     assert other == {"train_cir_lvlm": "hit"}
+
+
+def test_alignment_on_real_files_without_a_caption_folder_says_what_to_set():
+    config = build(CIRLVLMExperiment, {"setup": {"data": {"source": "files", "layout": "cirr", "root": "/data/cirr",
+                                                          "clip": "/models/clip"}},
+                                       "lvlm": {"align": {"steps": 5}}}, source="test")
+    with pytest.raises(DataError, match="lvlm.align.captions"):
+        alignment_captions(None, config, "llm", None)
