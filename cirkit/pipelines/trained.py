@@ -24,13 +24,14 @@ from ..experiment.pipeline import pipeline
 from ..methods.baselines import gallery_images
 from ..methods.cir_cot.stages import export_cir_cot, generate_cot, train_cir_cot, with_reasoning
 from ..methods.cir_cot.task import CoTConfig
+from ..methods.cir_lvlm.align import CaptionSettings, caption_pairs
 from ..methods.cir_lvlm.heads import train_lvlm
 from ..methods.cir_lvlm.stages import export_cir_lvlm
 from ..methods.cir_lvlm.task import LVLMConfig
 from ..mllm.data import reasoned_triplets, training_triplets
 from ..retrieval.stages import RetrievalConfig
 from ..training import TrainerConfig, fit
-from .embedded import embedded_reasoner
+from .embedded import builtin_world, embedded_reasoner
 from .parts import Part, PrefixedEngine, over_parts
 from .scoring import notice, score
 from .setup import Setup, benchmark_of, prepare, task_of
@@ -107,6 +108,29 @@ def frozen_bases(engine: Engine, setup: Setup, llm: str):
     return parts, clip, (llm or embedded_reasoner(engine, setup.export))
 
 
+def alignment_captions(engine: Engine, config: CIRLVLMExperiment, llm, clip) -> Artifact | None:
+    """The captioned images the connector alignment trains on (``lvlm.align``): the train split of
+    ``lvlm.align.captions`` (a folder in ``lvlm.align.layout``), else the built-in world's t2i train split (the
+    pairs its CLIP trained on); None with alignment off."""
+    align = config.lvlm.align
+    if not align.steps:
+        return None
+    settings = CaptionSettings(config.lvlm.texts, align.images, align.max_caption_tokens)
+    if align.captions:
+        split = engine.run(load_benchmark, BenchmarkConfig(align.layout, split="train"), root=align.captions,
+                           step="load_captions")
+    elif config.setup.data.source == "builtin":
+        world = builtin_world(PrefixedEngine(engine, "captions"), config.setup.benchmark, config.setup.train,
+                              config.setup.export)  # the world prepare built: cache hits under other step names
+        split = engine.run(load_benchmark, BenchmarkConfig("builtin_t2i", split="train"), root=world.root,
+                           step="load_captions")
+    else:
+        raise DataError("lvlm.align.steps > 0 aligns the connector on captioned images: with setup.data.source = "
+                        "'files' set lvlm.align.captions to a folder whose train split pairs images with captions "
+                        "(and lvlm.align.layout to its loader), or set lvlm.align.steps = 0")
+    return engine.run(caption_pairs, settings, split=split, llm=llm, vision=clip)
+
+
 @pipeline("cir_lvlm", CIRLVLMExperiment)
 def cir_lvlm(engine: Engine, config: CIRLVLMExperiment) -> dict:
     """CIR-LVLM: train connector, prompt pool, pooling and LoRA contrastively (``lvlm.head.separate``: the
@@ -115,7 +139,8 @@ def cir_lvlm(engine: Engine, config: CIRLVLMExperiment) -> dict:
     parts, clip, llm = frozen_bases(engine, config.setup, config.llm)
     split, _ = train_split(engine, config.setup, config.train_data)
     triplets = engine.run(training_triplets, config.lvlm.texts, split=split, llm=llm, vision=clip)
-    checkpoint = train_lvlm(engine, config.lvlm, config.trainer, data=triplets)
+    captions = alignment_captions(engine, config, llm, clip)
+    checkpoint = train_lvlm(engine, config.lvlm, config.trainer, data=triplets, captions=captions)
     files = engine.run(export_cir_lvlm, config.lvlm, checkpoint=checkpoint, data=triplets, vision=clip)
     folder = engine.run(export_files, config.setup.export, files=files, step="export_cir_lvlm_folder")
     model = engine.run(reference_model, None, kind="cir_lvlm", directory=folder, step="cir_lvlm_model")

@@ -63,11 +63,13 @@ def training_stage(build: Callable[[Any, Any], tuple[Any, Any]], *, name: str, v
 
 
 def fit(engine: Engine, stage: Stage, task: Any, trainer: TrainerConfig, *, data: Any,
-        step: str | None = None) -> Artifact | Pending:
+        step: str | None = None, start: Any = None) -> Artifact | Pending:
     """Run the segments of ``trainer.steps`` steps through ``engine``; the last checkpoint's artifact.
     The last segment is the step ``NAME`` (``step``, default the stage's name), earlier ones ``NAME@STOP``
-    (names label a run's table only; keys do not depend on them)."""
-    label, previous, start = step or stage.name, None, 0
+    (names label a run's table only; keys do not depend on them). ``start``: a step-0 checkpoint (artifact) to
+    train from instead of the task's init (e.g. a pretrained part in place); the segments' keys then hold its key."""
+    label, previous = step or stage.name, start
+    start = 0
     bounds = segment_bounds(trainer.steps, trainer.checkpoint_every)
     for stop in bounds:
         # the segment's key names its own span, not the run's length or checkpoint spacing

@@ -19,10 +19,11 @@ import numpy as np
 from ...engine import Artifact, Engine, Pending, stage
 from ...mllm.data import TrainingTriplets
 from ...training import Checkpoint, TrainerConfig, fit, flatten, train, unflatten
+from .align import StartConfig, align_connector, align_trainer, aligned_start
 from .stages import lvlm_task, train_cir_lvlm
 from .task import LVLMConfig, LVLMTask
 
-__all__ = ["HeadFit", "HeadTask", "fit_pooling_head", "train_lvlm", "HEAD_PARAMS"]
+__all__ = ["HeadFit", "HeadTask", "fit_pooling_head", "aligned", "train_lvlm", "HEAD_PARAMS"]
 
 HEAD_PARAMS = ("pooling", "log_scale")  # what a head fit trains; everything else comes from the backbone
 
@@ -75,10 +76,24 @@ def fit_pooling_head(config: HeadFit, data: TrainingTriplets, backbone: Checkpoi
                             config=config.trainer)
 
 
-def train_lvlm(engine: Engine, config: LVLMConfig, trainer: TrainerConfig, *, data: Artifact) -> Artifact | Pending:
-    """CIR-LVLM's training as stages: the segments of ``train_cir_lvlm`` (jointly, or the backbone of a
-    separate head), then, with a separate head, ``train_cir_lvlm_head``."""
-    backbone = fit(engine, train_cir_lvlm, config.backbone(), trainer, data=data)
+def aligned(engine: Engine, config: LVLMConfig, trainer: TrainerConfig, *, data: Artifact,
+            captions: Artifact | None) -> Artifact | Pending | None:
+    """The CIR training's step-0 checkpoint with the aligned connector; None with alignment off."""
+    if not config.align.steps:
+        return None
+    if captions is None:
+        raise ValueError("lvlm.align.steps > 0 needs captioned images (caption_pairs) to align the connector on")
+    connector = fit(engine, align_connector, config, align_trainer(config.align), data=captions)
+    return engine.run(aligned_start, StartConfig(config, trainer), data=data, aligned=connector)
+
+
+def train_lvlm(engine: Engine, config: LVLMConfig, trainer: TrainerConfig, *, data: Artifact,
+               captions: Artifact | None = None) -> Artifact | Pending:
+    """CIR-LVLM's training as stages: with ``config.align.steps`` the connector alignment on ``captions``
+    (:mod:`.align`), then the segments of ``train_cir_lvlm`` (jointly, or the backbone of a separate head) from
+    it, then, with a separate head, ``train_cir_lvlm_head``."""
+    start = aligned(engine, config.backbone(), trainer, data=data, captions=captions)
+    backbone = fit(engine, train_cir_lvlm, config.backbone(), trainer, data=data, start=start)
     if not config.head.separate:
         return backbone
     return engine.run(fit_pooling_head, HeadFit(config, head_trainer(config, trainer)), data=data, backbone=backbone,

@@ -28,7 +28,7 @@ from ...mllm.model import (
 from ...mllm.pooling import POOLINGS
 from ...training.losses import info_nce
 
-__all__ = ["LVLMConfig", "LVLMTask"]
+__all__ = ["AlignConfig", "LVLMConfig", "LVLMTask"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,29 @@ class PoolingHead:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlignConfig:
+    """``steps = 0``: off (the paper's LVLM is already aligned). ``images``: how many captioned images (the
+    first of the caption split). ``captions``/``layout``: with real data, a benchmark folder whose train split
+    pairs images with captions (read by the loader of ``layout``); the built-in world's own t2i train split
+    otherwise."""
+
+    steps: int = 0
+    learning_rate: float = 3e-3
+    batch_size: int = 32
+    warmup_steps: int = 20
+    seed: int = 0
+    images: int = 4000
+    max_caption_tokens: int = 32
+    captions: str = ""
+    layout: str = "builtin_t2i"
+
+    def __post_init__(self) -> None:
+        checks.integers_at_least(self, 0, "steps", "warmup_steps", "seed")
+        checks.integers_at_least(self, 1, "batch_size", "images", "max_caption_tokens")
+        checks.numbers_at_least(self, 0, "learning_rate", strict=True)
+
+
+@dataclasses.dataclass(frozen=True)
 class LVLMConfig:
     """CIR-LVLM's model and loss settings (the schedule is the trainer's config)."""
 
@@ -59,6 +82,8 @@ class LVLMConfig:
     temperature: float = 0.07  # initial InfoNCE temperature (learned)
     hard_negatives: bool = False  # add each query's near miss (CIRR train subsets) as an extra candidate
     head: PoolingHead = PoolingHead()
+    # not part of this config's key: the alignment's settings reach the training's key through its checkpoint
+    align: AlignConfig = dataclasses.field(default=AlignConfig(), metadata={"hash": False})
 
     def backbone(self) -> LVLMConfig:
         """The config the backbone trains with: itself (with a separate head: with the backbone pooling), with
