@@ -83,6 +83,14 @@ class Checkpoint:
                  STATE_FILE: json.dumps(state, indent=1, sort_keys=True).encode()}
         return cls(tuple(files), tuple(_as_bytes_array(files[n]) for n in files))
 
+    def with_params(self, params: dict) -> Checkpoint:
+        """The same checkpoint (step, optimiser state, losses, JSON) with another model file: for stages that
+        combine trained parts, such as a backbone with a refitted head or a fresh start with an aligned part."""
+        model = safetensors_bytes({n: np.asarray(a) for n, a in params.items()},
+                                  {"format": FORMAT, "step": str(self.step)})
+        return Checkpoint(self.names, tuple(_as_bytes_array(model) if n == MODEL_FILE else f
+                                            for n, f in zip(self.names, self.files)))
+
     def file(self, name: str) -> bytes:
         """One file's bytes (``model.safetensors``, ``trainer.safetensors`` or ``checkpoint.json``)."""
         return self._array(name).tobytes()

@@ -132,4 +132,4 @@ def aligned_start(config: StartConfig, data: TrainingTriplets, aligned: Checkpoi
     carried = {k: v for k, v in aligned.params.items() if k.split("/")[0] in CARRIED}
     if not carried or any(k not in fresh.params for k in carried):
         raise ValueError("aligned_start: the aligned checkpoint's connector does not match the CIR task's")
-    return dataclasses.replace(fresh, params={**fresh.params, **carried})
+    return fresh.with_params({**fresh.params, **carried})

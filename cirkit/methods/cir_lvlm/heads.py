@@ -71,9 +71,7 @@ def fit_pooling_head(config: HeadFit, data: TrainingTriplets, backbone: Checkpoi
     base, source = lvlm_task(config.config, data)
     fitted = train(HeadTask(base, dict(backbone.params)), source, config.trainer)
     kept = {k: v for k, v in backbone.params.items() if k.split("/")[0] not in HEAD_PARAMS}
-    return Checkpoint.build(step=fitted.step, position=fitted.position, params={**kept, **fitted.params},
-                            opt_state=fitted.opt_state, losses=fitted.losses, evals=fitted.evals,
-                            config=config.trainer)
+    return fitted.with_params({**kept, **fitted.params})
 
 
 def aligned(engine: Engine, config: LVLMConfig, trainer: TrainerConfig, *, data: Artifact,
