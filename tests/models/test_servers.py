@@ -1,6 +1,7 @@
 """The OpenAI-compatible backend against a real `transformers serve`, and the local transformers backend."""
 
 import httpx
+import pytest
 
 from cirkit.engine import Engine, Store
 from cirkit.models.config import BackendConfig
@@ -31,7 +32,14 @@ def statuses(engine):
     return {s.step: s.status for s in engine.steps}
 
 
-def test_reasoner_through_a_real_openai_compatible_server(transformers_server, tmp_path):
+@pytest.fixture(scope="module")
+def served_store(tmp_path_factory):
+    """One store for the module: the second test's unchanged prompt is the first test's cached answers."""
+    return tmp_path_factory.mktemp("served")
+
+
+def test_reasoner_through_a_real_openai_compatible_server(transformers_server, served_store):
+    tmp_path = served_store
     backend = BackendConfig("openai", transformers_server["model"], base_url=transformers_server["base_url"],
                             max_in_flight=2, api_key="not-a-secret-in-records")
     store = Store(str(tmp_path))
@@ -56,10 +64,12 @@ def test_reasoner_through_a_real_openai_compatible_server(transformers_server, t
     assert statuses(pinned)["reasoner/chat"] == "computed", "another snapshot is a miss"
 
 
-def test_user_prompt_file_changes_the_key(transformers_server, tmp_path):
+def test_user_prompt_file_changes_the_key(transformers_server, served_store, tmp_path):
     backend = BackendConfig("openai", transformers_server["model"], base_url=transformers_server["base_url"])
-    store = Store(str(tmp_path))
-    reason(Engine(store, progress=False), backend)
+    store = Store(str(served_store))
+    first = Engine(store, progress=False)
+    reason(first, backend)
+    assert statuses(first)["reasoner/chat"] == "hit", "delivery settings (key, requests in flight) are not in keys"
     custom = tmp_path / "official.txt"
     custom.write_text("---user---\nOriginal: ${reference}\nEdit: ${instruction}\nAnswer in JSON with key target.")
     engine = Engine(store, progress=False)
