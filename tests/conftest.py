@@ -14,7 +14,6 @@ def _release_models_after_each_module():
     """Models loaded by one test module (backends, CLIP encoders, jitted programs) are freed before the next,
     so the suite's memory is that of its largest module, not the sum of all of them."""
     yield
-    import gc
 
     if "cirkit.models.stages" in sys.modules:
         sys.modules["cirkit.models.stages"].release_backends()
@@ -24,15 +23,17 @@ def _release_models_after_each_module():
         sys.modules["cirkit.encoders.interface"].release_encoders()
     if "jax" in sys.modules:
         sys.modules["jax"].clear_caches()
-    gc.collect()
-    _return_free_heap_to_the_system()
+    free_heap()
 
 
-def _return_free_heap_to_the_system() -> None:
-    """glibc keeps freed heap pages mapped (counted in RSS) until asked; without this the memory a module freed
-    stays resident, and the next module's peak lands on top of it."""
+def free_heap() -> None:
+    """Collect garbage and return freed heap to the system: glibc keeps freed pages mapped (counted in RSS) until
+    asked, so without this the memory a module (or a test's first half) freed stays resident and the next peak
+    lands on top of it."""
     import ctypes
+    import gc
 
+    gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to trim

@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("torch", reason="the reference is transformers + torch (the test extra)")
 
 import torch  # noqa: E402
+from conftest import free_heap  # noqa: E402
 
 from cirkit.lm.generate import greedy_generate, pad_left  # noqa: E402
 from cirkit.lm.weights import load_lm  # noqa: E402
@@ -26,6 +27,7 @@ def test_real_smollm2_logits_and_greedy_generations_match_transformers(smollm2_f
     generated, logits = greedy_generate(lm.params, lm.config, prompts, 6, return_logits=True)
     config = lm.config
     del lm  # one model in memory at a time: the reference loads only after cirkit's weights are freed
+    free_heap()  # ... and given back, so that torch's copy does not land on top of them
     reference = AutoModelForCausalLM.from_pretrained(smollm2_folder, dtype=torch.float32).eval()
 
     tokens, mask = pad_left(prompts, config.pad_token_id, bucket=1)
