@@ -236,7 +236,10 @@ class OpenAIBackend:
         loop = self._event_loop()
         arrived: queue.Queue = queue.Queue()
         todo = iter(enumerate(requests))
-        state = {"stop": False, "failed_in_a_row": 0}
+        # "In a row" follows the order requests were sent: an answer to a request sent before the latest failure
+        # says nothing about the server now, so it does not reset the count (with several in flight, answers
+        # sent early can arrive after later requests failed).
+        state = {"stop": False, "failed_in_a_row": 0, "last_failed": -1}
 
         async def worker() -> None:
             for i, request in todo:  # shared by the workers; safe, as they all run on this one loop
@@ -246,9 +249,11 @@ class OpenAIBackend:
                     answer = await self._ask(request)
                 except BackendError as exc:
                     state["failed_in_a_row"] += 1
+                    state["last_failed"] = max(state["last_failed"], i)
                     arrived.put((i, None, exc))
                     continue
-                state["failed_in_a_row"] = 0
+                if i > state["last_failed"]:
+                    state["failed_in_a_row"] = 0
                 arrived.put((i, answer, None))
 
         async def drive() -> None:
