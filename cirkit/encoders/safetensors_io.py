@@ -77,6 +77,10 @@ def release_pages(*views: np.ndarray) -> None:
 
 
 def _is_file_mapped(view) -> bool:
+    """A read-only view of a file mapping (a writable, copy-on-write mapping could hold changes that dropping
+    its pages would lose)."""
+    if view.flags.writeable:
+        return False
     base = view
     while isinstance(base, np.ndarray):
         if isinstance(base, np.memmap) or isinstance(base.base, mmap.mmap):

@@ -36,3 +36,12 @@ def test_release_ignores_arrays_that_are_not_file_mappings():
     owned = np.ones((1024, 1024), np.float32)
     release_pages(owned, owned[::2], np.zeros(0))
     assert float(owned.sum()) == 1024 * 1024, "memory a process owns is never given away"
+
+
+def test_release_leaves_a_writable_mapping_and_its_changes_alone(tmp_path):
+    path = tmp_path / "data.bin"
+    path.write_bytes(np.zeros(1 << 20, np.uint8).tobytes())
+    private = np.memmap(path, dtype=np.uint8, mode="c")  # copy-on-write: changes live only in this process
+    private[:] = 7
+    release_pages(private)
+    assert int(private.min()) == 7, "dropping a copy-on-write page would lose the change"
