@@ -8,6 +8,7 @@ which NumPy lacks, through ml_dtypes.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import mmap
 import os
@@ -89,16 +90,12 @@ def _is_file_mapped(view) -> bool:
     return False
 
 
-_LIBC: list = []
-
-
+@functools.cache
 def _libc():
-    if not _LIBC:
-        try:
-            _LIBC.append(ctypes.CDLL(None, use_errno=True))
-        except OSError:
-            _LIBC.append(None)
-    return _LIBC[0]
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
 def parse_safetensors(data, where: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
