@@ -71,3 +71,26 @@ def test_answers_are_the_same_one_by_one_and_batched_by_tokens(smollm2_folder):
     short = answered[False]
     # the yes/no questions end well before 24 tokens, the paragraph does not: each row's own end is reported
     assert [r.finish_reason for r in short] == ["stop", "stop", "length", "stop"], [r.text for r in short]
+
+
+def test_threads_sets_torchs_thread_count_while_generating_and_restores_it(smollm2_folder):
+    import torch
+
+    from cirkit.engine import digest
+    from cirkit.models.backends.local_transformers import TransformersBackend
+
+    assert digest(BackendConfig("transformers", threads=1)) == digest(BackendConfig("transformers"))
+    with pytest.raises(Exception, match="threads"):
+        BackendConfig("transformers", threads=-1)
+    backend = TransformersBackend(BackendConfig("transformers", smollm2_folder, threads=1))
+    seen = []
+    hook = backend.model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # not the machine's default, so a backend that ignored the setting would show 3
+    try:
+        backend.complete(requests(max_tokens=2)[:1])
+        assert seen and set(seen) == {1}, seen
+        assert torch.get_num_threads() == 3, "the process's own setting comes back after generation"
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
