@@ -183,3 +183,21 @@ def test_a_run_of_other_length_is_another_configuration_for_run_names():
 
     assert digest(TrainerConfig(steps=10)) != digest(TrainerConfig(steps=20))
     assert digest(TrainConfig(steps=10)) != digest(TrainConfig(steps=20))
+
+
+def test_dispatches_take_one_length_where_one_divides_every_stretch():
+    from cirkit.training.loop import _chunks
+
+    def lengths(start, stop, eval_every=0):
+        cuts = _chunks(start, stop, 20, eval_every)
+        assert [a for a, _ in cuts] == [start] + [b for _, b in cuts[:-1]] and cuts[-1][1] == stop, cuts
+        return [b - a for a, b in cuts]
+
+    assert lengths(0, 150) == [15] * 10, "7 x 20 + 10 would compile the training step twice"
+    assert lengths(0, 1000) == [20] * 50
+    assert lengths(0, 4) == [4]
+    assert lengths(0, 150, eval_every=50) == [10] * 15, "evaluation cuts every 50 steps: 10 divides each stretch"
+    assert lengths(0, 120, eval_every=45) == [15] * 8, "stretches 45, 45, 30: gcd 15"
+    assert lengths(37, 100) == [20, 20, 20, 3], "63 steps: no length in 10..20 divides it, so the old cut"
+    assert lengths(30, 100, eval_every=50) == [10] * 7, "a resumed run: stretches 20 and 50, gcd 10"
+    assert lengths(0, 20, eval_every=7) == [7, 7, 6], "stretches 7, 7, 6: no common length, cut as before"
