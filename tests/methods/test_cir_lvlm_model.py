@@ -33,7 +33,8 @@ def test_a_tiny_backbone_learns_the_triplets_on_the_generic_trainer(llm):
     task = make_task(llm)
     config = TrainerConfig(steps=30, batch_size=16, learning_rate=3e-3, warmup_steps=2, decay_steps=200,
                            weight_decay=0.0)  # without decay only parameters with a gradient move
-    checkpoint = train(task, ArraySource(triplets(16)), config)
+    # two dispatches of 15 steps: one compiled program (the default 20 + 10 would compile the step twice)
+    checkpoint = train(task, ArraySource(triplets(16)), config, steps_per_call=15)
     assert checkpoint.losses[-5:].mean() < 0.5 * checkpoint.losses[:5].mean(), checkpoint.losses
     assert not any(name.startswith("llm/") for name in checkpoint.params)  # the LLM stays frozen, out of it
     assert {"connector/queries", "pool/keys", "lora/q_proj/b", "pooling/score", "log_scale"} <= set(checkpoint.params)
@@ -86,7 +87,10 @@ def test_bad_config_names_the_field():
 def test_a_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(llm):
     task, data = make_task(llm), ArraySource(triplets(16))
     config = TrainerConfig(steps=4, batch_size=8, learning_rate=3e-3, warmup_steps=1, decay_steps=100)
-    whole = train(task, data, config)
+    # uninterrupted: one call, state kept on the device between its two dispatches of 2 steps; the dispatch
+    # length is the resumed halves' so all three calls share one compiled program (tests/training/test_trainer.py
+    # checks that the dispatch length does not change the result)
+    whole = train(task, data, config, steps_per_call=2)
     first = train(task, data, config, stop=2)
     resumed = train(make_task(llm), data, config, start=first)  # a fresh task object, as a new process builds
     assert set(whole.params) == set(resumed.params)
