@@ -1,6 +1,7 @@
 """CIR-CoT's connector alignment (CIR-LVLM's stage, CIR-CoT's model) on a tiny random backbone: the training starts
 from the aligned connector and nothing else of it, an alignment setting reaches the training's key only through
-the aligned checkpoint (no data stage reruns), and steps = 0 leaves the training's keys as they were."""
+the aligned checkpoint (no data stage reruns), a LoRA setting does not reach the alignment's, and steps = 0
+leaves the training's keys as they were."""
 
 from __future__ import annotations
 
@@ -42,15 +43,15 @@ def data(tmp_path_factory):
     return cir, captions
 
 
-def config(align: AlignConfig = AlignConfig()) -> CoTConfig:
-    return CoTConfig(model=SMALL, max_cot_tokens=4, align=align)
+def config(align: AlignConfig = AlignConfig(), model: MLLMConfig = SMALL) -> CoTConfig:
+    return CoTConfig(model=model, max_cot_tokens=4, align=align)
 
 
-def train(store: Store, align: AlignConfig, data, dry_run: bool = False):
+def train(store: Store, align: AlignConfig, data, dry_run: bool = False, model: MLLMConfig = SMALL):
     engine = Engine(store, dry_run=dry_run, progress=False)
     cir, captions = data
-    start = aligned(engine, config(align), TRAINER, data=cir, captions=captions)
-    out = fit(engine, train_cir_cot, config(align), TRAINER, data=cir, start=start)
+    start = aligned(engine, config(align, model), TRAINER, data=cir, captions=captions)
+    out = fit(engine, train_cir_cot, config(align, model), TRAINER, data=cir, start=start)
     return {s.step: s.status for s in engine.steps}, out
 
 
@@ -79,6 +80,10 @@ def test_an_alignment_setting_retrains_alignment_and_training_only(data, tmp_pat
     train(store, ALIGN, data)
     dry, _ = train(store, dataclasses.replace(ALIGN, learning_rate=1e-2), data, dry_run=True)
     assert dry == {"align_connector": "miss", "cot_aligned_start": "pending", "train_cir_cot": "pending"}
+    # the LoRA does not train in the alignment (it starts at zero): another LoRA shares the aligned connector
+    wider = dataclasses.replace(SMALL, lora=LoraConfig(rank=4, targets=("q_proj", "v_proj", "down_proj")))
+    other, _ = train(store, ALIGN, data, dry_run=True, model=wider)
+    assert other == {"align_connector": "hit", "cot_aligned_start": "miss", "train_cir_cot": "pending"}
 
 
 def test_steps_zero_keeps_the_training_keys_of_no_alignment(data, tmp_path):

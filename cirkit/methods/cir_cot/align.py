@@ -21,6 +21,7 @@ import dataclasses
 import numpy as np
 
 from ...engine import Artifact, Engine, Pending, stage
+from ...lm.adapters import LoraConfig
 from ...mllm.data import TrainingTriplets
 from ...training import Checkpoint, TrainerConfig, fit, train
 from ..cir_lvlm.align import CARRIED, align_connector, align_trainer
@@ -33,8 +34,11 @@ __all__ = ["alignment_config", "CoTStart", "cot_aligned_start", "aligned"]
 
 def alignment_config(config: CoTConfig) -> LVLMConfig:
     """The CIR-LVLM config whose alignment fits CIR-CoT's connector: the same model (connector shape, LLM
-    prefix, no instance prompt, ``last`` pooling), task prompts and initial temperature."""
-    return LVLMConfig(model=config.model, texts=config.texts, temperature=config.temperature, align=config.align)
+    prefix, no instance prompt, ``last`` pooling), task prompts and initial temperature. The LoRA settings are
+    the defaults': the LoRA starts at zero (B = 0) and does not train in the alignment, so they cannot change
+    its result, and one alignment serves every LoRA setting."""
+    model = dataclasses.replace(config.model, lora=LoraConfig(), use_lora=True)
+    return LVLMConfig(model=model, texts=config.texts, temperature=config.temperature, align=config.align)
 
 
 @dataclasses.dataclass(frozen=True)
