@@ -86,6 +86,17 @@ def test_an_alignment_setting_retrains_alignment_and_training_only(data, tmp_pat
     assert other == {"align_connector": "hit", "cot_aligned_start": "miss", "train_cir_cot": "pending"}
 
 
+
+def test_a_longer_run_shares_the_aligned_start_and_the_first_segments(data, tmp_path):
+    store = Store(str(tmp_path))
+    train(store, ALIGN, data)
+    engine = Engine(store, dry_run=True, progress=False)
+    start = aligned(engine, config(ALIGN), dataclasses.replace(TRAINER, steps=4), data=data[0], captions=data[1])
+    fit(engine, train_cir_cot, config(ALIGN), dataclasses.replace(TRAINER, steps=4), data=data[0], start=start)
+    assert {s.step: s.status for s in engine.steps} == {"align_connector": "hit", "cot_aligned_start": "hit",
+                                                        "train_cir_cot@2": "hit", "train_cir_cot": "miss"}
+
+
 def test_steps_zero_keeps_the_training_keys_of_no_alignment(data, tmp_path):
     store = Store(str(tmp_path))
     off, _ = train(store, AlignConfig(), data)

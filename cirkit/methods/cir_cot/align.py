@@ -67,4 +67,7 @@ def aligned(engine: Engine, config: CoTConfig, trainer: TrainerConfig, *, data: 
     if captions is None:
         raise ValueError("cot.align.steps > 0 needs captioned images (caption_pairs) to align the connector on")
     connector = fit(engine, align_connector, alignment_config(config), align_trainer(config.align), data=captions)
-    return engine.run(cot_aligned_start, CoTStart(config, trainer), data=data, aligned=connector)
+    # the step-0 state does not depend on the run's length: keyed without it, so that a longer or shorter run
+    # (more steps, or the first checkpoints of a run) shares the start and hence the segments
+    keyed = dataclasses.replace(trainer, steps=1, checkpoint_every=1)
+    return engine.run(cot_aligned_start, CoTStart(config, keyed), data=data, aligned=connector)
