@@ -22,6 +22,7 @@ from ..encoders.stages import composed_inputs, embed_images, embed_queries, refe
 from ..engine import Artifact, Engine
 from ..experiment.pipeline import pipeline
 from ..methods.baselines import gallery_images
+from ..methods.cir_cot.align import aligned as aligned_cot
 from ..methods.cir_cot.stages import export_cir_cot, generate_cot, train_cir_cot, with_reasoning
 from ..methods.cir_cot.task import CoTConfig
 from ..methods.cir_lvlm.align import CaptionSettings, caption_pairs
@@ -108,14 +109,15 @@ def frozen_bases(engine: Engine, setup: Setup, llm: str):
     return parts, clip, (llm or embedded_reasoner(engine, setup.export))
 
 
-def alignment_captions(engine: Engine, config: CIRLVLMExperiment, llm, clip) -> Artifact | None:
-    """The captioned images the connector alignment trains on (``lvlm.align``): the train split of
-    ``lvlm.align.captions`` (a folder in ``lvlm.align.layout``), else the built-in world's t2i train split (the
-    pairs its CLIP trained on); None with alignment off."""
-    align = config.lvlm.align
+def alignment_captions(engine: Engine, config: CIRLVLMExperiment | CIRCoTExperiment, llm, clip) -> Artifact | None:
+    """The captioned images the connector alignment trains on (``lvlm.align`` / ``cot.align``): the train split
+    of ``align.captions`` (a folder in ``align.layout``), else the built-in world's t2i train split (the pairs
+    its CLIP trained on); None with alignment off."""
+    block, method = ("lvlm", config.lvlm) if isinstance(config, CIRLVLMExperiment) else ("cot", config.cot)
+    align = method.align
     if not align.steps:
         return None
-    settings = CaptionSettings(config.lvlm.texts, align.images, align.max_caption_tokens)
+    settings = CaptionSettings(method.texts, align.images, align.max_caption_tokens)
     if align.captions:
         split = engine.run(load_benchmark, BenchmarkConfig(align.layout, split="train"), root=align.captions,
                            step="load_captions")
@@ -125,9 +127,9 @@ def alignment_captions(engine: Engine, config: CIRLVLMExperiment, llm, clip) -> 
         split = engine.run(load_benchmark, BenchmarkConfig("builtin_t2i", split="train"), root=world.root,
                            step="load_captions")
     else:
-        raise DataError("lvlm.align.steps > 0 aligns the connector on captioned images: with setup.data.source = "
-                        "'files' set lvlm.align.captions to a folder whose train split pairs images with captions "
-                        "(and lvlm.align.layout to its loader), or set lvlm.align.steps = 0")
+        raise DataError(f"{block}.align.steps > 0 aligns the connector on captioned images: with setup.data.source = "
+                        f"'files' set {block}.align.captions to a folder whose train split pairs images with captions "
+                        f"(and {block}.align.layout to its loader), or set {block}.align.steps = 0")
     return engine.run(caption_pairs, settings, split=split, llm=llm, vision=clip)
 
 
@@ -193,7 +195,9 @@ def cir_cot(engine: Engine, config: CIRCoTExperiment) -> dict:
     annotations = _annotations(engine, config, split, files)
     triplets = engine.run(reasoned_triplets, config.cot.tokenisation(), split=split, annotations=annotations,
                           llm=llm, vision=clip)
-    checkpoint = fit(engine, train_cir_cot, config.cot, config.trainer, data=triplets)
+    start = aligned_cot(engine, config.cot, config.trainer, data=triplets,
+                        captions=alignment_captions(engine, config, llm, clip))
+    checkpoint = fit(engine, train_cir_cot, config.cot, config.trainer, data=triplets, start=start)
     files_out = engine.run(export_cir_cot, config.cot, checkpoint=checkpoint, data=triplets, vision=clip)
     folder = engine.run(export_files, config.setup.export, files=files_out, step="export_cir_cot_folder")
     model = engine.run(reference_model, None, kind="cir_cot", directory=folder, step="cir_cot_model")

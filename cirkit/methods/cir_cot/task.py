@@ -29,6 +29,7 @@ from ...mllm.model import (
     trainable_mask,
 )
 from ...training.losses import info_nce
+from ..cir_lvlm.task import AlignConfig
 from .token_loss import frozen_head_nll
 
 __all__ = ["CoTConfig", "CoTTask"]
@@ -46,6 +47,9 @@ class CoTConfig:
     temperature: float = 0.07
     max_cot_tokens: int = 64  # longest chain of thought trained on and generated
     use_cot: bool = True  # off: the ablation trained and evaluated without reasoning (EMB right after the edit)
+    # connector alignment first (CIR-LVLM's stage, .align); not part of this config's key: its settings reach the
+    # training's key through the aligned checkpoint
+    align: AlignConfig = dataclasses.field(default=AlignConfig(), metadata={"hash": False})
 
     def __post_init__(self) -> None:
         checks.integers_at_least(self, 1, "max_cot_tokens")

@@ -1,0 +1,118 @@
+"""CIR-CoT's connector alignment (CIR-LVLM's stage, CIR-CoT's model) on a tiny random backbone: the training starts
+from the aligned connector and nothing else of it, an alignment setting reaches the training's key only through
+the aligned checkpoint (no data stage reruns), a LoRA setting does not reach the alignment's, and steps = 0
+leaves the training's keys as they were."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from mllm_fixtures import cot_triplets, triplets, write_tiny_llm
+
+from cirkit.data.errors import DataError
+from cirkit.engine import Engine, Store
+from cirkit.engine.hashing import digest
+from cirkit.experiment.config import build
+from cirkit.lm.adapters import LoraConfig
+from cirkit.methods.cir_cot.align import aligned, alignment_config
+from cirkit.methods.cir_cot.stages import train_cir_cot
+from cirkit.methods.cir_cot.task import CoTConfig
+from cirkit.methods.cir_lvlm.align import CaptionPairs, align_connector, align_trainer
+from cirkit.methods.cir_lvlm.task import AlignConfig
+from cirkit.mllm.data import TrainingTriplets
+from cirkit.mllm.loading import folder_digest
+from cirkit.mllm.model import MLLMConfig
+from cirkit.pipelines.trained import CIRCoTExperiment, alignment_captions
+from cirkit.training import TrainerConfig, fit
+
+SMALL = MLLMConfig(n_queries=2, instance_prompt=False, pooling="last", lora=LoraConfig(rank=2))
+TRAINER = TrainerConfig(steps=2, batch_size=8, learning_rate=3e-3, warmup_steps=1, decay_steps=20, checkpoint_every=2)
+ALIGN = AlignConfig(steps=6, batch_size=8, learning_rate=3e-2, warmup_steps=1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    llm = write_tiny_llm(tmp_path_factory.mktemp("llm"), layers=1)
+    d = cot_triplets(16)
+    cir = TrainingTriplets(d["reference"], d["target"], d["tokens"], d["mask"], (3, 4, 5), (6, 7), llm,
+                           folder_digest(llm), d["labels"])
+    c = triplets(16, seed=1, edits=16)
+    captions = CaptionPairs(c["target"], c["tokens"], c["mask"], (3, 4, 5), (6, 7), llm, folder_digest(llm))
+    return cir, captions
+
+
+def config(align: AlignConfig = AlignConfig(), model: MLLMConfig = SMALL) -> CoTConfig:
+    return CoTConfig(model=model, max_cot_tokens=4, align=align)
+
+
+def train(store: Store, align: AlignConfig, data, dry_run: bool = False, model: MLLMConfig = SMALL):
+    engine = Engine(store, dry_run=dry_run, progress=False)
+    cir, captions = data
+    start = aligned(engine, config(align, model), TRAINER, data=cir, captions=captions)
+    out = fit(engine, train_cir_cot, config(align, model), TRAINER, data=cir, start=start)
+    return {s.step: s.status for s in engine.steps}, out
+
+
+def test_the_training_starts_from_the_aligned_connector_only(data, tmp_path):
+    store = Store(str(tmp_path))
+    steps, _ = train(store, ALIGN, data)
+    assert steps == {"align_connector": "computed", "cot_aligned_start": "computed", "train_cir_cot": "computed"}
+    first, second = Engine(store, progress=False), Engine(store, progress=False)
+    connector = fit(first, align_connector, alignment_config(config(ALIGN)), align_trainer(ALIGN), data=data[1]).value
+    start = aligned(second, config(ALIGN), TRAINER, data=data[0], captions=data[1]).value
+    assert {s.status for s in (*first.steps, *second.steps)} == {"hit"}
+    assert start.step == 0 and len(start.losses) == 0
+    assert connector.losses[-2:].mean() < connector.losses[:2].mean()
+    np.testing.assert_array_equal(start.params["connector/queries"], connector.params["connector/queries"])
+    # the rest is CIR-CoT's usual init: its own embedding token, the LoRA's B at zero, the config's temperature
+    fresh = aligned(Engine(Store(str(tmp_path / "other")), progress=False), config(dataclasses.replace(ALIGN, seed=1)),
+                    TRAINER, data=data[0], captions=data[1]).value
+    np.testing.assert_array_equal(start.params["emb_token"], fresh.params["emb_token"])
+    assert not np.any(start.params["lora/q_proj/b"])
+    np.testing.assert_allclose(start.params["log_scale"], np.log(1 / 0.07), rtol=1e-6)
+    assert not np.allclose(start.params["connector/queries"], fresh.params["connector/queries"])
+
+
+def test_an_alignment_setting_retrains_alignment_and_training_only(data, tmp_path):
+    store = Store(str(tmp_path))
+    train(store, ALIGN, data)
+    dry, _ = train(store, dataclasses.replace(ALIGN, learning_rate=1e-2), data, dry_run=True)
+    assert dry == {"align_connector": "miss", "cot_aligned_start": "pending", "train_cir_cot": "pending"}
+    # the LoRA does not train in the alignment (it starts at zero): another LoRA shares the aligned connector
+    wider = dataclasses.replace(SMALL, lora=LoraConfig(rank=4, targets=("q_proj", "v_proj", "down_proj")))
+    other, _ = train(store, ALIGN, data, dry_run=True, model=wider)
+    assert other == {"align_connector": "hit", "cot_aligned_start": "miss", "train_cir_cot": "pending"}
+
+
+
+def test_a_longer_run_shares_the_aligned_start_and_the_first_segments(data, tmp_path):
+    store = Store(str(tmp_path))
+    train(store, ALIGN, data)
+    engine = Engine(store, dry_run=True, progress=False)
+    start = aligned(engine, config(ALIGN), dataclasses.replace(TRAINER, steps=4), data=data[0], captions=data[1])
+    fit(engine, train_cir_cot, config(ALIGN), dataclasses.replace(TRAINER, steps=4), data=data[0], start=start)
+    assert {s.step: s.status for s in engine.steps} == {"align_connector": "hit", "cot_aligned_start": "hit",
+                                                        "train_cir_cot@2": "hit", "train_cir_cot": "miss"}
+
+
+def test_steps_zero_keeps_the_training_keys_of_no_alignment(data, tmp_path):
+    store = Store(str(tmp_path))
+    off, _ = train(store, AlignConfig(), data)
+    assert off == {"train_cir_cot": "computed"}
+    engine = Engine(store, progress=False)
+    fit(engine, train_cir_cot, CoTConfig(model=SMALL, max_cot_tokens=4), TRAINER, data=data[0])
+    assert [s.status for s in engine.steps] == ["hit"]
+    assert digest(config(ALIGN)) == digest(config())
+    other, _ = train(store, AlignConfig(steps=0, learning_rate=1e-1, images=3), data, dry_run=True)
+    assert other == {"train_cir_cot": "hit"}
+
+
+def test_alignment_on_real_files_without_a_caption_folder_names_the_cot_block():
+    experiment = build(CIRCoTExperiment, {"setup": {"data": {"source": "files", "layout": "cirr", "root": "/data/cirr",
+                                                             "clip": "/models/clip"}},
+                                          "annotations": {"source": "file", "path": "/data/cot.json"},
+                                          "cot": {"align": {"steps": 5}}}, source="test")
+    with pytest.raises(DataError, match="cot.align.captions"):
+        alignment_captions(None, experiment, "llm", None)
