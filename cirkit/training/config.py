@@ -12,7 +12,7 @@ import dataclasses
 
 from .. import config_checks as checks
 
-__all__ = ["TrainerConfig", "SCHEDULES", "learning_rate_schedule"]
+__all__ = ["TrainerConfig", "SCHEDULES", "learning_rate_schedule", "without_run_length"]
 
 SCHEDULES = ("cosine", "constant", "rsqrt")
 
@@ -47,6 +47,13 @@ class TrainerConfig:
         if self.schedule == "cosine" and self.decay_steps <= self.warmup_steps:
             checks.fail(self, "decay_steps", f"more than warmup_steps = {self.warmup_steps} for a cosine schedule",
                         self.decay_steps)
+
+
+def without_run_length(cfg: TrainerConfig) -> TrainerConfig:
+    """``cfg`` with the run's length (``steps``, ``checkpoint_every``) set to fixed values: the configuration to key
+    a stage whose output does not depend on how long the run is (a step-0 state), so that a longer or shorter run
+    shares it and therefore the training segments that start from it."""
+    return dataclasses.replace(cfg, steps=1, checkpoint_every=1)
 
 
 def learning_rate_schedule(cfg: TrainerConfig):

@@ -80,6 +80,19 @@ def test_an_alignment_setting_retrains_alignment_and_training_only(data, tmp_pat
     assert set(same.values()) == {"hit"}
 
 
+def test_a_longer_run_shares_the_aligned_start_and_the_first_segments(data, tmp_path):
+    """Only the number of steps changed: the run continues from the longest shared prefix (the aligned start is
+    keyed without the run's length; before, a longer run retrained from a new start)."""
+    store = Store(str(tmp_path))
+    run(store, ALIGN, data)
+    engine = Engine(store, dry_run=True, progress=False)
+    cir, captions = data
+    train_lvlm(engine, LVLMConfig(model=SMALL, align=ALIGN), dataclasses.replace(TRAINER, steps=4), data=cir,
+               captions=captions)
+    assert {s.step: s.status for s in engine.steps} == {"align_connector": "hit", "aligned_start": "hit",
+                                                        "train_cir_lvlm@2": "hit", "train_cir_lvlm": "miss"}
+
+
 def test_steps_zero_keeps_the_training_keys_of_no_alignment(data, tmp_path):
     store = Store(str(tmp_path))
     off, _ = run(store, AlignConfig(), data)

@@ -24,6 +24,7 @@ from ...engine import Artifact, Engine, Pending, stage
 from ...lm.adapters import LoraConfig
 from ...mllm.data import TrainingTriplets
 from ...training import Checkpoint, TrainerConfig, fit, train
+from ...training.config import without_run_length
 from ..cir_lvlm.align import CARRIED, align_connector, align_trainer
 from ..cir_lvlm.task import LVLMConfig
 from .stages import cot_task
@@ -69,5 +70,4 @@ def aligned(engine: Engine, config: CoTConfig, trainer: TrainerConfig, *, data: 
     connector = fit(engine, align_connector, alignment_config(config), align_trainer(config.align), data=captions)
     # the step-0 state does not depend on the run's length: keyed without it, so that a longer or shorter run
     # (more steps, or the first checkpoints of a run) shares the start and hence the segments
-    keyed = dataclasses.replace(trainer, steps=1, checkpoint_every=1)
-    return engine.run(cot_aligned_start, CoTStart(config, keyed), data=data, aligned=connector)
+    return engine.run(cot_aligned_start, CoTStart(config, without_run_length(trainer)), data=data, aligned=connector)

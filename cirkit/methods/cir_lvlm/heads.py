@@ -19,6 +19,7 @@ import numpy as np
 from ...engine import Artifact, Engine, Pending, stage
 from ...mllm.data import TrainingTriplets
 from ...training import Checkpoint, TrainerConfig, fit, flatten, train, unflatten
+from ...training.config import without_run_length
 from .align import StartConfig, align_connector, align_trainer, aligned_start
 from .stages import lvlm_task, train_cir_lvlm
 from .task import LVLMConfig, LVLMTask
@@ -82,7 +83,8 @@ def aligned(engine: Engine, config: LVLMConfig, trainer: TrainerConfig, *, data:
     if captions is None:
         raise ValueError("lvlm.align.steps > 0 needs captioned images (caption_pairs) to align the connector on")
     connector = fit(engine, align_connector, config, align_trainer(config.align), data=captions)
-    return engine.run(aligned_start, StartConfig(config, trainer), data=data, aligned=connector)
+    # keyed without the run's length (the step-0 state does not depend on it): a longer run continues
+    return engine.run(aligned_start, StartConfig(config, without_run_length(trainer)), data=data, aligned=connector)
 
 
 def train_lvlm(engine: Engine, config: LVLMConfig, trainer: TrainerConfig, *, data: Artifact,
