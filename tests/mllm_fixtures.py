@@ -70,3 +70,13 @@ def cot_triplets(n: int, **kw) -> dict:
     labels = np.concatenate([np.zeros_like(data["tokens"]), np.ones_like(cot)], axis=1)
     return {**data, "tokens": tokens, "mask": np.ones_like(tokens), "labels": labels, "cot": cot,
             "prompt": data["tokens"]}
+
+
+def stored_triplets(data: dict, llm: str):
+    """``triplets`` as the stored artifact: the references then the targets as its image table (one row each)."""
+    from cirkit.mllm.data import TrainingTriplets
+
+    n = len(data["tokens"])
+    rows = np.arange(n, dtype=np.int32)
+    return TrainingTriplets(np.concatenate([data["reference"], data["target"]]), rows, rows + n, data["tokens"],
+                            data["mask"], (3, 4, 5), (6, 7), llm, folder_digest(llm), labels=data.get("labels"))

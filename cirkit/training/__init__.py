@@ -7,14 +7,14 @@ A trained method supplies a :class:`Task` (init, loss, optional trainable mask a
 
 from .checkpoint import Checkpoint, flatten, unflatten
 from .config import TrainerConfig, learning_rate_schedule
-from .data import ArraySource, DataSource, batch_indices, epoch_order
+from .data import ArraySource, DataSource, GatherSource, batch_indices, epoch_order
 from .loop import full_params, observe, train
 from .losses import info_nce
 from .stages import SegmentConfig, fit, segment_bounds, training_stage
 from .task import Task
 
 __all__ = [
-    "ArraySource", "Checkpoint", "DataSource", "SegmentConfig", "Task", "TrainerConfig", "batch_indices",
+    "ArraySource", "Checkpoint", "DataSource", "GatherSource", "SegmentConfig", "Task", "TrainerConfig", "batch_indices",
     "epoch_order", "fit", "flatten", "full_params", "info_nce", "learning_rate_schedule", "observe",
     "segment_bounds", "train", "training_stage", "unflatten",
 ]

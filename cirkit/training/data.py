@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["DataSource", "ArraySource", "epoch_order", "batch_indices", "steps_per_epoch"]
+__all__ = ["DataSource", "ArraySource", "GatherSource", "epoch_order", "batch_indices", "steps_per_epoch"]
 
 
 @runtime_checkable
@@ -37,6 +37,35 @@ class ArraySource:
 
     def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         return {name: np.asarray(a[indices]) for name, a in self.fields.items()}
+
+
+class GatherSource:
+    """Per-example fields of which some hold row numbers into shared tables: ``gather[name] = table`` makes
+    ``batch`` return ``tables[table][rows]`` under ``name``, the batch an :class:`ArraySource` over the gathered
+    rows would give, without a copy per example of rows that many examples share (a frozen image's features)."""
+
+    def __init__(self, fields: Mapping[str, np.ndarray], tables: Mapping[str, np.ndarray],
+                 gather: Mapping[str, str]) -> None:
+        self.source = ArraySource(fields)
+        for name, table in gather.items():
+            if name not in fields or table not in tables:
+                raise ValueError(f"gathered field {name!r} or its table {table!r} is not given")
+            rows = np.asarray(fields[name])
+            if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+                raise ValueError(f"field {name!r} must hold one integer row number per example, got {rows.dtype} "
+                                 f"{rows.shape}")
+            if len(rows) and not (0 <= rows.min() and rows.max() < len(tables[table])):
+                raise ValueError(f"field {name!r} names rows outside its table {table!r} of {len(tables[table])}")
+        self.tables, self.gather = dict(tables), dict(gather)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.source.batch(indices)
+        for name, table in self.gather.items():
+            out[name] = np.asarray(self.tables[table][out[name]])
+        return out
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

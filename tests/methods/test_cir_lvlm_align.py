@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from mllm_fixtures import triplets, write_tiny_llm
+from mllm_fixtures import stored_triplets, triplets, write_tiny_llm
 
 from cirkit.data.errors import DataError
 from cirkit.engine import Engine, Store
@@ -19,7 +19,6 @@ from cirkit.methods.cir_lvlm.align import CaptionPairs, align_connector, align_t
 from cirkit.methods.cir_lvlm.heads import aligned, train_lvlm
 from cirkit.methods.cir_lvlm.stages import train_cir_lvlm
 from cirkit.methods.cir_lvlm.task import AlignConfig, LVLMConfig
-from cirkit.mllm.data import TrainingTriplets
 from cirkit.mllm.loading import folder_digest
 from cirkit.mllm.model import MLLMConfig, PromptPoolConfig
 from cirkit.pipelines.trained import CIRLVLMExperiment, alignment_captions
@@ -34,8 +33,7 @@ ALIGN = AlignConfig(steps=12, batch_size=8, learning_rate=3e-2, warmup_steps=1)
 def data(tmp_path_factory):
     llm = write_tiny_llm(tmp_path_factory.mktemp("llm"), layers=1)
     d = triplets(16)
-    cir = TrainingTriplets(d["reference"], d["target"], d["tokens"], d["mask"], (3, 4, 5), (6, 7), llm,
-                           folder_digest(llm))
+    cir = stored_triplets(d, llm)
     # captions: each image's own token pattern, so an aligned connector can match them
     c = triplets(16, seed=1, edits=16)
     captions = CaptionPairs(c["target"], c["tokens"], c["mask"], (3, 4, 5), (6, 7), llm, folder_digest(llm))

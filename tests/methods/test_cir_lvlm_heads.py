@@ -7,14 +7,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from mllm_fixtures import triplets, write_tiny_llm
+from mllm_fixtures import stored_triplets, triplets, write_tiny_llm
 
 from cirkit.engine import Engine, Store
 from cirkit.lm.adapters import LoraConfig
 from cirkit.methods.cir_lvlm.heads import train_lvlm
 from cirkit.methods.cir_lvlm.task import LVLMConfig, PoolingHead
-from cirkit.mllm.data import TrainingTriplets
-from cirkit.mllm.loading import folder_digest
 from cirkit.mllm.model import MLLMConfig, PromptPoolConfig
 from cirkit.training import TrainerConfig
 
@@ -26,8 +24,7 @@ TRAINER = TrainerConfig(steps=4, batch_size=8, learning_rate=3e-3, warmup_steps=
 def data(tmp_path_factory):
     llm = write_tiny_llm(tmp_path_factory.mktemp("llm"), layers=1)
     d = triplets(16)
-    return TrainingTriplets(d["reference"], d["target"], d["tokens"], d["mask"], (3, 4, 5), (6, 7), llm,
-                            folder_digest(llm))
+    return stored_triplets(d, llm)
 
 
 def config(pooling: str, separate: bool) -> LVLMConfig:

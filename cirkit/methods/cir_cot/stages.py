@@ -12,7 +12,7 @@ from ...engine import stage
 from ...mllm.data import TrainingTriplets
 from ...mllm.loading import export_files_of
 from ...mllm.model import backbone
-from ...training import ArraySource, Checkpoint, training_stage
+from ...training import Checkpoint, DataSource, training_stage
 from ..cir_lvlm.stages import training_log
 from .encoder import SEPARATOR
 from .task import CoTConfig, CoTTask
@@ -20,9 +20,9 @@ from .task import CoTConfig, CoTTask
 __all__ = ["cot_task", "train_cir_cot", "export_cir_cot", "generate_cot", "with_reasoning"]
 
 
-def cot_task(config: CoTConfig, data: TrainingTriplets) -> tuple[CoTTask, ArraySource]:
-    bb = backbone(data.llm, data.llm_digest, config.model, int(data.reference.shape[-1]))
-    return CoTTask(config, bb, data.query_task, data.target_task), ArraySource(data.fields())
+def cot_task(config: CoTConfig, data: TrainingTriplets) -> tuple[CoTTask, DataSource]:
+    bb = backbone(data.llm, data.llm_digest, config.model, data.dim)
+    return CoTTask(config, bb, data.query_task, data.target_task), data.source()
 
 
 train_cir_cot = training_stage(cot_task, name="train_cir_cot", version=1)

@@ -11,15 +11,15 @@ from ...engine import stage
 from ...mllm.data import TrainingTriplets
 from ...mllm.loading import export_files_of
 from ...mllm.model import backbone
-from ...training import ArraySource, Checkpoint, training_stage
+from ...training import Checkpoint, DataSource, training_stage
 from .task import LVLMConfig, LVLMTask
 
 __all__ = ["lvlm_task", "train_cir_lvlm", "export_cir_lvlm"]
 
 
-def lvlm_task(config: LVLMConfig, data: TrainingTriplets) -> tuple[LVLMTask, ArraySource]:
-    bb = backbone(data.llm, data.llm_digest, config.model, int(data.reference.shape[-1]))
-    return LVLMTask(config, bb, data.query_task, data.target_task), ArraySource(data.fields())
+def lvlm_task(config: LVLMConfig, data: TrainingTriplets) -> tuple[LVLMTask, DataSource]:
+    bb = backbone(data.llm, data.llm_digest, config.model, data.dim)
+    return LVLMTask(config, bb, data.query_task, data.target_task), data.source()
 
 
 train_cir_lvlm = training_stage(lvlm_task, name="train_cir_lvlm", version=1)
