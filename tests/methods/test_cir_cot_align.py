@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from mllm_fixtures import cot_triplets, triplets, write_tiny_llm
+from mllm_fixtures import cot_triplets, stored_triplets, triplets, write_tiny_llm
 
 from cirkit.data.errors import DataError
 from cirkit.engine import Engine, Store
@@ -21,7 +21,6 @@ from cirkit.methods.cir_cot.stages import train_cir_cot
 from cirkit.methods.cir_cot.task import CoTConfig
 from cirkit.methods.cir_lvlm.align import CaptionPairs, align_connector, align_trainer
 from cirkit.methods.cir_lvlm.task import AlignConfig
-from cirkit.mllm.data import TrainingTriplets
 from cirkit.mllm.loading import folder_digest
 from cirkit.mllm.model import MLLMConfig
 from cirkit.pipelines.trained import CIRCoTExperiment, alignment_captions
@@ -36,8 +35,7 @@ ALIGN = AlignConfig(steps=6, batch_size=8, learning_rate=3e-2, warmup_steps=1)
 def data(tmp_path_factory):
     llm = write_tiny_llm(tmp_path_factory.mktemp("llm"), layers=1)
     d = cot_triplets(16)
-    cir = TrainingTriplets(d["reference"], d["target"], d["tokens"], d["mask"], (3, 4, 5), (6, 7), llm,
-                           folder_digest(llm), d["labels"])
+    cir = stored_triplets(d, llm)
     c = triplets(16, seed=1, edits=16)
     captions = CaptionPairs(c["target"], c["tokens"], c["mask"], (3, 4, 5), (6, 7), llm, folder_digest(llm))
     return cir, captions
