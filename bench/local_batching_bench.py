@@ -18,7 +18,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's cirkit
-from lm_bench import convert, machine  # noqa: E402
+from lm_bench import convert  # noqa: E402
+from machine import describe  # noqa: E402
+from rows import record  # noqa: E402
 
 
 def questions(n: int) -> list[str]:
@@ -41,7 +43,7 @@ def main() -> None:
     from cirkit.models.config import BackendConfig
     from cirkit.models.requests import ChatRequest, Decoding, Message
 
-    print(f"machine: {machine()}; torch threads {torch.get_num_threads()}", flush=True)
+    print(f"{describe()}; torch threads {torch.get_num_threads()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder or convert(tmp)
         requests = [ChatRequest("reasoner", "bench", "h", (Message("user", q),),
@@ -62,7 +64,7 @@ def main() -> None:
         print(f"{args.requests} requests, up to {args.max_tokens} new tokens each, greedy, fp32")
         print(f"{'batch':>5}  {'planned tok/s':>13}  {'by shard tok/s':>14}  {'planned / by shard':>18}  "
               f"{'planned / batch 1':>17}", flush=True)
-        first = None
+        first, results = None, []
         for batch in [int(b) for b in args.batches.split(",")]:
             backend.config = BackendConfig("transformers", folder, batch_size=batch)
             rates = {}
@@ -76,6 +78,13 @@ def main() -> None:
             first = first or rates["planned"]
             print(f"{batch:>5}  {rates['planned']:>13.1f}  {rates['shard']:>14.1f}  "
                   f"{rates['planned'] / rates['shard']:>17.2f}x  {rates['planned'] / first:>16.2f}x", flush=True)
+            results.append(f"{batch}: {rates['planned']:.1f}" if batch == 1 else
+                           f"{batch}: {rates['planned']:.1f} vs {rates['shard']:.1f} "
+                           f"({rates['planned'] / rates['shard']:.2f}×)")
+        record(f"local transformers backend (SmolLM2-135M, fp32, {torch.get_num_threads()} torch threads, "
+               f"{args.requests} mixed-length requests, up to {args.max_tokens} new tokens) tokens/s by batch size: "
+               "batches planned over the step by prompt length vs shard by shard in arrival order",
+               "; ".join(results))
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 

@@ -141,3 +141,25 @@ def test_unknown_bench_names_are_refused(tmp_path):
     write_bench(benches, "engine", "")
     done = run_all(benches, tmp_path / "out", "--only", "engine,clipp")
     assert done.returncode == 2 and "no bench named clipp (found: engine)" in done.stderr
+
+
+def test_every_real_bench_script_imports():
+    """A bench that fails at import only shows up 30 minutes into ``nox -s bench`` (local_batching did: it
+    imported a name lm_bench no longer had). Each script is loaded as a module (its main() is not run)."""
+    code = (
+        "import importlib.util, sys, pathlib\n"
+        f"bench = pathlib.Path({str(BENCH)!r})\n"
+        "sys.path.insert(0, str(bench))\n"
+        "failed = []\n"
+        "for path in sorted(bench.glob('*_bench.py')):\n"
+        "    spec = importlib.util.spec_from_file_location(path.stem, path)\n"
+        "    module = sys.modules[path.stem] = importlib.util.module_from_spec(spec)  # dataclasses look it up\n"
+        "    try:\n"
+        "        spec.loader.exec_module(module)\n"
+        "    except Exception as exc:\n"
+        "        failed.append(f'{path.name}: {type(exc).__name__}: {exc}')\n"
+        "print('\\n'.join(failed))\n"
+        "sys.exit(1 if failed else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
