@@ -26,7 +26,10 @@ def cluster(tmp_path_factory):
     pid_log = tmp_path_factory.mktemp("pids") / "pids.txt"
     port = free_port()
     exe = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TOY_PID_LOG": str(pid_log)}
+    # its own HOME: a token in the user's ~/.ray/auth_token would switch the head to token authentication,
+    # which this driver (auth mode off) does not send (seen: a stray token made the head refuse the driver)
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TOY_PID_LOG": str(pid_log), "HOME": str(home)}
     # Everything on loopback: the head, its workers and the driver (never the machine's other addresses).
     started = subprocess.run([exe, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
                               "--include-dashboard=false", "--disable-usage-stats"], env=env, capture_output=True,
