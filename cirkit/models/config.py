@@ -45,8 +45,8 @@ class BackendConfig:
     # local backends: most padded prompt + new tokens in one batch (bounds the key/value cache and attention)
     batch_tokens: int = dataclasses.field(default=4096, metadata={"hash": False})
     # local transformers backend: torch's intra-op threads while it generates (0: torch's default, one per core).
-    # On a shared machine fewer threads than cores can be several times faster (measured: SmolLM2 on 2 cores at
-    # load 4-10 generated 2.0 tokens/s with 2 threads and 12.1 with 1); answers are the same either way (greedy).
+    # On a shared machine fewer threads than cores can be much faster (measured once, at load 4-10: SmolLM2 on 2
+    # cores generated 2.0 tokens/s with 2 threads and 12.1 with 1). Like batch_size, it can change float rounding.
     threads: int = dataclasses.field(default=0, metadata={"hash": False})
 
     def __post_init__(self) -> None:

@@ -98,8 +98,10 @@ def _load_backend(config: BackendConfig, location: str):
         return OpenAIBackend(config)
     if config.kind == "transformers":
         from .backends.local_transformers import TransformersBackend
+        from .backends.torch_threads import ThreadLimited
 
-        return TransformersBackend(config)
+        backend = TransformersBackend(config)
+        return ThreadLimited(backend, config.threads) if config.threads else backend
     if config.kind == "oracle":
         from .backends.oracle import OracleBackend
 

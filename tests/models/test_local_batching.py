@@ -77,20 +77,31 @@ def test_threads_sets_torchs_thread_count_while_generating_and_restores_it(smoll
     import torch
 
     from cirkit.engine import digest
-    from cirkit.models.backends.local_transformers import TransformersBackend
+    from cirkit.models.stages import make_backend
 
     assert digest(BackendConfig("transformers", threads=1)) == digest(BackendConfig("transformers"))
     with pytest.raises(Exception, match="threads"):
         BackendConfig("transformers", threads=-1)
-    backend = TransformersBackend(BackendConfig("transformers", smollm2_folder, threads=1))
+    # a wrapper around the backend, not its code: the code in every answer's key does not reach it
+    from cirkit.engine.fingerprint import analyse
+    from cirkit.models.stages import _answer_code
+
+    reached = analyse(*_answer_code("transformers")).deps
+    assert any("TransformersBackend" in name for name in reached) and not any("threads" in n.lower() for n in reached)
+    backend = make_backend(BackendConfig("transformers", smollm2_folder, threads=1))
+    plain = make_backend(BackendConfig("transformers", smollm2_folder))
+    assert backend.model is plain.model, "one loaded model for both"
     seen = []
     hook = backend.model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
     before = torch.get_num_threads()
     torch.set_num_threads(3)  # not the machine's default, so a backend that ignored the setting would show 3
     try:
-        backend.complete(requests(max_tokens=2)[:1])
+        streamed = [a.text for _, a in backend.stream(requests(max_tokens=2)[:2])]
         assert seen and set(seen) == {1}, seen
         assert torch.get_num_threads() == 3, "the process's own setting comes back after generation"
+        seen.clear()
+        assert [a.text for a in plain.complete(requests(max_tokens=2)[:2])] == streamed
+        assert set(seen) == {3}, "without the setting torch's count is left alone"
     finally:
         hook.remove()
         torch.set_num_threads(before)

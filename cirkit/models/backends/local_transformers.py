@@ -7,16 +7,12 @@ the key/value cache and attention of a batch of long few-shot prompts stay bound
 their decoding settings and sorted by length before batching (less padding); answers come back in request
 order and do not depend on how they were batched (greedy; see tests/models/test_local_batching.py).
 
-``BackendConfig.threads`` sets torch's intra-op thread count (process-wide, as torch has it) for the time of
-each batch's generation and restores it afterwards.
-
 P(yes) for verifier-style requests comes from the first generated token's distribution over the first
 tokens of "Yes" and "No".
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -31,7 +27,6 @@ __all__ = ["TransformersBackend"]
 
 _MODELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # real folder -> loaded model
 _MODELS_LOCK = threading.Lock()
-_THREADS_LOCK = threading.Lock()  # torch's thread count is process-wide: one backend changes it at a time
 
 
 def _is_vlm(path: str) -> bool:
@@ -119,24 +114,10 @@ class TransformersBackend:
             out[i] = response
         return out  # type: ignore[return-value]
 
-    @contextlib.contextmanager
-    def _threads(self):
-        """torch's intra-op threads set to ``config.threads`` (0: left as they are), restored on the way out."""
-        if not self.config.threads:
-            yield
-            return
-        with _THREADS_LOCK:
-            before = self.torch.get_num_threads()
-            self.torch.set_num_threads(self.config.threads)
-            try:
-                yield
-            finally:
-                self.torch.set_num_threads(before)
-
     def _generate(self, texts: list[str], batch: list[ChatRequest]) -> list[ChatResponse]:
         decoding = batch[0].decoding  # one decoding per batch (plan_batches never mixes them)
         inputs = self._inputs(texts, batch)
-        with self._threads(), self.torch.inference_mode():
+        with self.torch.inference_mode():
             gen = self.model.generate(**inputs, do_sample=False, max_new_tokens=max(r.decoding.max_tokens for r in batch),
                                       output_scores=decoding.want_probability, return_dict_in_generate=True,
                                       pad_token_id=self.tokenizer.pad_token_id,
