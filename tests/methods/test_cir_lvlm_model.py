@@ -33,8 +33,8 @@ def test_a_tiny_backbone_learns_the_triplets_on_the_generic_trainer(llm):
     task = make_task(llm)
     config = TrainerConfig(steps=30, batch_size=16, learning_rate=3e-3, warmup_steps=2, decay_steps=200,
                            weight_decay=0.0)  # without decay only parameters with a gradient move
-    # two dispatches of 15 steps: one compiled program (the default 20 + 10 would compile the step twice)
-    checkpoint = train(task, ArraySource(triplets(16)), config, steps_per_call=15)
+    # two dispatches of 15 steps: one compiled program (the trainer picks 15 for 30 steps by itself now)
+    checkpoint = train(task, ArraySource(triplets(16)), config)
     assert checkpoint.losses[-5:].mean() < 0.5 * checkpoint.losses[:5].mean(), checkpoint.losses
     assert not any(name.startswith("llm/") for name in checkpoint.params)  # the LLM stays frozen, out of it
     assert {"connector/queries", "pool/keys", "lora/q_proj/b", "pooling/score", "log_scale"} <= set(checkpoint.params)
