@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from ...engine import Artifact, Engine, Pending, stage
 from ...lm.adapters import LoraConfig
 from ...mllm.data import TrainingTriplets
 from ...training import Checkpoint, TrainerConfig, fit, train
 from ...training.config import without_run_length
-from ..cir_lvlm.align import CARRIED, align_connector, align_trainer
+from ..cir_lvlm.align import align_connector, align_trainer, with_aligned_connector
 from ..cir_lvlm.task import LVLMConfig
 from .stages import cot_task
 from .task import CoTConfig
@@ -48,15 +46,11 @@ class CoTStart:
     trainer: TrainerConfig
 
 
-@stage(version=1, helpers=[cot_task, train])
+@stage(version=1, helpers=[cot_task, train, with_aligned_connector])
 def cot_aligned_start(config: CoTStart, data: TrainingTriplets, aligned: Checkpoint) -> Checkpoint:
     """CIR-CoT's training state at step 0 (its usual init and fresh optimiser state) with the aligned connector."""
     task, source = cot_task(config.config, data)
-    fresh = train(task, source, config.trainer, stop=0)
-    carried = {k: v for k, v in aligned.params.items() if k.split("/")[0] in CARRIED}
-    if not carried or any(k not in fresh.params or np.shape(fresh.params[k]) != np.shape(v) for k, v in carried.items()):
-        raise ValueError("cot_aligned_start: the aligned checkpoint's connector does not match the CIR-CoT task's")
-    return fresh.with_params({**fresh.params, **carried})
+    return with_aligned_connector(train(task, source, config.trainer, stop=0), aligned, "cot_aligned_start")
 
 
 def aligned(engine: Engine, config: CoTConfig, trainer: TrainerConfig, *, data: Artifact,

@@ -36,7 +36,7 @@ from .stages import lvlm_task
 from .task import AlignConfig, LVLMConfig, LVLMTask
 
 __all__ = ["CaptionSettings", "CaptionPairs", "AlignTask", "caption_pairs", "align_trainer", "align_connector",
-           "StartConfig", "aligned_start", "ALIGNED"]
+           "StartConfig", "aligned_start", "with_aligned_connector", "ALIGNED"]
 
 ALIGNED = ("connector", "log_scale")  # what the alignment trains
 CARRIED = ("connector",)  # what the CIR training takes from it (the temperature restarts at the config's)
@@ -124,12 +124,16 @@ class StartConfig:
     trainer: TrainerConfig
 
 
-@stage(version=1, helpers=[lvlm_task, train])
+def with_aligned_connector(fresh: Checkpoint, aligned: Checkpoint, stage_name: str) -> Checkpoint:
+    """``fresh`` (a training's step-0 state) with the connector tensors of ``aligned`` in place of its own."""
+    carried = {k: v for k, v in aligned.params.items() if k.split("/")[0] in CARRIED}
+    if not carried or any(k not in fresh.params or np.shape(fresh.params[k]) != np.shape(v) for k, v in carried.items()):
+        raise ValueError(f"{stage_name}: the aligned checkpoint's connector does not match the training's")
+    return fresh.with_params({**fresh.params, **carried})
+
+
+@stage(version=1, helpers=[lvlm_task, train, with_aligned_connector])
 def aligned_start(config: StartConfig, data: TrainingTriplets, aligned: Checkpoint) -> Checkpoint:
     """The CIR training's state at step 0 (its usual init and fresh optimiser state) with the aligned connector."""
     task, source = lvlm_task(config.config, data)
-    fresh = train(task, source, config.trainer, stop=0)
-    carried = {k: v for k, v in aligned.params.items() if k.split("/")[0] in CARRIED}
-    if not carried or any(k not in fresh.params for k in carried):
-        raise ValueError("aligned_start: the aligned checkpoint's connector does not match the CIR task's")
-    return fresh.with_params({**fresh.params, **carried})
+    return with_aligned_connector(train(task, source, config.trainer, stop=0), aligned, "aligned_start")
