@@ -101,8 +101,9 @@ def _print_outcome(outcome: RunOutcome, dry_run: bool) -> None:
         console.print(f"[dim]{len(outcome.steps)} steps ({_counts_text(outcome)}), {outcome.seconds:.2f}s; "
                       f"run recorded as {outcome.name!r}[/dim]")
         if outcome.renamed_from:
-            err.print(f"[yellow]run {outcome.renamed_from!r} already holds a different configuration; this run is "
-                      f"recorded as {outcome.name!r} (choose a name with --name, or overwrite with --replace)[/yellow]")
+            err.print(f"[yellow]run {outcome.renamed_from!r} already holds a different configuration or computation "
+                      f"(other output keys); this run is recorded as {outcome.name!r} (choose a name with --name, "
+                      "or overwrite with --replace)[/yellow]")
 
 
 def _counts_text(outcome: RunOutcome) -> str:

@@ -41,8 +41,9 @@ class RunOutcome:
 
 def run_experiment(exp: Experiment, store: Store, *, dry_run: bool = False, progress: bool = True,
                    executor: Any = None, replace: bool = False) -> list[RunOutcome]:
-    """Run every run of ``exp``. A run name that already holds a run with a *different* configuration is
-    kept: the new run gets the first free ``NAME~2``, ``NAME~3``... (``replace=True`` overwrites instead)."""
+    """Run every run of ``exp``. A run name that already holds a different run (configuration or output keys,
+    :func:`free_run_name`) is kept: the new run gets the first free ``NAME~2``, ``NAME~3``... (``replace=True``
+    overwrites instead)."""
     return [_run_one(exp, spec, store, dry_run=dry_run, progress=progress, executor=executor, replace=replace)
             for spec in exp.runs]
 
@@ -65,7 +66,8 @@ def _run_one(exp: Experiment, spec: RunSpec, store: Store, *, dry_run: bool, pro
     outcome.metrics = metrics.value if isinstance(metrics, Artifact) else None
     outcome.seconds = time.time() - started
     config_hash = digest(spec.config)
-    outcome.name = free_run_name(store, spec.name, config_hash, replace=replace)
+    output_keys = {k: v.key for k, v in outputs.items() if isinstance(v, Artifact)}
+    outcome.name = free_run_name(store, spec.name, config_hash, output_keys, replace=replace)
     outcome.renamed_from = spec.name if outcome.name != spec.name else None
     cost = cold_cost(store, engine.steps)
     store.put_run(outcome.name, {
@@ -100,18 +102,30 @@ def source_commit() -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def free_run_name(store: Store, name: str, config_hash: str, *, replace: bool = False) -> str:
-    """``name`` if it is free, holds this configuration, or ``replace``; else the first ``name~N`` that is
-    free or holds this configuration. A run is never silently overwritten by a different configuration."""
+def free_run_name(store: Store, name: str, config_hash: str, output_keys: dict[str, str], *,
+                  replace: bool = False) -> str:
+    """``name`` if it is free, holds this run, or ``replace``; else the first ``name~N`` that is free or holds
+    this run. A stored run is this run when its configuration hash *and* the keys of its outputs are equal:
+    the hash leaves out settings that reach results only through an artifact (``lvlm.align``: the aligned
+    checkpoint), and a different cirkit or keyed package can compute other outputs from one configuration, so a
+    run is never silently overwritten by a different computation."""
     if replace:
         return name
     candidate, n = name, 1
     while True:
         existing = store.get_run(candidate)
-        if existing is None or existing.get("config_hash") == config_hash:
+        if existing is None or (existing.get("config_hash") == config_hash
+                                and _recorded_output_keys(existing) == output_keys):
             return candidate
         n += 1
         candidate = f"{name}~{n}"
+
+
+def _recorded_output_keys(record: dict) -> dict[str, str] | None:
+    outputs = record.get("outputs")
+    if not isinstance(outputs, dict):
+        return None
+    return {k: v.get("key") for k, v in outputs.items() if isinstance(v, dict)}
 
 
 def summarise_steps(steps: list[Step]) -> dict[str, int]:
