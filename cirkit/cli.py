@@ -18,6 +18,7 @@ from .experiment.config import ConfigError
 from .experiment.experiment import load_experiment
 from .experiment.run_record import RunRecordError, read_run
 from .experiment.runner import RunOutcome, run_experiment
+from .host_devices import configure_host_devices
 from .models.config import BackendError
 from .ordering import flatten, headline_metrics
 from .report import describe_difference, metrics_tables, preview, steps_table, sweep_table
@@ -48,6 +49,7 @@ class _Group(click.Group):
 @click.version_option(package_name="cirkit")
 def main() -> None:
     """cirkit: reproducible language-guided image retrieval from pure, cached stages."""
+    configure_host_devices()  # before anything imports JAX: 2 CPU devices for the data-parallel trainer
 
 
 @main.command()
