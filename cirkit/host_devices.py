@@ -3,7 +3,7 @@
 XLA CPU makes one device per process unless ``--xla_force_host_platform_device_count`` says otherwise, and the
 flag is read once, when JAX starts its CPU backend; so the command line sets it before anything imports JAX.
 The trainer splits each batch over the devices (parameters replicated, gradients all-reduced): on the 2-core
-development machine a step of the demo's CLIP costs 8-15 % less CPU time on 2 devices than on 1, and 4 or 8
+development machine a step of the demo's CLIP costs 6-15 % less CPU time on 2 devices than on 1, and 4 or 8
 devices are slower again (README, Training). Only the CPU platform gets the extra device: where JAX runs on
 an accelerator its devices are unchanged. The result is the same computation split differently, equal to one
 device within float rounding (tests/training/test_sharding.py), so cache keys do not hold the device count,
