@@ -5,7 +5,7 @@ random pixels. "old" is the loop cirkit used before (its code, kept here: float3
 host, a host gather and a ``float(loss)`` sync every step, every position through every layer); "new" is
 :func:`cirkit.training.train` (patches cut on the host, normalisation folded into the patch embedding, the
 last layer run for the pooled rows only, attention laid out per head, 20 steps per dispatch, donated state). The machine is shared, so
-the two run interleaved in rounds (old, new, old, new, ...) and both wall and CPU seconds (user + sys, all
+the arms run interleaved in rounds (old, new, new on 2 devices, old, ...) and both wall and CPU seconds (user + sys, all
 threads) are summed over the rounds; the load average is printed before and after. Also prints the achieved
 GFLOP/s of a new step (XLA's own FLOP count) against a float32 matmul peak measured in the same run, both per
 wall second and per CPU second, and against a matmul of the model's own shape (width 64: far below the
