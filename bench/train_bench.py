@@ -10,7 +10,7 @@ threads) are summed over the rounds; the load average is printed before and afte
 GFLOP/s of a new step (XLA's own FLOP count) against a float32 matmul peak measured in the same run, both per
 wall second and per CPU second, and against a matmul of the model's own shape (width 64: far below the
 square peak on this CPU, so the nearer bound). The new loop runs twice per round: on one JAX CPU device and
-data-parallel on two (what the ``cirkit`` command gives JAX, :mod:`cirkit.host_devices`; the bench sets the
+data-parallel on two (what ``cirkit demo`` gives JAX, :mod:`cirkit.host_devices`; the bench sets the
 same flag before importing JAX). ``python bench/train_bench.py [ROUNDS] [PAIRS]``.
 """
 
@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cirkit.host_devices import configure_host_devices  # noqa: E402
+from cirkit.host_devices import DEMO_DEVICES, configure_host_devices  # noqa: E402
 
-configure_host_devices()  # before JAX starts: 2 CPU devices, as the CLI gives it
+configure_host_devices(default=DEMO_DEVICES)  # before JAX starts: 2 CPU devices, as `cirkit demo` gives it
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

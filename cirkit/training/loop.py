@@ -30,7 +30,7 @@ from .config import TrainerConfig, learning_rate_schedule
 from .data import DataSource, batch_indices, steps_per_epoch
 from .task import Task, evaluate, prepare, trainable_mask
 
-__all__ = ["train", "observe", "build_optimiser", "full_params", "default_devices", "STEPS_PER_CALL"]
+__all__ = ["train", "observe", "build_optimiser", "full_params", "STEPS_PER_CALL"]
 
 STEPS_PER_CALL = 20
 
@@ -111,18 +111,11 @@ def _run_steps(trainable, opt_state, frozen, batches, first_step, key, *, task: 
     return trainable, opt_state, losses
 
 
-def default_devices(batch_size: int) -> list:
-    """The first n local devices for the largest n that splits ``batch_size`` evenly (all of them, usually:
-    the CLI makes 2 CPU devices, see :mod:`cirkit.host_devices`; an odd batch stays on one)."""
-    local = jax.local_devices()
-    return local[: max(n for n in range(1, len(local) + 1) if batch_size % n == 0)]
-
-
 class _Placement:
     """Where arrays go: one device, or a 1-D data mesh (batch axis split, everything else replicated)."""
 
     def __init__(self, devices, batch_size: int) -> None:
-        devices = list(devices or default_devices(batch_size))
+        devices = list(devices or jax.local_devices())
         if batch_size % len(devices):
             raise ValueError(f"batch_size {batch_size} does not split evenly over {len(devices)} devices")
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -164,7 +157,7 @@ def train(task: Task, data: DataSource, config: TrainerConfig, *, start: Checkpo
           stop: int | None = None, progress: Observer | None = None, devices=None,
           steps_per_call: int = STEPS_PER_CALL) -> Checkpoint:
     """Train ``task`` on ``data`` from ``start`` (or from ``task.init``) up to step ``stop`` (default
-    ``config.steps``) and return the state there. ``devices``: the data-parallel devices (default: :func:`default_devices`)."""
+    ``config.steps``) and return the state there. ``devices``: the data-parallel devices (default: all)."""
     stop = config.steps if stop is None else stop
     steps_per_epoch(len(data), config.batch_size)  # a clear error when the batch is larger than the data
     init_rng, loop_key = jax.random.split(jax.random.PRNGKey(config.seed))
