@@ -5,11 +5,13 @@ random pixels. "old" is the loop cirkit used before (its code, kept here: float3
 host, a host gather and a ``float(loss)`` sync every step, every position through every layer); "new" is
 :func:`cirkit.training.train` (patches cut on the host, normalisation folded into the patch embedding, the
 last layer run for the pooled rows only, attention laid out per head, 20 steps per dispatch, donated state). The machine is shared, so
-the two run interleaved in rounds (old, new, old, new, ...) and both wall and CPU seconds (user + sys, all
+the arms run interleaved in rounds (old, new, new on 2 devices, old, ...) and both wall and CPU seconds (user + sys, all
 threads) are summed over the rounds; the load average is printed before and after. Also prints the achieved
 GFLOP/s of a new step (XLA's own FLOP count) against a float32 matmul peak measured in the same run, both per
 wall second and per CPU second, and against a matmul of the model's own shape (width 64: far below the
-square peak on this CPU, so the nearer bound). ``python bench/train_bench.py [ROUNDS] [PAIRS]``.
+square peak on this CPU, so the nearer bound). The new loop runs twice per round: on one JAX CPU device and
+data-parallel on two (what ``cirkit demo`` gives JAX, :mod:`cirkit.host_devices`; the bench sets the
+same flag before importing JAX). ``python bench/train_bench.py [ROUNDS] [PAIRS]``.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cirkit.host_devices import DEMO_DEVICES, configure_host_devices  # noqa: E402
+
+configure_host_devices(default=DEMO_DEVICES)  # before JAX starts: 2 CPU devices, as `cirkit demo` gives it
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 from machine import describe  # noqa: E402
 from rows import record  # noqa: E402
 from train_reference import original_loop  # noqa: E402
@@ -58,13 +63,15 @@ class Meter:
         return False
 
 
-def new_loop(cfg: TrainConfig, task: ClipTask, data: ArraySource):
-    """``run(steps)``: ``steps`` more steps of :func:`cirkit.training.train` from where the last call stopped."""
+def new_loop(cfg: TrainConfig, task: ClipTask, data: ArraySource, devices: list):
+    """``run(steps)``: ``steps`` more steps of :func:`cirkit.training.train` on ``devices`` from where the last
+    call stopped."""
     trainer = dataclasses.replace(cfg.trainer(), steps=10**6)
-    state = {"checkpoint": train(task, data, trainer, stop=STEPS_PER_CALL)}  # compiles the dispatch
+    state = {"checkpoint": train(task, data, trainer, stop=STEPS_PER_CALL, devices=devices)}  # compiles
 
     def run(steps: int) -> np.ndarray:
-        state["checkpoint"] = train(task, data, trainer, start=state["checkpoint"], stop=state["checkpoint"].step + steps)
+        state["checkpoint"] = train(task, data, trainer, start=state["checkpoint"], stop=state["checkpoint"].step + steps,
+                                    devices=devices)
         return state["checkpoint"].losses[-steps:]
 
     return run
@@ -114,36 +121,43 @@ def main(rounds: int = 3, pairs: int = 2048) -> None:
     model_wall, model_cpu = matmul_peaks(repeats=40, shape=(cfg.batch_size * cfg.context_length, cfg.width, 4 * cfg.width))
     print(describe(peak_wall))
     old = original_loop(cfg, config, images, _tokenize(tokenizer_files(captions), captions, cfg.context_length))
-    new = new_loop(cfg, task, data)
+    devices = jax.local_devices()[:2]
+    arms = {"old loop": (old, OLD_STEPS), "new, 1 device": (new_loop(cfg, task, data, devices[:1]), NEW_STEPS)}
+    if len(devices) == 2:
+        arms["new, 2 devices"] = (new_loop(cfg, task, data, devices), NEW_STEPS)
     old(2)  # compiles
-    totals = {"old loop": np.zeros(3), "new loop": np.zeros(3)}
+    totals = {name: np.zeros(3) for name in arms}
     for _ in range(rounds):
-        for name, run, steps in (("old loop", old, OLD_STEPS), ("new loop", new, NEW_STEPS)):
+        for name, (run, steps) in arms.items():
             with Meter() as meter:
                 run(steps)
                 totals[name] += np.asarray(meter.per_step(steps)) / rounds
     flops = step_flops(cfg, task, data)
-    (wall_old, cpu_old, _), (wall_new, cpu_new, _) = totals["old loop"], totals["new loop"]
     print(f"CLIP training step (demo model, batch {cfg.batch_size}; {rounds} interleaved rounds of {OLD_STEPS} old "
-          f"and {NEW_STEPS} new steps; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after):")
+          f"and {NEW_STEPS} new steps per arm; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after):")
     for name, (wall, cpu, faults) in totals.items():
-        print(f"  {name}   {wall:.4f} s/step wall, {cpu:.4f} CPU s/step, {faults:,.0f} page faults/step")
-    print(f"  speed-up   {wall_old / wall_new:.2f}x wall, {cpu_old / cpu_new:.2f}x CPU time (goal >= 4x)")
-    print(f"  new step   {flops / 1e9:.2f} GFLOP (XLA count): {flops / wall_new / 1e9:.1f} GFLOP/s wall = "
-          f"{100 * flops / wall_new / 1e9 / peak_wall:.1f} % of the float32 matmul peak ({peak_wall:.0f} GFLOP/s), "
-          f"{flops / cpu_new / 1e9:.1f} GFLOP per CPU s = {100 * flops / cpu_new / 1e9 / peak_cpu:.1f} % of its "
-          f"{peak_cpu:.0f} GFLOP per CPU s")
+        print(f"  {name:15s} {wall:.4f} s/step wall, {cpu:.4f} CPU s/step, {faults:,.0f} page faults/step")
+    wall_old, cpu_old, _ = totals["old loop"]
+    rows = []
+    for name in list(arms)[1:]:
+        wall, cpu, _ = totals[name]
+        print(f"  {name}: {wall_old / wall:.2f}x faster in wall time, {cpu_old / cpu:.2f}x in CPU time (goal >= 4x); "
+              f"{flops / 1e9:.2f} GFLOP a step (XLA count, one device's program): {flops / wall / 1e9:.1f} GFLOP/s wall "
+              f"= {100 * flops / wall / 1e9 / peak_wall:.1f} % of the float32 matmul peak ({peak_wall:.0f} GFLOP/s), "
+              f"{flops / cpu / 1e9:.1f} GFLOP per CPU s = {100 * flops / cpu / 1e9 / peak_cpu:.1f} % of its "
+              f"{peak_cpu:.0f}; {100 * flops / cpu / 1e9 / model_cpu:.0f} % of the width-64 matmul's per CPU s")
+        rows.append((name, wall, cpu))
     print(f"  a ({cfg.batch_size * cfg.context_length} x {cfg.width}) x ({cfg.width} x {4 * cfg.width}) matmul alone: "
-          f"{model_wall:.1f} GFLOP/s wall, {model_cpu:.1f} GFLOP per CPU s; the step reaches "
-          f"{100 * flops / wall_new / 1e9 / model_wall:.0f} % / {100 * flops / cpu_new / 1e9 / model_cpu:.0f} % of that")
-    record(f"CLIP training step (demo model, batch {cfg.batch_size}), cirkit's trainer vs the original loop "
+          f"{model_wall:.1f} GFLOP/s wall, {model_cpu:.1f} GFLOP per CPU s")
+    name, wall, cpu = rows[-1]
+    record(f"CLIP training step (demo model, batch {cfg.batch_size}), cirkit's trainer ({name}) vs the original loop "
            "(`bench/train_reference.py`), interleaved rounds: s/step wall; CPU s/step",
-           f"{wall_new:.3f} vs {wall_old:.3f} ({wall_old / wall_new:.2f}×); {cpu_new:.3f} vs {cpu_old:.3f} "
-           f"({cpu_old / cpu_new:.2f}×)", "≥ 4×")
-    record("CLIP training step: GFLOP/s achieved (XLA's FLOP count) vs the jit matmul peak, and vs a lone matmul of "
-           "the step's own width-64 shape",
-           f"{flops / wall_new / 1e9:.1f} ({100 * flops / wall_new / 1e9 / peak_wall:.0f} % of {peak_wall:.0f}; "
-           f"{100 * flops / wall_new / 1e9 / model_wall:.0f} % of {model_wall:.0f})")
+           f"{wall:.3f} vs {wall_old:.3f} ({wall_old / wall:.2f}×); {cpu:.3f} vs {cpu_old:.3f} "
+           f"({cpu_old / cpu:.2f}×)", "≥ 4×")
+    record(f"CLIP training step ({name}): GFLOP/s achieved (XLA's FLOP count) vs the jit matmul peak, and GFLOP per "
+           "CPU s vs a lone matmul of the step's own width-64 shape",
+           f"{flops / wall / 1e9:.1f} ({100 * flops / wall / 1e9 / peak_wall:.0f} % of {peak_wall:.0f}); "
+           f"{flops / cpu / 1e9:.1f} ({100 * flops / cpu / 1e9 / model_cpu:.0f} % of {model_cpu:.0f})")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from .experiment.config import ConfigError
 from .experiment.experiment import load_experiment
 from .experiment.run_record import RunRecordError, read_run
 from .experiment.runner import RunOutcome, run_experiment
+from .host_devices import DEMO_DEVICES, configure_host_devices
 from .models.config import BackendError
 from .ordering import flatten, headline_metrics
 from .report import describe_difference, metrics_tables, preview, steps_table, sweep_table
@@ -46,8 +47,11 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(package_name="cirkit")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """cirkit: reproducible language-guided image retrieval from pure, cached stages."""
+    # before anything imports JAX: the demo trains its CLIP data-parallel on 2 CPU devices (CIRKIT_HOST_DEVICES)
+    configure_host_devices(default=DEMO_DEVICES if ctx.invoked_subcommand == "demo" else 1)
 
 
 @main.command()

@@ -7,6 +7,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
+# The CLI gives JAX 2 CPU devices when it starts first (cirkit/host_devices.py); tests keep one device (and so
+# one rounding) unless a test asks for more itself, also in the subprocesses they start.
+os.environ.setdefault("CIRKIT_HOST_DEVICES", "1")
 
 
 @pytest.fixture(autouse=True, scope="module")

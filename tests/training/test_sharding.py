@@ -1,4 +1,5 @@
-"""A data-parallel step over 2 devices equals the single-device step (2 host devices forced in a subprocess)."""
+"""A data-parallel step over 2 devices equals the single-device step (2 host devices forced in a subprocess), and
+by default the trainer uses every local device."""
 
 from __future__ import annotations
 
@@ -8,13 +9,20 @@ import sys
 import textwrap
 
 SCRIPT = textwrap.dedent("""
-    import jax, numpy as np
+    import dataclasses, jax, numpy as np
     from trainer_fixtures import TinyTask, tiny_data
     from cirkit.training import TrainerConfig, train
     assert len(jax.devices()) == 2, jax.devices()
     cfg = TrainerConfig(steps=4, batch_size=16, grad_accum=2, learning_rate=5e-2, warmup_steps=0, decay_steps=50)
     one = train(TinyTask(), tiny_data(), cfg, devices=jax.devices()[:1])
     two = train(TinyTask(), tiny_data(), cfg, devices=jax.devices())
+    default = train(TinyTask(), tiny_data(), cfg)  # no devices named: all local ones (what the CLI relies on)
+    assert all(np.array_equal(default.params[k], two.params[k]) for k in two.params)
+    try:
+        train(TinyTask(), tiny_data(), dataclasses.replace(cfg, batch_size=15, grad_accum=1))
+        raise AssertionError("an odd batch was split over 2 devices")
+    except ValueError as exc:
+        assert "batch_size 15" in str(exc) and "2 devices" in str(exc), exc
     worst = max(float(np.abs(one.params[k] - two.params[k]).max()) for k in one.params)
     moved = max(float(np.abs(one.params[k] - np.asarray(TinyTask().init(jax.random.split(jax.random.PRNGKey(0))[0])
                 [k.split("/")[0]]["w"] if "/" in k else 0)).max()) for k in one.params)

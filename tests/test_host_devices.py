@@ -1,0 +1,57 @@
+"""`cirkit demo` gives JAX 2 CPU devices, other commands one unless told otherwise (cirkit/host_devices.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cirkit.host_devices import FLAG, configure_host_devices
+
+
+def test_adds_the_flag_to_other_xla_flags_and_keeps_a_users_own_count():
+    env = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
+    assert configure_host_devices(env, default=2) == 2
+    assert env["XLA_FLAGS"] == f"--xla_cpu_enable_fast_math=false {FLAG}=2"
+    assert configure_host_devices(env, default=2) is None and env["XLA_FLAGS"].count(FLAG) == 1  # idempotent
+    mine = {"XLA_FLAGS": f"{FLAG}=4", "CIRKIT_HOST_DEVICES": "3"}
+    assert configure_host_devices(mine, default=2) is None and mine["XLA_FLAGS"] == f"{FLAG}=4"
+    three = {"CIRKIT_HOST_DEVICES": "3"}  # the variable wins over the command's default, either way
+    assert configure_host_devices(three) == 3 and three["XLA_FLAGS"] == f"{FLAG}=3"
+    off = {"CIRKIT_HOST_DEVICES": "1"}
+    assert configure_host_devices(off, default=2) is None and "XLA_FLAGS" not in off
+    plain = {}
+    assert configure_host_devices(plain) is None and plain == {}  # default: one device, nothing set
+
+
+def test_a_late_call_changes_nothing(monkeypatch):
+    import jax  # noqa: F401 - this process's JAX has started: the flag would no longer count
+
+    monkeypatch.setenv("CIRKIT_HOST_DEVICES", "2")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert configure_host_devices() is None and "XLA_FLAGS" not in os.environ
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_count_is_an_error_naming_the_variable(value):
+    with pytest.raises(ValueError, match=f"CIRKIT_HOST_DEVICES.*{value!r}"):
+        configure_host_devices({"CIRKIT_HOST_DEVICES": value})
+
+
+def _devices_after(args: list[str], **extra: str) -> int:
+    script = ("from cirkit.cli import main\n"
+              f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+              "import jax\nprint('DEVICES', jax.device_count())")
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "CIRKIT_HOST_DEVICES")}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.getcwd(), **extra)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split("DEVICES")[1])
+
+
+def test_the_demo_starts_jax_with_two_cpu_devices_and_other_commands_with_one(tmp_path):
+    assert _devices_after(["demo", "--help"]) == 2  # the group runs before the subcommand's --help
+    assert _devices_after(["ls", "--store", str(tmp_path / "store")]) == 1
+    assert _devices_after(["ls", "--store", str(tmp_path / "store")], CIRKIT_HOST_DEVICES="2") == 2
