@@ -1,6 +1,7 @@
 """Lossless, pickle-free encoding of stage outputs as a JSON tree plus NumPy arrays.
 
-JSON carries the structure; each array becomes a ``{"$array": i}`` leaf whose data goes to Zarr. Types
+JSON carries the structure; each array becomes a ``{"$array": i}`` leaf whose data goes to Zarr (a stored
+array's handle becomes the same leaf, so how an array was held never shows in what is stored). Types
 JSON cannot express are tagged (tuples, bytes, non-finite floats, non-string dict keys, dataclasses).
 Decoding instantiates only dataclasses registered with :func:`artifact_type`, so reading a store never
 runs code chosen by whoever wrote it.
@@ -15,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import numpy as np
+
+from .hashing import BlockArray
 
 __all__ = ["artifact_type", "encode", "decode", "describe", "CodecError"]
 
@@ -41,8 +44,10 @@ def encode(value: Any) -> tuple[Any, list[np.ndarray]]:
     return _enc(value, arrays), arrays
 
 
-def decode(tree: Any, arrays: list[np.ndarray]) -> Any:
-    """Rebuild a value from :func:`encode`'s output."""
+def decode(tree: Any, arrays: Any) -> Any:
+    """Rebuild a value from :func:`encode`'s output. ``arrays`` is the list of arrays, or a loader indexed the same
+    way; one with a ``lazy(i)`` method is asked for array ``i`` that way where a dataclass field declared with
+    :func:`~.arrays.lazy_array` holds it (a :class:`~.arrays.StoredArray` handle instead of the whole array)."""
     return _dec(tree, arrays)
 
 
@@ -55,6 +60,9 @@ def _enc(v: Any, arrays: list[np.ndarray]) -> Any:  # noqa: C901
         if math.isfinite(v):
             return v
         return {"$float": "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")}
+    if isinstance(v, BlockArray):  # a stored array (lazy handle): the same leaf as the array it holds
+        arrays.append(v)
+        return {"$array": len(arrays) - 1, "scalar": False}
     if isinstance(v, (np.ndarray, np.generic)):
         arr = np.asarray(v)
         if arr.dtype.hasobject:
@@ -98,7 +106,9 @@ def _dec(t: Any, arrays: list[np.ndarray]) -> Any:  # noqa: C901
         return {_hashable(_dec(k, arrays)): _dec(x, arrays) for k, x in t["$dict"]}
     if "$dataclass" in t:
         cls = _registered(t["$dataclass"])
-        return cls(**{k: _dec(x, arrays) for k, x in t["fields"].items()})
+        lazy = {f.name for f in dataclasses.fields(cls) if f.metadata.get("lazy")} if hasattr(arrays, "lazy") else ()
+        return cls(**{k: (arrays.lazy(x["$array"]) if k in lazy and _is_array_leaf(x) else _dec(x, arrays))
+                      for k, x in t["fields"].items()})
     return {k: _dec(x, arrays) for k, x in t.items()}
 
 
@@ -121,6 +131,10 @@ def _registered(name: str) -> type:
     if cls is None:
         raise UnknownType(f"stored value has unregistered type {name!r}; import the module that defines it")
     return cls
+
+
+def _is_array_leaf(t: Any) -> bool:
+    return isinstance(t, dict) and "$array" in t and not t.get("scalar")
 
 
 def _hashable(k: Any) -> Any:

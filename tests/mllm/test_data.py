@@ -56,6 +56,7 @@ def state_of(vision: ModelRef, path: str) -> np.ndarray:
 def test_each_used_image_is_stored_once_and_the_triplets_point_at_their_own(world):
     split, vision = world
     images, reference, target, negative = _states(split, vision)
+    images = images.to_numpy()  # the stage hands the engine a stream of tower batches
     assert len(images) == 5 and reference.dtype == target.dtype == negative.dtype == np.int32  # not im5
     paths = {im.id: im.path for im in split.gallery.images}
     first_miss = [2, 4, 3, 0, 2]  # each subset's first member that is neither the reference nor the target
@@ -69,6 +70,7 @@ def test_dropped_queries_images_are_not_stored(world):
     split, vision = world
     keep = np.array([False, False, True, False, True])  # q2 uses im0, im2; q4 uses im4, im1
     images, reference, target, negative = _states(split, vision, keep, negatives=False)
+    images = images.to_numpy()
     assert negative is None and len(images) == 4 and len(reference) == len(target) == 2
     paths = {im.id: im.path for im in split.gallery.images}
     np.testing.assert_allclose(images[target[0]], state_of(vision, paths["im2"]), atol=1e-5)
@@ -78,10 +80,12 @@ def test_dropped_queries_images_are_not_stored(world):
 def test_states_computed_a_few_batches_at_a_time_are_those_of_one_call(world, monkeypatch):
     split, vision = world
     tower = load_vision(vision.path, vision.digest)
-    monkeypatch.setattr(tower, "batch_size", 1)  # 8 images a chunk: 11 paths take two chunks, the last ragged
+    monkeypatch.setattr(tower, "batch_size", 4)  # 11 paths: blocks of 4, 4 and 3 images
     paths = [im.path for im in split.gallery.images] + [split.gallery.images[0].path] * 5
-    chunked = _image_states(vision, paths)
-    np.testing.assert_array_equal(chunked, tower.states_of_files(paths))
+    stream = _image_states(vision, paths)
+    blocks = list(stream.blocks())
+    assert stream.rows == 11 and [len(b) for b in blocks] == [4, 4, 3]  # one tower batch held at a time
+    np.testing.assert_array_equal(np.concatenate(blocks), tower.states_of_files(paths))
 
 
 def test_the_stage_stores_the_image_table_and_reads_back_the_same_triplets(world, tmp_path):
