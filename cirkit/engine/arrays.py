@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -50,21 +51,28 @@ def lazy_array(**kwargs: Any) -> Any:
     return dataclasses.field(metadata={"lazy": True, **kwargs.pop("metadata", {})}, **kwargs)
 
 
-class ArrayStream:
+class ArrayStream(BlockArray):
     """An array produced block by block: ``rows`` rows in total, ``blocks`` yields consecutive row blocks of one
     dtype and trailing shape (taken from the first block). One-shot: the engine consumes it when it stores the
-    output that holds it (and puts a :class:`StoredArray` in its place); it cannot be hashed before."""
+    output of a (whole-output, not item-mapping) stage that holds it, and puts a :class:`StoredArray` in its
+    place; it cannot be hashed or stored before (:meth:`~.store.Store.spill` does that)."""
 
     def __init__(self, rows: int, blocks: Iterable[np.ndarray]) -> None:
         if int(rows) < 1:
             raise ValueError(f"an array stream needs at least one row, got {rows}; return an empty array instead")
         self.rows, self._blocks, self._used = int(rows), blocks, False
+        _UNWRITTEN.add(self)
 
     def blocks(self) -> Iterator[np.ndarray]:
         if self._used:
             raise RuntimeError("this array stream was consumed already (it is written once, by the engine)")
         self._used = True
+        _UNWRITTEN.discard(self)
         yield from self._blocks
+
+    def feed(self, h) -> None:
+        raise HashError("an ArrayStream is hashed once written to the store (Store.spill, which the engine calls on "
+                        "a stage's output)")
 
     def to_numpy(self) -> np.ndarray:
         """The whole array in memory (for tests and small arrays)."""
@@ -74,20 +82,28 @@ class ArrayStream:
         return f"<ArrayStream of {self.rows} rows>"
 
 
+_UNWRITTEN: weakref.WeakSet = weakref.WeakSet()  # streams not consumed yet: none, and no output needs a walk
+
+
 def map_streams(value: Any, fn: Callable[[ArrayStream], Any]) -> Any:
     """``value`` with every :class:`ArrayStream` inside it (in tuples, lists, dicts, dataclasses) replaced by
-    ``fn(stream)``; containers without one are returned as they are."""
+    ``fn(stream)``; containers without one are returned as they are, and while no stream is waiting to be written
+    (the usual case) ``value`` is returned without a walk (a million-image gallery is not traversed for nothing)."""
+    return _map(value, fn) if len(_UNWRITTEN) else value
+
+
+def _map(value: Any, fn: Callable[[ArrayStream], Any]) -> Any:
     if isinstance(value, ArrayStream):
         return fn(value)
     if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
-        items = [map_streams(v, fn) for v in value]
+        items = [_map(v, fn) for v in value]
         return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
     if isinstance(value, dict):
-        items = {k: map_streams(v, fn) for k, v in value.items()}
+        items = {k: _map(v, fn) for k, v in value.items()}
         return value if all(items[k] is v for k, v in value.items()) else items
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
-        mapped = {k: map_streams(v, fn) for k, v in fields.items()}
+        mapped = {k: _map(v, fn) for k, v in fields.items()}
         return value if all(mapped[k] is v for k, v in fields.items()) else dataclasses.replace(value, **mapped)
     return value
 

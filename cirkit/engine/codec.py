@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .hashing import BlockArray
+from .arrays import ArrayStream, StoredArray
 
 __all__ = ["artifact_type", "encode", "decode", "describe", "CodecError"]
 
@@ -60,7 +60,10 @@ def _enc(v: Any, arrays: list[np.ndarray]) -> Any:  # noqa: C901
         if math.isfinite(v):
             return v
         return {"$float": "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")}
-    if isinstance(v, BlockArray):  # a stored array (lazy handle): the same leaf as the array it holds
+    if isinstance(v, ArrayStream):
+        raise CodecError("an ArrayStream is written to the store (Store.spill, which the engine calls on a stage's "
+                         "output) before its value is stored")
+    if isinstance(v, StoredArray):  # a stored array's handle: the same leaf as the array it holds
         arrays.append(v)
         return {"$array": len(arrays) - 1, "scalar": False}
     if isinstance(v, (np.ndarray, np.generic)):

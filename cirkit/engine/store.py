@@ -239,7 +239,6 @@ class Store:
     def put_value(self, value: Any, content: str | None = None) -> str:
         """Store ``value`` (arrays first, then its JSON tree) and return its content hash. Arrays are written
         even when the value file exists, so that a value whose arrays were lost is repaired."""
-        value = self.spill(value)
         content = content or digest(value)
         exists = self.has_value(content)
         if exists and self._arrays_present(content):

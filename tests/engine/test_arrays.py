@@ -23,6 +23,7 @@ from cirkit.engine import (
     CorruptArray,
     CorruptionWarning,
     Engine,
+    HashError,
     MissingContent,
     Store,
     StoredArray,
@@ -260,4 +261,6 @@ def test_a_stream_must_deliver_its_rows(tmp_path):
         store.spill(Table(ArrayStream(30, blocks_of(table(20), 8))))
     with pytest.raises(Exception, match="does not belong"):
         store.spill(Table(ArrayStream(30, iter([table(10), np.zeros((20, 3), np.float32)]))))
+    with pytest.raises(HashError, match="Store.spill"):  # stored only through the engine (or Store.spill)
+        store.put_value(Table(ArrayStream(20, blocks_of(table(20), 8))))
     assert list(store.fs.temporaries()) == []
