@@ -41,6 +41,11 @@ def chunk_rows(shape: tuple[int, ...], itemsize: int) -> int:
     return max(1, min(shape[0], CHUNK_BYTES // row_bytes))
 
 
+def chunk_sum(block: np.ndarray) -> str:
+    """SHA-256 of a chunk's rows in their canonical encoding (whatever byte order Zarr hands them back in)."""
+    return hashlib.sha256(memoryview(canonical_block(block).reshape(-1).view(np.uint8))).hexdigest()
+
+
 class CorruptArray(Corrupt):
     """A stored array's chunk does not hold the bytes that were verified (or written)."""
 
@@ -122,7 +127,7 @@ def write_stream(stream: ArrayStream, create: Callable[[tuple[int, ...], np.dtyp
     def write(block: np.ndarray) -> None:
         nonlocal rows
         z[rows:rows + len(block)] = block
-        sums.append(hashlib.sha256(memoryview(np.ascontiguousarray(block).reshape(-1).view(np.uint8))).hexdigest())
+        sums.append(chunk_sum(block))
         rows += len(block)
 
     for block in stream.blocks():
@@ -138,7 +143,7 @@ def write_stream(stream: ArrayStream, create: Callable[[tuple[int, ...], np.dtyp
         hasher.update(block)  # checks dtype, trailing shape and the row count
         if carry:  # complete the chunk begun by earlier blocks
             need = per_chunk - sum(len(c) for c in carry)
-            carry.append(block[:need])
+            carry.append(block[:need].copy())  # copies: the producer may reuse its buffer for the next block
             block = block[need:]
             if sum(len(c) for c in carry) == per_chunk:
                 write(np.concatenate(carry))
@@ -147,7 +152,7 @@ def write_stream(stream: ArrayStream, create: Callable[[tuple[int, ...], np.dtyp
         for start in range(0, whole, per_chunk):
             write(block[start:start + per_chunk])
         if whole < len(block):
-            carry.append(block[whole:].copy())  # a copy: the producer may reuse its buffer
+            carry.append(block[whole:].copy())
     if hasher is None:
         raise HashError(f"an array stream of {stream.rows} rows yielded no blocks")
     if carry:
@@ -190,7 +195,7 @@ class StoredArray(BlockArray):
         except Exception as exc:  # noqa: BLE001 - a chunk that does not decode is corrupt
             raise CorruptArray(f"{file} does not decode ({type(exc).__name__}: {str(exc)[:200]})") from None
         if self._sums is not None:
-            if hashlib.sha256(memoryview(block.reshape(-1).view(np.uint8))).hexdigest() != self._sums[c]:
+            if chunk_sum(block) != self._sums[c]:
                 raise CorruptArray(f"{file} does not hold the bytes verified when its array was loaded or written")
         return block
 
@@ -207,8 +212,9 @@ class StoredArray(BlockArray):
         for block in self._chunks():
             if own is not None:
                 own.update(block)
-                sums.append(hashlib.sha256(memoryview(block.reshape(-1).view(np.uint8))).hexdigest())
             block = canonical_block(block)
+            if own is not None:
+                sums.append(hashlib.sha256(memoryview(block.reshape(-1).view(np.uint8))).hexdigest())
             if block.nbytes:
                 h.update(memoryview(block.reshape(-1).view(np.uint8)))
         if own is not None:

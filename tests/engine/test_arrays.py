@@ -264,3 +264,21 @@ def test_a_stream_must_deliver_its_rows(tmp_path):
     with pytest.raises(HashError, match="Store.spill"):  # stored only through the engine (or Store.spill)
         store.put_value(Table(ArrayStream(20, blocks_of(table(20), 8))))
     assert list(store.fs.temporaries()) == []
+
+
+def test_a_producer_may_refill_one_buffer_for_every_block(tmp_path, small_chunks):
+    """Blocks of 7 rows (unaligned with the chunks of 5) yielded from one reused buffer: what is stored is what was
+    yielded, so rows carried over to the next chunk are copies, not views of the buffer."""
+    arr = table()
+
+    def refilled():
+        buffer = np.empty((7,) + arr.shape[1:], arr.dtype)
+        for i in range(0, len(arr), 7):
+            n = len(arr[i:i + 7])
+            buffer[:n] = arr[i:i + 7]
+            yield buffer[:n]
+
+    store = Store(str(tmp_path))
+    content = store.put_value(store.spill(Table(ArrayStream(len(arr), refilled()))))
+    assert content == digest(Table(arr))
+    np.testing.assert_array_equal(np.asarray(store.get_value(content).rows), arr)
