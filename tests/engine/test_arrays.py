@@ -266,16 +266,17 @@ def test_a_stream_must_deliver_its_rows(tmp_path):
     assert list(store.fs.temporaries()) == []
 
 
-def test_a_producer_may_refill_one_buffer_for_every_block(tmp_path, small_chunks):
-    """Blocks of 7 rows (unaligned with the chunks of 5) yielded from one reused buffer: what is stored is what was
-    yielded, so rows carried over to the next chunk are copies, not views of the buffer."""
+@pytest.mark.parametrize("size", [2, 7])  # blocks shorter than a chunk of 5 rows, and longer, unaligned
+def test_a_producer_may_refill_one_buffer_for_every_block(tmp_path, small_chunks, size):
+    """Blocks yielded from one reused buffer: what is stored is what was yielded, so rows carried over to the next
+    chunk are copies, not views of the buffer."""
     arr = table()
 
     def refilled():
-        buffer = np.empty((7,) + arr.shape[1:], arr.dtype)
-        for i in range(0, len(arr), 7):
-            n = len(arr[i:i + 7])
-            buffer[:n] = arr[i:i + 7]
+        buffer = np.empty((size,) + arr.shape[1:], arr.dtype)
+        for i in range(0, len(arr), size):
+            n = len(arr[i:i + size])
+            buffer[:n] = arr[i:i + size]
             yield buffer[:n]
 
     store = Store(str(tmp_path))
