@@ -8,6 +8,8 @@ once complete, so peak memory is one block plus one chunk, and an interrupted wr
 *Reading.* A dataclass field declared with :func:`lazy_array` loads as a :class:`StoredArray`: a read-only handle
 (``shape``, ``dtype``, ``len``, ``handle[rows]``) whose indexing reads only the chunks holding those rows.
 
+Decoded chunks are kept up to :data:`CACHE_BYTES` (least recently used dropped), so a small table is read once.
+
 *Verification* stays whole, with bounded memory. Loading a value re-hashes it (as for every value); a handle is
 hashed by streaming its chunks once, which also checks the array's own digest (the name of its folder) and notes
 each chunk's SHA-256. Every later read checks the chunks it decodes against those notes, so rows handed to a
@@ -18,6 +20,7 @@ it wrote. Rows are never served from a handle that has not been verified (indexi
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import weakref
@@ -32,6 +35,7 @@ from .hashing import ArrayHasher, BlockArray, HashError, canonical_block, feed_a
 __all__ = ["ArrayStream", "StoredArray", "CorruptArray", "lazy_array", "chunk_rows", "write_stream", "map_streams"]
 
 CHUNK_BYTES = 8 << 20  # the size of a stored array's chunks (rows of at most this many bytes, at least one row)
+CACHE_BYTES = 128 << 20  # verified chunks a handle keeps (least recently used dropped): a small table stays decoded
 
 
 def chunk_rows(shape: tuple[int, ...], itemsize: int) -> int:
@@ -170,6 +174,8 @@ class StoredArray(BlockArray):
         self.shape, self.dtype = tuple(int(n) for n in z.shape), np.dtype(z.dtype)
         self.chunk_rows = int(z.chunks[0])
         self._sums = sums
+        self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+        self._cached = 0
 
     ndim = property(lambda self: len(self.shape))
     nbytes = property(lambda self: int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize)
@@ -254,5 +260,21 @@ class StoredArray(BlockArray):
         which = rows // self.chunk_rows
         for c in np.unique(which):
             at = which == c
-            out[at] = self._chunk(int(c))[rows[at] - c * self.chunk_rows]
+            out[at] = self._kept_chunk(int(c))[rows[at] - c * self.chunk_rows]
         return out
+
+    def _kept_chunk(self, c: int) -> np.ndarray:
+        """Chunk ``c`` as read and checked, kept while the chunks kept fit in :data:`CACHE_BYTES` (a table that small
+        is decoded and hashed once, not at every batch; a larger one costs one chunk read per chunk a batch names).
+        Kept chunks hold the bytes that were verified; rows are copied out of them, never handed out."""
+        block = self._cache.get(c)
+        if block is not None:
+            self._cache.move_to_end(c)
+            return block
+        block = self._chunk(c)
+        if block.nbytes <= CACHE_BYTES:
+            self._cache[c] = block
+            self._cached += block.nbytes
+            while self._cached > CACHE_BYTES:
+                self._cached -= self._cache.popitem(last=False)[1].nbytes
+        return block

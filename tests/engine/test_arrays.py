@@ -93,6 +93,8 @@ def test_a_handle_reads_the_rows_numpy_would_and_only_their_chunks(tmp_path, sma
     rows = np.array([12, 3, 12, 49, -1, 4])
     np.testing.assert_array_equal(handle[rows], arr[rows])
     assert sorted(read) == [0, 2, 9]  # rows 3, 4 | 12 | 49: three chunks of the ten
+    np.testing.assert_array_equal(handle[np.array([13, 0])], arr[[13, 0]])
+    assert sorted(read) == [0, 2, 9]  # kept: read and hashed once
     for key in (slice(7, 23), slice(None, None, 4), 17, -2, np.array([], np.int64)):
         np.testing.assert_array_equal(handle[key], arr[key])
     assert len(handle) == 50 and handle.shape == arr.shape and handle.dtype == arr.dtype
@@ -104,6 +106,7 @@ def test_streaming_holds_about_a_chunk_not_the_array(tmp_path, monkeypatch):
     """32 MiB written from 1 MiB blocks in 256 KiB chunks, loaded (which re-hashes it) and read a batch at a time:
     the Python heap's peak stays a small fraction of the array (the whole-array path needs all of it, twice)."""
     monkeypatch.setattr(arrays_module, "CHUNK_BYTES", 256 << 10)
+    monkeypatch.setattr(arrays_module, "CACHE_BYTES", 1 << 20)  # four chunks kept
     n, width = 8192, 1024  # rows of 4 KiB
     store = Store(str(tmp_path))
 
