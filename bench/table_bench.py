@@ -46,12 +46,14 @@ def bases(store_dir: str):
 def synthetic(store_dir: str, mib: int, how: str) -> None:
     import dataclasses
 
-    from cirkit.engine import ArrayStream, Engine, Store, artifact_type, lazy_array, stage
+    from cirkit.engine import ArrayStream, Engine, Store, artifact_type, lazy_fields, stage
 
     @artifact_type
     @dataclasses.dataclass(frozen=True)
     class Table:
-        images: np.ndarray = lazy_array()
+        images: np.ndarray
+
+    lazy_fields(Table, "images")
 
     rows = mib * 2**20 // (576 * 64 * 4)
 

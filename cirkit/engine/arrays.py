@@ -5,7 +5,7 @@ holds a large array; the engine writes the blocks into a temporary Zarr folder a
 (:class:`~.hashing.ArrayHasher`, the same digest as the whole array's), and publishes the folder under that digest
 once complete, so peak memory is one block plus one chunk, and an interrupted write publishes nothing.
 
-*Reading.* A dataclass field declared with :func:`lazy_array` loads as a :class:`StoredArray`: a read-only handle
+*Reading.* A dataclass field named in :func:`~.codec.lazy_fields` loads as a :class:`StoredArray`: a read-only handle
 (``shape``, ``dtype``, ``len``, ``handle[rows]``) whose indexing reads only the chunks holding those rows.
 
 Decoded chunks are kept up to :data:`CACHE_BYTES` (least recently used dropped), so a small table is read once.
@@ -32,7 +32,7 @@ import numpy as np
 from .checks import Corrupt
 from .hashing import ArrayHasher, BlockArray, HashError, canonical_block, feed_array_header
 
-__all__ = ["ArrayStream", "StoredArray", "CorruptArray", "lazy_array", "chunk_rows", "write_stream", "map_streams"]
+__all__ = ["ArrayStream", "StoredArray", "CorruptArray", "chunk_rows", "write_stream", "map_streams"]
 
 CHUNK_BYTES = 8 << 20  # the size of a stored array's chunks (rows of at most this many bytes, at least one row)
 CACHE_BYTES = 128 << 20  # verified chunks a handle keeps (least recently used dropped): a small table stays decoded
@@ -52,12 +52,6 @@ def chunk_sum(block: np.ndarray) -> str:
 
 class CorruptArray(Corrupt):
     """A stored array's chunk does not hold the bytes that were verified (or written)."""
-
-
-def lazy_array(**kwargs: Any) -> Any:
-    """A dataclass field (``images: np.ndarray = lazy_array()``) that loads from the store as a :class:`StoredArray`
-    instead of a whole array; it changes neither the stored layout nor the value's content hash."""
-    return dataclasses.field(metadata={"lazy": True, **kwargs.pop("metadata", {})}, **kwargs)
 
 
 class ArrayStream(BlockArray):

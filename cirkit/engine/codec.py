@@ -19,7 +19,7 @@ import numpy as np
 
 from .arrays import ArrayStream, StoredArray
 
-__all__ = ["artifact_type", "encode", "decode", "describe", "CodecError"]
+__all__ = ["artifact_type", "lazy_fields", "encode", "decode", "describe", "CodecError"]
 
 T = TypeVar("T")
 _TYPES: dict[str, type] = {}
@@ -27,6 +27,21 @@ _TYPES: dict[str, type] = {}
 
 class CodecError(ValueError):
     """A value cannot be stored, or a stored tree does not decode."""
+
+
+_LAZY: dict[str, frozenset[str]] = {}
+
+
+def lazy_fields(cls: type, *names: str) -> None:
+    """Load these array fields of a registered dataclass from the store as :class:`~.arrays.StoredArray` handles
+    (rows read on indexing) instead of whole arrays. Neither the stored layout nor any hash changes: a statement
+    beside the class, not in it, so that declaring it leaves the keys of code that reads the class as they were."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise CodecError(f"{cls.__qualname__} has no field {unknown[0]!r}")
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    _LAZY[name] = _LAZY.get(name, frozenset()) | frozenset(names)
 
 
 def artifact_type(cls: T) -> T:
@@ -46,8 +61,8 @@ def encode(value: Any) -> tuple[Any, list[np.ndarray]]:
 
 def decode(tree: Any, arrays: Any) -> Any:
     """Rebuild a value from :func:`encode`'s output. ``arrays`` is the list of arrays, or a loader indexed the same
-    way; one with a ``lazy(i)`` method is asked for array ``i`` that way where a dataclass field declared with
-    :func:`~.arrays.lazy_array` holds it (a :class:`~.arrays.StoredArray` handle instead of the whole array)."""
+    way; one with a ``lazy(i)`` method is asked for array ``i`` that way where a dataclass field named in
+    :func:`lazy_fields` holds it (a :class:`~.arrays.StoredArray` handle instead of the whole array)."""
     return _dec(tree, arrays)
 
 
@@ -109,7 +124,7 @@ def _dec(t: Any, arrays: list[np.ndarray]) -> Any:  # noqa: C901
         return {_hashable(_dec(k, arrays)): _dec(x, arrays) for k, x in t["$dict"]}
     if "$dataclass" in t:
         cls = _registered(t["$dataclass"])
-        lazy = {f.name for f in dataclasses.fields(cls) if f.metadata.get("lazy")} if hasattr(arrays, "lazy") else ()
+        lazy = _LAZY.get(t["$dataclass"], ()) if hasattr(arrays, "lazy") else ()
         return cls(**{k: (arrays.lazy(x["$array"]) if k in lazy and _is_array_leaf(x) else _dec(x, arrays))
                       for k, x in t["fields"].items()})
     return {k: _dec(x, arrays) for k, x in t.items()}

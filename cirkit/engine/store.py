@@ -490,7 +490,7 @@ class Store:
 
 class _ArrayLoader:
     """A value document's arrays for :func:`~.codec.decode`: ``[i]`` reads one whole, ``lazy(i)`` gives a handle
-    (fields declared with :func:`~.arrays.lazy_array`); ``nbytes`` counts what was read into memory."""
+    (fields named in :func:`~.codec.lazy_fields`); ``nbytes`` counts what was read into memory."""
 
     def __init__(self, store: Store, refs: list) -> None:
         if not isinstance(refs, list):

@@ -18,7 +18,7 @@ from ..annotation.cot import CotAnnotations
 from ..data.errors import DataError
 from ..data.model import Split
 from ..encoders.interface import ModelRef
-from ..engine import ArrayStream, StoredArray, artifact_type, lazy_array, stage
+from ..engine import ArrayStream, artifact_type, lazy_fields, stage
 from ..lm.config import read_lm_config
 from ..training.data import GatherSource
 from .batching import pad_rows
@@ -32,9 +32,7 @@ __all__ = ["TrainingTriplets", "training_triplets", "ReasonedTexts", "reasoned_t
 @artifact_type
 @dataclasses.dataclass(frozen=True)
 class TrainingTriplets:
-    # [m, tokens, dim] float32: frozen vision states of each image the triplets use, once. Written to the store a tower
-    # batch at a time (an ArrayStream) and loaded as a StoredArray handle whose batches read only their rows' chunks
-    images: np.ndarray | ArrayStream | StoredArray = lazy_array()
+    images: np.ndarray  # [m, tokens, dim] float32: frozen vision states of each image the triplets use, once
     reference: np.ndarray  # [n] int32: each query's reference image, a row of ``images``
     target: np.ndarray  # [n] int32: its target image's row
     tokens: np.ndarray  # [n, max_text_tokens] int32 edit-text ids, left-padded
@@ -59,6 +57,11 @@ class TrainingTriplets:
         fields.update({k: v for k, v in extra.items() if v is not None})
         images = ("reference", "target", "negative")
         return GatherSource(fields, {"images": self.images}, {k: "images" for k in images if k in fields})
+
+
+# The table loads as a StoredArray handle (batches read only their rows' chunks; it is written as an ArrayStream, a
+# tower batch at a time). Declared here, not in the class: how a field loads changes no result, so no key.
+lazy_fields(TrainingTriplets, "images")
 
 
 def _pad_id(llm: str) -> int:

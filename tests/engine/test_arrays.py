@@ -29,7 +29,7 @@ from cirkit.engine import (
     StoredArray,
     artifact_type,
     digest,
-    lazy_array,
+    lazy_fields,
     stage,
 )
 
@@ -37,9 +37,12 @@ from cirkit.engine import (
 @artifact_type
 @dataclasses.dataclass(frozen=True)
 class Table:
-    rows: np.ndarray = lazy_array()
+    rows: np.ndarray
     name: str = "t"
     eager: np.ndarray | None = None  # an array field not declared lazy: it loads whole
+
+
+lazy_fields(Table, "rows")
 
 
 def table(n: int = 50, seed: int = 0) -> np.ndarray:
