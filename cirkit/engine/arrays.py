@@ -6,9 +6,8 @@ holds a large array; the engine writes the blocks into a temporary Zarr folder a
 once complete, so peak memory is one block plus one chunk, and an interrupted write publishes nothing.
 
 *Reading.* A dataclass field named in :func:`~.codec.lazy_fields` loads as a :class:`StoredArray`: a read-only handle
-(``shape``, ``dtype``, ``len``, ``handle[rows]``) whose indexing reads only the chunks holding those rows.
-
-Decoded chunks are kept up to :data:`CACHE_BYTES` (least recently used dropped), so a small table is read once.
+(``shape``, ``dtype``, ``len``, ``handle[rows]``) whose indexing reads only the chunks holding those rows. Decoded
+chunks are kept up to :data:`CACHE_BYTES` (least recently used dropped), so a small table is decoded once.
 
 *Verification* stays whole, with bounded memory. Loading a value re-hashes it (as for every value); a handle is
 hashed by streaming its chunks once, which also checks the array's own digest (the name of its folder) and notes
@@ -16,6 +15,10 @@ each chunk's SHA-256. Every later read checks the chunks it decodes against thos
 consumer are the bytes that were verified, even if the file changes after loading; a mismatch raises
 :class:`CorruptArray` naming the chunk file. A handle made by a write knows its chunks' digests from the blocks
 it wrote. Rows are never served from a handle that has not been verified (indexing first verifies it).
+Why not per-chunk digests stored beside the chunks, to skip the pass at load: nothing would tie them to the
+value's content hash without reading every byte anyway (the hash covers the bytes, not the chunk digests), and
+an extra file would change the array folder that ``cirkit pull`` and ``verify`` accept. The pass is sequential
+and bounded (one chunk); for a training run it happens once per process (the engine keeps loaded values).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ Layout under the root (a directory or an fsspec URL)::
 
 Content is written before the record that points to it, each file atomically. Every read is checked
 (records, runs and shard files by an embedded checksum and their shape, values by re-hashing what was
-decoded, arrays against the shape and dtype their value names before any data is read); anything that fails
-is reported with a :class:`CorruptionWarning` and treated as absent, so it gets recomputed. An I/O error
+decoded, arrays against the shape and dtype their value names before any data is read; an array too
+large for memory is written as a stream and read through a lazy handle, verified chunk by chunk, see
+``arrays.py``); anything that fails is reported with a :class:`CorruptionWarning` and treated as absent, so it gets recomputed. An I/O error
 is not corruption: it raises :class:`StoreIOError` and nothing is deleted.
 
 A store may be someone else's data: every name taken from stored content (keys, hashes, digests,
