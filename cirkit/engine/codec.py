@@ -1,6 +1,7 @@
 """Lossless, pickle-free encoding of stage outputs as a JSON tree plus NumPy arrays.
 
-JSON carries the structure; each array becomes a ``{"$array": i}`` leaf whose data goes to Zarr. Types
+JSON carries the structure; each array becomes a ``{"$array": i}`` leaf whose data goes to Zarr (a stored
+array's handle becomes the same leaf, so how an array was held never shows in what is stored). Types
 JSON cannot express are tagged (tuples, bytes, non-finite floats, non-string dict keys, dataclasses).
 Decoding instantiates only dataclasses registered with :func:`artifact_type`, so reading a store never
 runs code chosen by whoever wrote it.
@@ -16,7 +17,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["artifact_type", "encode", "decode", "describe", "CodecError"]
+from .arrays import ArrayStream, StoredArray
+
+__all__ = ["artifact_type", "lazy_fields", "encode", "decode", "describe", "CodecError"]
 
 T = TypeVar("T")
 _TYPES: dict[str, type] = {}
@@ -24,6 +27,21 @@ _TYPES: dict[str, type] = {}
 
 class CodecError(ValueError):
     """A value cannot be stored, or a stored tree does not decode."""
+
+
+_LAZY: dict[str, frozenset[str]] = {}
+
+
+def lazy_fields(cls: type, *names: str) -> None:
+    """Load these array fields of a registered dataclass from the store as :class:`~.arrays.StoredArray` handles
+    (rows read on indexing) instead of whole arrays. Neither the stored layout nor any hash changes: a statement
+    beside the class, not in it, so that declaring it leaves the keys of code that reads the class as they were."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise CodecError(f"{cls.__qualname__} has no field {unknown[0]!r}")
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    _LAZY[name] = _LAZY.get(name, frozenset()) | frozenset(names)
 
 
 def artifact_type(cls: T) -> T:
@@ -41,8 +59,10 @@ def encode(value: Any) -> tuple[Any, list[np.ndarray]]:
     return _enc(value, arrays), arrays
 
 
-def decode(tree: Any, arrays: list[np.ndarray]) -> Any:
-    """Rebuild a value from :func:`encode`'s output."""
+def decode(tree: Any, arrays: Any) -> Any:
+    """Rebuild a value from :func:`encode`'s output. ``arrays`` is the list of arrays, or a loader indexed the same
+    way; one with a ``lazy(i)`` method is asked for array ``i`` that way where a dataclass field named in
+    :func:`lazy_fields` holds it (a :class:`~.arrays.StoredArray` handle instead of the whole array)."""
     return _dec(tree, arrays)
 
 
@@ -55,6 +75,12 @@ def _enc(v: Any, arrays: list[np.ndarray]) -> Any:  # noqa: C901
         if math.isfinite(v):
             return v
         return {"$float": "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")}
+    if isinstance(v, ArrayStream):
+        raise CodecError("an ArrayStream is written to the store (Store.spill, which the engine calls on a stage's "
+                         "output) before its value is stored")
+    if isinstance(v, StoredArray):  # a stored array's handle: the same leaf as the array it holds
+        arrays.append(v)
+        return {"$array": len(arrays) - 1, "scalar": False}
     if isinstance(v, (np.ndarray, np.generic)):
         arr = np.asarray(v)
         if arr.dtype.hasobject:
@@ -98,7 +124,9 @@ def _dec(t: Any, arrays: list[np.ndarray]) -> Any:  # noqa: C901
         return {_hashable(_dec(k, arrays)): _dec(x, arrays) for k, x in t["$dict"]}
     if "$dataclass" in t:
         cls = _registered(t["$dataclass"])
-        return cls(**{k: _dec(x, arrays) for k, x in t["fields"].items()})
+        lazy = _LAZY.get(t["$dataclass"], ()) if hasattr(arrays, "lazy") else ()
+        return cls(**{k: (arrays.lazy(x["$array"]) if k in lazy and _is_array_leaf(x) else _dec(x, arrays))
+                      for k, x in t["fields"].items()})
     return {k: _dec(x, arrays) for k, x in t.items()}
 
 
@@ -121,6 +149,10 @@ def _registered(name: str) -> type:
     if cls is None:
         raise UnknownType(f"stored value has unregistered type {name!r}; import the module that defines it")
     return cls
+
+
+def _is_array_leaf(t: Any) -> bool:
+    return isinstance(t, dict) and "$array" in t and not t.get("scalar")
 
 
 def _hashable(k: Any) -> Any:

@@ -204,7 +204,7 @@ class Engine:
         start = time.perf_counter()
         values = {k: self._input_value(v) for k, v in inputs.items()}
         if stage.over is None:
-            output = stage.fn(config, **values)
+            output = self.store.spill(stage.fn(config, **values))  # streamed arrays written as they come
             content = self.store.put_value(output)
             self._memo[content] = output  # also serves a value the store holds but cannot give back
             extra: dict[str, Any] = {}

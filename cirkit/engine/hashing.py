@@ -13,7 +13,10 @@ Deliberate choices:
 - Dict digests are independent of insertion order (entries sorted by their encoded keys).
 - Dataclasses hash by class name and field values; fields with ``metadata={"hash": False}`` are left out
   (for knobs that cannot change a result, such as a worker count).
-- NumPy arrays hash by dtype (little-endian), shape and C-order bytes; object arrays are refused.
+- NumPy arrays hash by dtype (little-endian), shape and C-order bytes; object arrays are refused. An array
+  that is not in memory (a :class:`BlockArray`: one streamed into the store, or a stored one read lazily) hashes
+  alike, fed in row blocks (:class:`ArrayHasher` for one array alone), so no key or content hash depends on
+  how an array was written or read.
 - :class:`FileRef` and :class:`pathlib.Path` hash by the file's content (a directory by its sorted tree).
 """
 
@@ -30,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FileRef", "digest", "digest_bytes", "file_digest", "HashError"]
+__all__ = ["FileRef", "digest", "digest_bytes", "file_digest", "HashError", "ArrayHasher", "BlockArray", "canonical_block",
+           "feed_array_header"]
 
 _CANON_NAN = struct.pack(">d", float("nan"))
 _CHUNK = 1 << 20
@@ -128,6 +132,8 @@ def _feed(h, value: Any) -> None:  # noqa: C901 - one branch per type is the cle
             _feed(h, v)
     elif isinstance(value, (np.ndarray, np.generic)):
         _feed_array(h, np.asarray(value))
+    elif isinstance(value, BlockArray):
+        value.feed(h)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         if isinstance(value, FileRef):
             _frame(h, b"P", bytes.fromhex(file_digest(value.path)))
@@ -154,14 +160,71 @@ def _feed(h, value: Any) -> None:  # noqa: C901 - one branch per type is the cle
 
 
 def _feed_array(h, arr: np.ndarray) -> None:
+    arr = canonical_block(arr)
+    feed_array_header(h, arr.dtype, arr.shape)
+    if arr.nbytes:
+        h.update(memoryview(arr.reshape(-1).view(np.uint8)))
+
+
+def canonical_block(arr: np.ndarray) -> np.ndarray:
+    """``arr`` (or rows of one array) as it is hashed: little-endian, every NaN alike, C-contiguous. Each element
+    is canonicalised on its own, so an array hashed in consecutive row blocks gives the bytes of the whole."""
+    arr = np.asarray(arr)
     if arr.dtype.hasobject:
         raise HashError("cannot hash a numpy array of dtype object; convert it to a fixed dtype")
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     if arr.dtype.kind in "fc" and np.isnan(arr).any():
         arr = np.where(np.isnan(arr), np.asarray(np.nan, dtype=arr.dtype), arr)
-    arr = np.ascontiguousarray(arr).reshape(arr.shape)  # ascontiguousarray makes a 0-d array 1-d: keep the shape
-    _frame(h, b"A", f"{arr.dtype.str}|{arr.shape}".encode())
-    h.update(arr.nbytes.to_bytes(8, "big"))
-    if arr.nbytes:
-        h.update(memoryview(arr.reshape(-1).view(np.uint8)))
+    return np.ascontiguousarray(arr).reshape(arr.shape)  # ascontiguousarray makes a 0-d array 1-d: keep the shape
+
+
+def feed_array_header(h, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """What precedes an array's bytes in its encoding: its (little-endian) dtype, shape and byte count."""
+    dtype = np.dtype(dtype)
+    dtype = dtype.newbyteorder("<") if dtype.byteorder in ">=" and dtype.itemsize > 1 else dtype
+    shape = tuple(int(n) for n in shape)
+    _frame(h, b"A", f"{dtype.str}|{shape}".encode())
+    h.update((int(np.prod(shape, dtype=np.int64)) * dtype.itemsize).to_bytes(8, "big"))
+
+
+class BlockArray:
+    """An array that is not held in memory (one being written, or stored), hashed exactly as the ``np.ndarray`` of
+    the same dtype, shape and content: subclasses give ``shape``, ``dtype`` and :meth:`feed`, which writes
+    :func:`feed_array_header` then the canonical bytes of consecutive row blocks into ``h``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def feed(self, h) -> None:
+        raise NotImplementedError
+
+
+class ArrayHasher:
+    """The digest of one array fed in consecutive row blocks (the first axis), equal to :func:`digest` of the whole
+    array; it checks that the blocks have the declared dtype and trailing shape and add up to its rows."""
+
+    def __init__(self, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self.dtype, self.shape = np.dtype(dtype), tuple(int(n) for n in shape)
+        if not self.shape:
+            raise HashError("a 0-d array has no rows to feed in blocks")
+        self.rows = 0
+        self._h = hashlib.sha256()
+        feed_array_header(self._h, self.dtype, self.shape)
+
+    def update(self, block: np.ndarray) -> None:
+        block = np.asarray(block)
+        if block.dtype != self.dtype or block.shape[1:] != self.shape[1:] or block.ndim != len(self.shape):
+            raise HashError(f"a block of dtype {block.dtype} and shape {block.shape} does not belong to an array of "
+                            f"dtype {self.dtype} and shape {self.shape}")
+        if self.rows + len(block) > self.shape[0]:
+            raise HashError(f"blocks add up to more than the {self.shape[0]} rows declared")
+        self.rows += len(block)
+        block = canonical_block(block)
+        if block.nbytes:
+            self._h.update(memoryview(block.reshape(-1).view(np.uint8)))
+
+    def hexdigest(self) -> str:
+        if self.rows != self.shape[0]:
+            raise HashError(f"blocks add up to {self.rows} rows, not the {self.shape[0]} declared")
+        return self._h.hexdigest()

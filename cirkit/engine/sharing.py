@@ -195,7 +195,7 @@ def _verify_entry(staging: Store, view: Store, kind: str, name: str, found: Reac
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CorruptionWarning)
             if kind == "array":
-                ok = digest(staging._get_array(found.array_refs[name])) == name
+                ok = digest(staging._get_array(found.array_refs[name], lazy=True)) == name
             elif kind == "value":
                 view._value(name, memo, discard=False)
                 ok = True

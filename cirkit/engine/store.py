@@ -10,8 +10,9 @@ Layout under the root (a directory or an fsspec URL)::
 
 Content is written before the record that points to it, each file atomically. Every read is checked
 (records, runs and shard files by an embedded checksum and their shape, values by re-hashing what was
-decoded, arrays against the shape and dtype their value names before any data is read); anything that fails
-is reported with a :class:`CorruptionWarning` and treated as absent, so it gets recomputed. An I/O error
+decoded, arrays against the shape and dtype their value names before any data is read; an array too
+large for memory is written as a stream and read through a lazy handle, verified chunk by chunk, see
+``arrays.py``); anything that fails is reported with a :class:`CorruptionWarning` and treated as absent, so it gets recomputed. An I/O error
 is not corruption: it raises :class:`StoreIOError` and nothing is deleted.
 
 A store may be someone else's data: every name taken from stored content (keys, hashes, digests,
@@ -30,6 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .arrays import ArrayStream, StoredArray, chunk_rows, map_streams, write_stream
 from .checks import (
     BadName,
     Corrupt,
@@ -51,7 +53,6 @@ __all__ = [
 ]
 
 _INLINE_ARRAY_BYTES = 1024
-_CHUNK_BYTES = 8 << 20
 
 
 class CorruptionWarning(UserWarning):
@@ -249,6 +250,35 @@ class Store:
             self.fs.write_atomic(self.value_path(content), _dumps({"tree": tree, "arrays": refs}, sort_keys=False))
         return content
 
+    def spill(self, value: Any) -> Any:
+        """``value`` with each :class:`~.arrays.ArrayStream` in it written to the store as it comes (temporary folder,
+        published under the array's digest when complete; nothing is published if the stream fails or the process
+        dies) and replaced by a :class:`~.arrays.StoredArray` handle on it. Values without streams come back as is."""
+        return map_streams(value, self._write_stream)
+
+    def _write_stream(self, stream: ArrayStream) -> StoredArray:
+        import zarr
+
+        tmp = self.fs.temp_dir()
+        try:
+            def create(shape, dtype, chunks):
+                return zarr.create_array(store=self.fs.zarr_store(tmp), shape=shape, dtype=dtype, chunks=chunks)
+
+            array_digest, _, _, sums = write_stream(stream, create)
+            path = self.array_path(array_digest)
+            if self.fs.exists(f"{path}/{MANIFEST}"):  # the same array is stored already: keep it (unverified)
+                self.fs.remove(tmp)
+                sums = None
+            else:
+                self.fs.publish_dir(tmp, path)
+        except BaseException:
+            self.fs.remove(tmp)
+            raise
+        z = zarr.open_array(store=self.fs.zarr_store(path), mode="r")
+        if z.chunks[0] != chunk_rows(tuple(z.shape), z.dtype.itemsize):  # another writer's layout won a race: no notes
+            sums = None
+        return StoredArray(z, array_digest, f"{self.location}/{path}", sums)
+
     def _arrays_present(self, content: str) -> bool:
         """Whether every array a stored value names is there (a gather's parts are checked when loaded)."""
         try:
@@ -303,9 +333,9 @@ class Store:
                 value = assemble(parts, doc["gather"]["runs"])
                 size = sum(_nbytes(p) for p in parts) + len(raw)
             else:
-                arrays = [self._get_array(ref) for ref in doc["arrays"]]
+                arrays = _ArrayLoader(self, doc["arrays"])
                 value = decode(doc["tree"], arrays)
-                size = sum(a.nbytes for a in arrays) + len(raw)
+                size = arrays.nbytes + len(raw)
             if digest(value) != content:
                 raise Corrupt("content hash mismatch")
             return value, size
@@ -338,7 +368,9 @@ class Store:
                     pass
         self.fs.remove(self.value_path(content))
 
-    def _put_array(self, arr: np.ndarray) -> dict:
+    def _put_array(self, arr: np.ndarray | StoredArray) -> dict:
+        if isinstance(arr, StoredArray):
+            return self._put_stored(arr)
         arr = np.ascontiguousarray(arr).reshape(arr.shape)  # a 0-d array stays 0-d (ascontiguousarray makes it 1-d)
         ref = {"dtype": arr.dtype.str, "shape": list(arr.shape)}
         if arr.nbytes <= _INLINE_ARRAY_BYTES or arr.ndim == 0:
@@ -349,17 +381,29 @@ class Store:
             return ref
         import zarr
 
-        row_bytes = max(1, arr.nbytes // max(1, arr.shape[0]))
-        chunks = (max(1, min(arr.shape[0], _CHUNK_BYTES // row_bytes)),) + tuple(arr.shape[1:])
+        chunks = (chunk_rows(arr.shape, arr.dtype.itemsize),) + tuple(arr.shape[1:])
         tmp = self.fs.temp_dir()
         z = zarr.create_array(store=self.fs.zarr_store(tmp), shape=arr.shape, dtype=arr.dtype, chunks=chunks)
         z[...] = arr
         self.fs.publish_dir(tmp, path)
         return ref
 
-    def _get_array(self, ref: dict) -> np.ndarray:
+    def _put_stored(self, arr: StoredArray) -> dict:
+        """The reference to a stored array's handle; one held by another store is copied here chunk by chunk."""
+        ref = {"dtype": arr.dtype.str, "shape": list(arr.shape), "digest": arr.digest}
+        if not self.fs.exists(f"{self.array_path(arr.digest)}/{MANIFEST}"):
+            arr.verify()
+            copied = self._write_stream(ArrayStream(len(arr), (arr[i:i + arr.chunk_rows]
+                                                               for i in range(0, len(arr), arr.chunk_rows))))
+            if copied.digest != arr.digest:
+                raise Corrupt(f"copying {arr.where} gave an array of another digest")
+        return ref
+
+    def _get_array(self, ref: dict, lazy: bool = False) -> np.ndarray | StoredArray:
         """An array as its value's reference describes it; the stored metadata is compared with the
-        reference (shape, dtype) before any data is read."""
+        reference (shape, dtype) before any data is read. ``lazy``: a :class:`~.arrays.StoredArray` handle, not
+        yet verified (hashing it verifies it; indexing it verifies it first), instead of the whole array (an
+        array stored inline in the value document is returned whole)."""
         dtype = np.dtype(ref["dtype"])
         if dtype.hasobject:
             raise Corrupt("an array of dtype object")
@@ -375,6 +419,8 @@ class Store:
         if z.dtype != dtype or tuple(z.shape) != shape:
             raise Corrupt(f"array {ref['digest']} has dtype {z.dtype} and shape {tuple(z.shape)} in its metadata, "
                           f"its value names {dtype} {shape}")
+        if lazy and len(shape) >= 1:
+            return StoredArray(z, ref["digest"], f"{self.location}/{path}")
         return z[...]
 
     # ----------------------------------------------------------------- item shards
@@ -441,6 +487,26 @@ class Store:
 
     def run_names(self) -> list[str]:
         return sorted(urllib.parse.unquote(n[: -len(".json")]) for n in self.fs.list("runs") if n.endswith(".json"))
+
+
+class _ArrayLoader:
+    """A value document's arrays for :func:`~.codec.decode`: ``[i]`` reads one whole, ``lazy(i)`` gives a handle
+    (fields named in :func:`~.codec.lazy_fields`); ``nbytes`` counts what was read into memory."""
+
+    def __init__(self, store: Store, refs: list) -> None:
+        if not isinstance(refs, list):
+            raise Corrupt("its arrays are not a list")
+        self.store, self.refs, self.nbytes = store, refs, 0
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        arr = self.store._get_array(self.refs[i])
+        self.nbytes += arr.nbytes
+        return arr
+
+    def lazy(self, i: int) -> np.ndarray | StoredArray:
+        arr = self.store._get_array(self.refs[i], lazy=True)
+        self.nbytes += arr.nbytes if isinstance(arr, np.ndarray) else 0
+        return arr
 
 
 def _names_unknown_type(exc: BaseException) -> bool:

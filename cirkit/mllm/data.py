@@ -4,7 +4,9 @@ reference, target and near miss as row numbers into them, and the edit text's to
 width; with the frozen LLM's folder and the task prompts' ids that the task binds. A batch gathers its rows
 (:meth:`TrainingTriplets.source`), so the task sees per-triplet features without a copy per triplet in the store:
 at 576 x 1024 float32 states (2.36 MB an image), CIRR train's 28,225 triplets with a near miss each would take
-200 GB stored per triplet, its 16,939 images at most 40 GB."""
+200 GB stored per triplet, its 16,939 images at most 40 GB. So the table is never whole in memory: the stage hands
+the engine a stream of tower batches that it writes to the store as they come, and the stored table loads as a
+handle whose batches read only the chunks of their rows (:mod:`cirkit.engine.arrays`)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from ..annotation.cot import CotAnnotations
 from ..data.errors import DataError
 from ..data.model import Split
 from ..encoders.interface import ModelRef
-from ..engine import artifact_type, stage
+from ..engine import ArrayStream, artifact_type, lazy_fields, stage
 from ..lm.config import read_lm_config
 from ..training.data import GatherSource
 from .batching import pad_rows
@@ -57,28 +59,30 @@ class TrainingTriplets:
         return GatherSource(fields, {"images": self.images}, {k: "images" for k in images if k in fields})
 
 
+# The table loads as a StoredArray handle (batches read only their rows' chunks; it is written as an ArrayStream, a
+# tower batch at a time). Declared here, not in the class: how a field loads changes no result, so no key.
+lazy_fields(TrainingTriplets, "images")
+
+
 def _pad_id(llm: str) -> int:
     pad = read_lm_config(llm).pad_token_id
     return 0 if pad is None else pad
 
 
-def _image_states(vision: ModelRef, paths: list[str]) -> np.ndarray:
-    """``[len(paths), tokens, dim]`` frozen states, read and run a few of the tower's batches at a time, so the
-    decoded pixels held at once are bounded (the states themselves are the stored output). Chunks are whole
-    tower batches, so every image goes through the same batch composition as in one call."""
+def _image_states(vision: ModelRef, paths: list[str]) -> np.ndarray | ArrayStream:
+    """``[len(paths), tokens, dim]`` frozen states as an :class:`~cirkit.engine.ArrayStream`: the engine runs the
+    tower one of its batches at a time as it writes the table, so neither the decoded pixels nor the states are
+    ever held for more than one batch (CIRR train's table is 40 GB). Blocks are whole tower batches, so every
+    image goes through the same batch composition as in one call. No paths: an empty array."""
     tower = load_vision(vision.path, vision.digest)
-    step = getattr(tower, "batch_size", 32) * 8
-    out = None
-    for i in range(0, len(paths), step):
-        chunk = tower.states_of_files(paths[i:i + step])
-        if out is None:
-            out = np.empty((len(paths),) + chunk.shape[1:], chunk.dtype)
-        out[i:i + len(chunk)] = chunk
-    return tower.states_of_files([]) if out is None else out
+    if not paths:
+        return tower.states_of_files([])
+    step = getattr(tower, "batch_size", 32)
+    return ArrayStream(len(paths), (tower.states_of_files(paths[i:i + step]) for i in range(0, len(paths), step)))
 
 
-def _states(split: Split, vision: ModelRef, keep: np.ndarray | None = None,
-            negatives: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+def _states(split: Split, vision: ModelRef, keep: np.ndarray | None = None, negatives: bool = True
+            ) -> tuple[np.ndarray | ArrayStream, np.ndarray, np.ndarray, np.ndarray | None]:
     """The frozen vision states of each image the (kept) queries use, once per image in sorted id order, and per
     query the row of its reference, of its target and (with ``negatives``, when every query has a CIRR-style
     subset with a near miss) of its first near miss, a hard negative."""

@@ -42,7 +42,9 @@ class ArraySource:
 class GatherSource:
     """Per-example fields of which some hold row numbers into shared tables: ``gather[name] = table`` makes
     ``batch`` return ``tables[table][rows]`` under ``name``, the batch an :class:`ArraySource` over the gathered
-    rows would give, without a copy per example of rows that many examples share (a frozen image's features)."""
+    rows would give, without a copy per example of rows that many examples share (a frozen image's features). A table
+    may be anything indexed by row numbers with a length: a stored table too large for memory is a lazy
+    :class:`~cirkit.engine.StoredArray`, from which a batch reads only the chunks of its rows."""
 
     def __init__(self, fields: Mapping[str, np.ndarray], tables: Mapping[str, np.ndarray],
                  gather: Mapping[str, str]) -> None:

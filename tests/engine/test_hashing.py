@@ -199,3 +199,34 @@ def test_a_zero_dimensional_array_is_not_its_one_element_vector():
     # np.ascontiguousarray turns a 0-d array into shape (1,); the digest must keep the shape it was given
     assert digest(np.array(3.0)) != digest(np.array([3.0]))
     assert digest(np.float32(2.5)) != digest(np.array([2.5], np.float32))
+
+
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=6), st.sampled_from(["<f4", ">f4", "<i2", ">c8", "|u1"]))
+@settings(max_examples=40, deadline=None)
+def test_an_array_fed_in_row_blocks_has_the_digest_of_the_whole(cuts, dtype):
+    """However an array is cut into row blocks (empty ones included), in whatever byte order, with NaNs: the
+    incremental digest is the whole array's, so a streamed write gets the key a whole-array write gets."""
+    from cirkit.engine.hashing import ArrayHasher
+
+    arr = np.arange(sum(cuts) * 6).reshape(-1, 2, 3).astype(dtype)
+    if arr.dtype.kind in "fc" and arr.size:
+        arr.flat[arr.size // 2] = np.nan
+    hasher = ArrayHasher(arr.dtype, arr.shape)
+    start = 0
+    for n in cuts:
+        hasher.update(arr[start:start + n])
+        start += n
+    assert hasher.hexdigest() == digest(arr) == digest(arr.astype(arr.dtype.newbyteorder("=")))
+
+
+def test_row_blocks_must_make_up_the_declared_array():
+    from cirkit.engine.hashing import ArrayHasher
+
+    hasher = ArrayHasher(np.float32, (4, 2))
+    hasher.update(np.zeros((3, 2), np.float32))
+    with pytest.raises(HashError, match="3 rows, not the 4"):
+        hasher.hexdigest()
+    with pytest.raises(HashError, match="does not belong"):
+        hasher.update(np.zeros((1, 3), np.float32))
+    with pytest.raises(HashError, match="more than the 4"):
+        hasher.update(np.zeros((2, 2), np.float32))

@@ -5,13 +5,15 @@ weights that training on per-triplet copies of the same states gives (the layout
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from mllm_fixtures import cot_triplets, write_tiny_llm
 
 from cirkit.data.model import ComposedQuery, Gallery, ImageRef, Split, Truth
 from cirkit.encoders.interface import ModelRef
-from cirkit.engine import Engine, Store
+from cirkit.engine import Engine, Store, StoredArray
 from cirkit.lm.adapters import LoraConfig
 from cirkit.methods.cir_cot.stages import cot_task
 from cirkit.methods.cir_cot.task import CoTConfig, CoTTask
@@ -22,6 +24,7 @@ from cirkit.mllm.loading import folder_digest
 from cirkit.mllm.model import MLLMConfig, PromptPoolConfig, PromptTexts, backbone
 from cirkit.mllm.vision import load_vision
 from cirkit.training import ArraySource, TrainerConfig, train
+from cirkit.training.data import batch_indices, steps_per_epoch
 
 SMALL = MLLMConfig(n_queries=2, pool=PromptPoolConfig(size=4, length=2, top_k=1), lora=LoraConfig(rank=2))
 # query i: (reference, target, CIRR subset); images 0 and 1 are used by several queries, in several roles
@@ -56,6 +59,7 @@ def state_of(vision: ModelRef, path: str) -> np.ndarray:
 def test_each_used_image_is_stored_once_and_the_triplets_point_at_their_own(world):
     split, vision = world
     images, reference, target, negative = _states(split, vision)
+    images = images.to_numpy()  # the stage hands the engine a stream of tower batches
     assert len(images) == 5 and reference.dtype == target.dtype == negative.dtype == np.int32  # not im5
     paths = {im.id: im.path for im in split.gallery.images}
     first_miss = [2, 4, 3, 0, 2]  # each subset's first member that is neither the reference nor the target
@@ -69,6 +73,7 @@ def test_dropped_queries_images_are_not_stored(world):
     split, vision = world
     keep = np.array([False, False, True, False, True])  # q2 uses im0, im2; q4 uses im4, im1
     images, reference, target, negative = _states(split, vision, keep, negatives=False)
+    images = images.to_numpy()
     assert negative is None and len(images) == 4 and len(reference) == len(target) == 2
     paths = {im.id: im.path for im in split.gallery.images}
     np.testing.assert_allclose(images[target[0]], state_of(vision, paths["im2"]), atol=1e-5)
@@ -78,10 +83,12 @@ def test_dropped_queries_images_are_not_stored(world):
 def test_states_computed_a_few_batches_at_a_time_are_those_of_one_call(world, monkeypatch):
     split, vision = world
     tower = load_vision(vision.path, vision.digest)
-    monkeypatch.setattr(tower, "batch_size", 1)  # 8 images a chunk: 11 paths take two chunks, the last ragged
+    monkeypatch.setattr(tower, "batch_size", 4)  # 11 paths: blocks of 4, 4 and 3 images
     paths = [im.path for im in split.gallery.images] + [split.gallery.images[0].path] * 5
-    chunked = _image_states(vision, paths)
-    np.testing.assert_array_equal(chunked, tower.states_of_files(paths))
+    stream = _image_states(vision, paths)
+    blocks = list(stream.blocks())
+    assert stream.rows == 11 and [len(b) for b in blocks] == [4, 4, 3]  # one tower batch held at a time
+    np.testing.assert_array_equal(np.concatenate(blocks), tower.states_of_files(paths))
 
 
 def test_the_stage_stores_the_image_table_and_reads_back_the_same_triplets(world, tmp_path):
@@ -98,6 +105,30 @@ def test_the_stage_stores_the_image_table_and_reads_back_the_same_triplets(world
         np.testing.assert_array_equal(getattr(value, name), getattr(first, name), err_msg=name)
     batch = value.source().batch(np.array([4, 0]))
     assert batch["reference"].shape == (2, value.images.shape[1], 32) and batch["negative"].shape[0] == 2
+
+
+def test_batches_read_from_the_stored_table_are_those_of_the_table_in_memory(world, tmp_path, monkeypatch):
+    """The stored table loads as a handle (chunks of one image here, so a batch reads several) and every batch of
+    two epochs of the trainer's order is the one a source over the whole table in memory gives."""
+    import cirkit.engine.arrays as arrays_module
+
+    split, vision = world
+    llm = write_tiny_llm(tmp_path / "llm", layers=1)
+    images = _states(split, vision)[0].to_numpy()
+    monkeypatch.setattr(arrays_module, "CHUNK_BYTES", images[0].nbytes)
+    engine = Engine(Store(str(tmp_path / "store")), progress=False)
+    engine.run(training_triplets, PromptTexts(max_text_tokens=8), split=split, llm=llm, vision=vision)
+    value = Engine(Store(str(tmp_path / "store")), progress=False).run(
+        training_triplets, PromptTexts(max_text_tokens=8), split=split, llm=llm, vision=vision).value
+    assert isinstance(value.images, StoredArray) and value.images.chunk_rows == 1
+    in_memory = dataclasses.replace(value, images=images).source()
+    stored = value.source()
+    for step in range(2 * steps_per_epoch(len(stored), 2)):
+        rows = batch_indices(7, step, 2, len(stored))
+        want, got = in_memory.batch(rows), stored.batch(rows)
+        assert set(got) == set(want) == {"reference", "target", "negative", "tokens", "mask"}
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"step {step} {name}")
 
 
 def shared_images(n: int, m: int, seed: int = 0):
