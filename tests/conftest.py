@@ -9,6 +9,43 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 
 
+_JAX_CACHE_ENV = {"JAX_COMPILATION_CACHE_DIR": None, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+_saved_env: dict[str, str | None] = {}
+
+
+def pytest_configure(config):
+    """JAX's persistent compilation cache, in a directory of this session only (removed at its end), for the
+    test process and every process it starts (the variables are inherited). The suite compiles the same programs
+    again and again: fresh jitted closures, per-test model instances, the per-module ``jax.clear_caches()`` below,
+    CLI subprocesses; a hit loads the executable XLA built for the identical program and options, so no result
+    changes. Tests only: users' runs never see the variables; a clean clone starts cold."""
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="cirkit-tests-jax-cache-")
+    for name, value in _JAX_CACHE_ENV.items():
+        _saved_env[name] = os.environ.get(name)
+        os.environ[name] = directory if value is None else value
+    if "jax" in sys.modules:  # imported before this hook (a plugin): its config read the variables already
+        jax = sys.modules["jax"]
+        jax.config.update("jax_compilation_cache_dir", directory)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    directory = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if directory and directory != _saved_env.get("JAX_COMPILATION_CACHE_DIR"):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_models_after_each_module():
     """Models loaded by one test module (backends, CLIP encoders, jitted programs) are freed before the next,
