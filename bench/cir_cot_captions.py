@@ -18,7 +18,6 @@ import sys
 import tomllib
 
 import jax.numpy as jnp
-import numpy as np
 
 from cirkit.builtin.scenes import BACKGROUNDS, COLOURS, SHAPES
 from cirkit.data.stage import BenchmarkConfig, load_benchmark
