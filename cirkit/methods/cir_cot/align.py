@@ -9,6 +9,9 @@ task prompts. CIR-CoT's training then starts from the aligned connector (``cot_a
 and fresh optimiser state, the connector replaced); everything else, the embedding token included, starts as
 without alignment.
 
+``cot.align.objective = "caption"`` replaces the contrastive stage with a captioning one (:mod:`.caption_align`,
+LLaVA's first stage), whose connector, and LoRA with ``cot.align.lora``, the training then starts from.
+
 The ``cot.align`` block is left out of the config's key: its settings reach the training's keys through the
 aligned checkpoint (``fit(..., start=)``), and ``steps = 0`` runs none of this, so the keys are those of a
 training without alignment.
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from ...engine import Artifact, Engine, Pending, stage
 from ...lm.adapters import LoraConfig
 from ...mllm.data import TrainingTriplets
@@ -25,6 +30,7 @@ from ...training import Checkpoint, TrainerConfig, fit, train
 from ...training.config import without_run_length
 from ..cir_lvlm.align import align_connector, align_trainer, with_aligned_connector
 from ..cir_lvlm.task import LVLMConfig
+from .caption_align import align_captioning, caption_alignment, trained_parts
 from .stages import cot_task
 from .task import CoTConfig
 
@@ -44,13 +50,21 @@ def alignment_config(config: CoTConfig) -> LVLMConfig:
 class CoTStart:
     config: CoTConfig
     trainer: TrainerConfig
+    carry_lora: bool = False  # the alignment trained the LoRA (captioning with cot.align.lora): start from it
 
 
 @stage(version=1, helpers=[cot_task, train, with_aligned_connector])
 def cot_aligned_start(config: CoTStart, data: TrainingTriplets, aligned: Checkpoint) -> Checkpoint:
-    """CIR-CoT's training state at step 0 (its usual init and fresh optimiser state) with the aligned connector."""
+    """CIR-CoT's training state at step 0 (its usual init and fresh optimiser state) with the aligned connector
+    (and the aligned LoRA with ``carry_lora``)."""
     task, source = cot_task(config.config, data)
-    return with_aligned_connector(train(task, source, config.trainer, stop=0), aligned, "cot_aligned_start")
+    start = with_aligned_connector(train(task, source, config.trainer, stop=0), aligned, "cot_aligned_start")
+    if not config.carry_lora:
+        return start
+    lora = {k: v for k, v in aligned.params.items() if k.split("/")[0] == "lora"}
+    if not lora or any(k not in start.params or np.shape(start.params[k]) != np.shape(v) for k, v in lora.items()):
+        raise ValueError("cot_aligned_start: the aligned checkpoint's LoRA does not match the training's")
+    return start.with_params({**start.params, **lora})
 
 
 def aligned(engine: Engine, config: CoTConfig, trainer: TrainerConfig, *, data: Artifact,
@@ -61,7 +75,14 @@ def aligned(engine: Engine, config: CoTConfig, trainer: TrainerConfig, *, data: 
         return None
     if captions is None:
         raise ValueError("cot.align.steps > 0 needs captioned images (caption_pairs) to align the connector on")
-    connector = fit(engine, align_connector, alignment_config(config), align_trainer(config.align), data=captions)
+    schedule = align_trainer(config.align)
+    if config.align.objective == "caption":
+        connector = fit(engine, align_captioning, caption_alignment(config), schedule, data=captions)
+        carry_lora = "lora" in trained_parts(config.align.lora) and config.model.use_lora
+    else:
+        connector = fit(engine, align_connector, alignment_config(config), schedule, data=captions)
+        carry_lora = False
     # the step-0 state does not depend on the run's length: keyed without it, so that a longer or shorter run
     # (more steps, or the first checkpoints of a run) shares the start and hence the segments
-    return engine.run(cot_aligned_start, CoTStart(config, without_run_length(trainer)), data=data, aligned=connector)
+    start = CoTStart(config, without_run_length(trainer), carry_lora)
+    return engine.run(cot_aligned_start, start, data=data, aligned=connector)

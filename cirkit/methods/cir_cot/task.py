@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -32,10 +33,20 @@ from ...training.losses import info_nce
 from ..cir_lvlm.task import AlignConfig
 from .token_loss import frozen_head_nll
 
-__all__ = ["CoTConfig", "CoTTask"]
+__all__ = ["CoTAlignConfig", "CoTConfig", "CoTTask"]
 
 QUERY_TASK = "Describe the reference image, reason about the requested change, then conclude with the target:"
 TARGET_TASK = "Describe this image:"
+
+
+@dataclasses.dataclass(frozen=True)
+class CoTAlignConfig(AlignConfig):
+    """CIR-LVLM's alignment settings plus the objective: ``contrastive`` (CIR-LVLM's: connector and temperature,
+    an image's target-path state against the LLM's state of its caption) or ``caption`` (LLaVA's first stage:
+    the next-token loss of an image's caption after its visual prompt; the LoRA trains too with ``lora``)."""
+
+    objective: Literal["contrastive", "caption"] = "contrastive"
+    lora: bool = True  # caption objective only: the LoRA trains with the connector (and is carried into training)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +60,7 @@ class CoTConfig:
     use_cot: bool = True  # off: the ablation trained and evaluated without reasoning (EMB right after the edit)
     # connector alignment first (CIR-LVLM's stage, .align); not part of this config's key: its settings reach the
     # training's key through the aligned checkpoint
-    align: AlignConfig = dataclasses.field(default=AlignConfig(), metadata={"hash": False})
+    align: CoTAlignConfig = dataclasses.field(default=CoTAlignConfig(), metadata={"hash": False})
 
     def __post_init__(self) -> None:
         checks.integers_at_least(self, 1, "max_cot_tokens")
