@@ -160,3 +160,12 @@ def test_the_alignment_objective_and_its_lora_switch_reach_the_training_key(data
     assert len(keys) == 1
     trained_lora = dataclasses.replace(ALIGN, objective="caption")
     assert digest(caption_alignment(config(trained_lora, SMALL))) != digest(caption_alignment(config(trained_lora, wider)))
+
+
+def test_the_contrastive_alignment_pools_the_last_position_whatever_cot_model_pooling_says():
+    # CIR-CoT's key leaves cot.model.pooling out (its embedding is the embedding token's state), so that field
+    # must not reach the alignment's config either: two configs that differ only there share one alignment
+    plain = config(ALIGN)
+    pooled = config(ALIGN, model=dataclasses.replace(SMALL, pooling="mean"))
+    assert alignment_config(pooled).model.pooling == "last"
+    assert digest(alignment_config(pooled)) == digest(alignment_config(plain))

@@ -41,8 +41,10 @@ def alignment_config(config: CoTConfig) -> LVLMConfig:
     """The CIR-LVLM config whose alignment fits CIR-CoT's connector: the same model (connector shape, LLM
     prefix, no instance prompt, ``last`` pooling), task prompts and initial temperature. The LoRA settings are
     the defaults': the LoRA starts at zero (B = 0) and does not train in the alignment, so they cannot change
-    its result, and one alignment serves every LoRA setting."""
-    model = dataclasses.replace(config.model, lora=LoraConfig(), use_lora=True)
+    its result, and one alignment serves every LoRA setting. Pooling is always ``last``: CIR-CoT's embedding is
+    its embedding token's state and its key leaves ``cot.model.pooling`` out, so that field must not change the
+    alignment either."""
+    model = dataclasses.replace(config.model, lora=LoraConfig(), use_lora=True, pooling="last")
     return LVLMConfig(model=model, texts=config.texts, temperature=config.temperature, align=config.align)
 
 
