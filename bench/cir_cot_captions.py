@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tomllib
 
 import jax.numpy as jnp
 
 from cirkit.builtin.scenes import BACKGROUNDS, COLOURS, SHAPES
 from cirkit.data.stage import BenchmarkConfig, load_benchmark
 from cirkit.engine import Engine, Store
-from cirkit.experiment.config import apply_override, build, parse_override
+from cirkit.experiment.experiment import load_experiment
 from cirkit.lm.generate import greedy_generate
 from cirkit.methods.cir_cot.align import aligned
 from cirkit.methods.cir_cot.stages import cot_task
@@ -32,7 +31,7 @@ from cirkit.mllm.model import prefix_embeddings
 from cirkit.mllm.vision import load_vision
 from cirkit.pipelines.embedded import builtin_world
 from cirkit.pipelines.parts import PrefixedEngine
-from cirkit.pipelines.trained import CIRCoTExperiment, _annotations, alignment_captions, frozen_bases, train_split
+from cirkit.pipelines.trained import _annotations, alignment_captions, frozen_bases, train_split
 from cirkit.training.checkpoint import unflatten
 
 _OBJECT = re.compile(rf"({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})")
@@ -65,11 +64,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--tokens", type=int, default=24)
     args = parser.parse_args(argv)
-    data = tomllib.load(open(args.experiment, "rb"))
-    data.pop("pipeline", None)
-    for text in args.set:
-        data = apply_override(data, *parse_override(text), source="--set")
-    config = build(CIRCoTExperiment, data, source=args.experiment)
+    config = load_experiment(args.experiment, tuple(args.set)).runs[0].config  # a cir_cot experiment
     engine = Engine(Store(args.store))
     _, clip, llm = frozen_bases(engine, config.setup, config.llm)
     split, files = train_split(engine, config.setup, config.train_data)

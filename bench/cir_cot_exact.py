@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 
 from cir_cot_captions import score as caption_score
 
@@ -22,7 +21,7 @@ from cirkit.annotation.cot_scenes import cot_from_scenes
 from cirkit.builtin.stages import generate_builtin
 from cirkit.encoders.stages import composed_inputs, embed_images, embed_queries, reference_model
 from cirkit.engine import Engine, Store
-from cirkit.experiment.config import apply_override, build, parse_override
+from cirkit.experiment.experiment import load_experiment
 from cirkit.methods.baselines import gallery_images
 from cirkit.methods.cir_cot.stages import generate_cot, with_reasoning
 from cirkit.pipelines import trained
@@ -36,11 +35,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--store", required=True)
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args(argv)
-    data = tomllib.load(open(args.experiment, "rb"))
-    data.pop("pipeline", None)
-    for text in args.set:
-        data = apply_override(data, *parse_override(text), source="--set")
-    config = build(CIRCoTExperiment, data, source=args.experiment)
+    config = load_experiment(args.experiment, tuple(args.set)).runs[0].config  # a cir_cot experiment
     setup = config.setup
     engine = Engine(Store(args.store), progress=False)
     model, (part,) = _trained_model(engine, config)
