@@ -27,6 +27,10 @@ class Corrupt(ValueError):
     """A stored entry does not decode, fails its checksum or names something malformed."""
 
 
+class MissingContent(KeyError):
+    """A content hash is not in the store (or was corrupt)."""
+
+
 def check_name(name: Any, kind: str = "key") -> str:
     """``name`` if it is a well-formed ``key`` (keys, content hashes, array digests and namespaces: 64
     lowercase hex digits) or ``shard`` id (32); raise :class:`BadName` otherwise."""

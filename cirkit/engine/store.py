@@ -21,7 +21,6 @@ namespaces, shard ids) is checked (``checks.py``) before it becomes a path. Noth
 
 from __future__ import annotations
 
-import base64
 import gc
 import json
 import urllib.parse
@@ -31,10 +30,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .arrays import ArrayStream, StoredArray, chunk_rows, map_streams, write_stream
+from .array_files import ArrayFiles, ArrayLoader
 from .checks import (
     BadName,
     Corrupt,
+    MissingContent,
     check_name,
     check_names,
     check_record,
@@ -52,15 +52,8 @@ __all__ = [
     "gather_runs", "assemble", "shard_index",
 ]
 
-_INLINE_ARRAY_BYTES = 1024
-
-
 class CorruptionWarning(UserWarning):
     """A stored entry failed its integrity check and will be treated as missing."""
-
-
-class MissingContent(KeyError):
-    """A content hash is not in the store (or was corrupt)."""
 
 
 class StoreIOError(OSError):
@@ -144,7 +137,7 @@ def _nbytes(value: Any) -> int:
     return value.nbytes if isinstance(value, np.ndarray) else 0
 
 
-class Store:
+class Store(ArrayFiles):
     """Records, values and item shards on one filesystem root."""
 
     def __init__(self, location: str | StoreFS) -> None:
@@ -250,35 +243,6 @@ class Store:
             self.fs.write_atomic(self.value_path(content), _dumps({"tree": tree, "arrays": refs}, sort_keys=False))
         return content
 
-    def spill(self, value: Any) -> Any:
-        """``value`` with each :class:`~.arrays.ArrayStream` in it written to the store as it comes (temporary folder,
-        published under the array's digest when complete; nothing is published if the stream fails or the process
-        dies) and replaced by a :class:`~.arrays.StoredArray` handle on it. Values without streams come back as is."""
-        return map_streams(value, self._write_stream)
-
-    def _write_stream(self, stream: ArrayStream) -> StoredArray:
-        import zarr
-
-        tmp = self.fs.temp_dir()
-        try:
-            def create(shape, dtype, chunks):
-                return zarr.create_array(store=self.fs.zarr_store(tmp), shape=shape, dtype=dtype, chunks=chunks)
-
-            array_digest, _, _, sums = write_stream(stream, create)
-            path = self.array_path(array_digest)
-            if self.fs.exists(f"{path}/{MANIFEST}"):  # the same array is stored already: keep it (unverified)
-                self.fs.remove(tmp)
-                sums = None
-            else:
-                self.fs.publish_dir(tmp, path)
-        except BaseException:
-            self.fs.remove(tmp)
-            raise
-        z = zarr.open_array(store=self.fs.zarr_store(path), mode="r")
-        if z.chunks[0] != chunk_rows(tuple(z.shape), z.dtype.itemsize):  # another writer's layout won a race: no notes
-            sums = None
-        return StoredArray(z, array_digest, f"{self.location}/{path}", sums)
-
     def _arrays_present(self, content: str) -> bool:
         """Whether every array a stored value names is there (a gather's parts are checked when loaded)."""
         try:
@@ -333,7 +297,7 @@ class Store:
                 value = assemble(parts, doc["gather"]["runs"])
                 size = sum(_nbytes(p) for p in parts) + len(raw)
             else:
-                arrays = _ArrayLoader(self, doc["arrays"])
+                arrays = ArrayLoader(self, doc["arrays"])
                 value = decode(doc["tree"], arrays)
                 size = arrays.nbytes + len(raw)
             if digest(value) != content:
@@ -367,61 +331,6 @@ class Store:
                 except BadName:
                     pass
         self.fs.remove(self.value_path(content))
-
-    def _put_array(self, arr: np.ndarray | StoredArray) -> dict:
-        if isinstance(arr, StoredArray):
-            return self._put_stored(arr)
-        arr = np.ascontiguousarray(arr).reshape(arr.shape)  # a 0-d array stays 0-d (ascontiguousarray makes it 1-d)
-        ref = {"dtype": arr.dtype.str, "shape": list(arr.shape)}
-        if arr.nbytes <= _INLINE_ARRAY_BYTES or arr.ndim == 0:
-            return {**ref, "inline": base64.b64encode(arr.tobytes()).decode()}
-        ref["digest"] = array_digest = digest(arr)
-        path = self.array_path(array_digest)
-        if self.fs.exists(f"{path}/{MANIFEST}"):
-            return ref
-        import zarr
-
-        chunks = (chunk_rows(arr.shape, arr.dtype.itemsize),) + tuple(arr.shape[1:])
-        tmp = self.fs.temp_dir()
-        z = zarr.create_array(store=self.fs.zarr_store(tmp), shape=arr.shape, dtype=arr.dtype, chunks=chunks)
-        z[...] = arr
-        self.fs.publish_dir(tmp, path)
-        return ref
-
-    def _put_stored(self, arr: StoredArray) -> dict:
-        """The reference to a stored array's handle; one held by another store is copied here chunk by chunk."""
-        ref = {"dtype": arr.dtype.str, "shape": list(arr.shape), "digest": arr.digest}
-        if not self.fs.exists(f"{self.array_path(arr.digest)}/{MANIFEST}"):
-            arr.verify()
-            copied = self._write_stream(ArrayStream(len(arr), (arr[i:i + arr.chunk_rows]
-                                                               for i in range(0, len(arr), arr.chunk_rows))))
-            if copied.digest != arr.digest:
-                raise Corrupt(f"copying {arr.where} gave an array of another digest")
-        return ref
-
-    def _get_array(self, ref: dict, lazy: bool = False) -> np.ndarray | StoredArray:
-        """An array as its value's reference describes it; the stored metadata is compared with the
-        reference (shape, dtype) before any data is read. ``lazy``: a :class:`~.arrays.StoredArray` handle, not
-        yet verified (hashing it verifies it; indexing it verifies it first), instead of the whole array (an
-        array stored inline in the value document is returned whole)."""
-        dtype = np.dtype(ref["dtype"])
-        if dtype.hasobject:
-            raise Corrupt("an array of dtype object")
-        shape = tuple(int(n) for n in ref["shape"])
-        if "inline" in ref:
-            return np.frombuffer(base64.b64decode(ref["inline"]), dtype=dtype).reshape(shape).copy()
-        import zarr
-
-        path = self.array_path(check_name(ref["digest"]))
-        if not self.fs.exists(f"{path}/{MANIFEST}"):
-            raise MissingContent(ref["digest"])
-        z = zarr.open_array(store=self.fs.zarr_store(path), mode="r")
-        if z.dtype != dtype or tuple(z.shape) != shape:
-            raise Corrupt(f"array {ref['digest']} has dtype {z.dtype} and shape {tuple(z.shape)} in its metadata, "
-                          f"its value names {dtype} {shape}")
-        if lazy and len(shape) >= 1:
-            return StoredArray(z, ref["digest"], f"{self.location}/{path}")
-        return z[...]
 
     # ----------------------------------------------------------------- item shards
     def shard_path(self, namespace: str, shard: str) -> str:
@@ -487,26 +396,6 @@ class Store:
 
     def run_names(self) -> list[str]:
         return sorted(urllib.parse.unquote(n[: -len(".json")]) for n in self.fs.list("runs") if n.endswith(".json"))
-
-
-class _ArrayLoader:
-    """A value document's arrays for :func:`~.codec.decode`: ``[i]`` reads one whole, ``lazy(i)`` gives a handle
-    (fields named in :func:`~.codec.lazy_fields`); ``nbytes`` counts what was read into memory."""
-
-    def __init__(self, store: Store, refs: list) -> None:
-        if not isinstance(refs, list):
-            raise Corrupt("its arrays are not a list")
-        self.store, self.refs, self.nbytes = store, refs, 0
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        arr = self.store._get_array(self.refs[i])
-        self.nbytes += arr.nbytes
-        return arr
-
-    def lazy(self, i: int) -> np.ndarray | StoredArray:
-        arr = self.store._get_array(self.refs[i], lazy=True)
-        self.nbytes += arr.nbytes if isinstance(arr, np.ndarray) else 0
-        return arr
 
 
 def _names_unknown_type(exc: BaseException) -> bool:
