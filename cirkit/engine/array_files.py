@@ -39,10 +39,12 @@ class ArrayFiles:
 
             array_digest, _, _, sums = write_stream(stream, create)
             path = self.array_path(array_digest)
-            if self.fs.exists(f"{path}/{MANIFEST}"):  # the same array is stored already: keep it (unverified)
-                self.fs.remove(tmp)
+            if self.fs.exists(f"{path}/{MANIFEST}") and self._holds(path, array_digest):
+                self.fs.remove(tmp)  # the same array is stored already (and checked just now): keep it
                 sums = None
-            else:
+            else:  # absent, or a corrupt copy that no value names yet: the one just written replaces it
+                if self.fs.exists(path):
+                    self.fs.remove(path)
                 self.fs.publish_dir(tmp, path)
         except BaseException:
             self.fs.remove(tmp)
@@ -52,10 +54,26 @@ class ArrayFiles:
             sums = None
         return StoredArray(z, array_digest, f"{self.location}/{path}", sums)
 
+    def _holds(self, path: str, array_digest: str) -> bool:
+        """Whether the array folder at ``path`` decodes to ``array_digest`` (streamed once, one chunk at a time)."""
+        import zarr
+
+        try:
+            z = zarr.open_array(store=self.fs.zarr_store(path), mode="r")
+            StoredArray(z, array_digest, f"{self.location}/{path}").verify()
+            return True
+        except OSError:
+            raise
+        except Exception:  # noqa: BLE001 - any failure to decode or to match is a corrupt copy
+            return False
+
     def _put_array(self, arr: np.ndarray | StoredArray) -> dict:
         if isinstance(arr, StoredArray):
             return self._put_stored(arr)
         arr = np.ascontiguousarray(arr).reshape(arr.shape)  # a 0-d array stays 0-d (ascontiguousarray makes it 1-d)
+        if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
+            arr = arr.astype(arr.dtype.newbyteorder("<"))  # Zarr reports native order: store little-endian (the
+            # content hash is of little-endian bytes already, so it does not change)
         ref = {"dtype": arr.dtype.str, "shape": list(arr.shape)}
         if arr.nbytes <= _INLINE_ARRAY_BYTES or arr.ndim == 0:
             return {**ref, "inline": base64.b64encode(arr.tobytes()).decode()}
