@@ -51,7 +51,10 @@ class _Group(click.Group):
 def main(ctx: click.Context) -> None:
     """cirkit: reproducible language-guided image retrieval from pure, cached stages."""
     # before anything imports JAX: the demo trains its CLIP data-parallel on 2 CPU devices (CIRKIT_HOST_DEVICES)
-    configure_host_devices(default=DEMO_DEVICES if ctx.invoked_subcommand == "demo" else 1)
+    try:
+        configure_host_devices(default=DEMO_DEVICES if ctx.invoked_subcommand == "demo" else 1)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @main.command()

@@ -32,7 +32,7 @@ def configure_host_devices(environ: MutableMapping[str, str] | None = None, defa
     there, or JAX is already imported in this process (too late for the flag to count)."""
     env = os.environ if environ is None else environ
     raw = env.get("CIRKIT_HOST_DEVICES", str(default)).strip()
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ValueError(f"CIRKIT_HOST_DEVICES must be a whole number of CPU devices (1 or more), got {raw!r}")
     count = int(raw)
     flags = env.get("XLA_FLAGS", "")

@@ -34,7 +34,7 @@ def test_a_late_call_changes_nothing(monkeypatch):
     assert configure_host_devices() is None and "XLA_FLAGS" not in os.environ
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1"])
+@pytest.mark.parametrize("value", ["0", "two", "-1", "\u00b2"])  # "²" passes str.isdigit but not int()
 def test_a_bad_count_is_an_error_naming_the_variable(value):
     with pytest.raises(ValueError, match=f"CIRKIT_HOST_DEVICES.*{value!r}"):
         configure_host_devices({"CIRKIT_HOST_DEVICES": value})
@@ -55,3 +55,14 @@ def test_the_demo_starts_jax_with_two_cpu_devices_and_other_commands_with_one(tm
     assert _devices_after(["demo", "--help"]) == 2  # the group runs before the subcommand's --help
     assert _devices_after(["ls", "--store", str(tmp_path / "store")]) == 1
     assert _devices_after(["ls", "--store", str(tmp_path / "store")], CIRKIT_HOST_DEVICES="2") == 2
+
+
+def test_a_bad_count_is_a_usage_error_of_the_command_line_not_a_traceback(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cirkit.cli import main
+
+    monkeypatch.setenv("CIRKIT_HOST_DEVICES", "two")
+    result = CliRunner().invoke(main, ["ls", "--store", str(tmp_path / "store")])
+    assert result.exit_code == 2 and "CIRKIT_HOST_DEVICES must be a whole number" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
