@@ -4,21 +4,37 @@ other swept keys, as SVG for the report and as PNG (Pillow) for papers."""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 from ..ordering import headline_metrics
 from .plots import COLOURS, Series, line_chart, ticks
 
-__all__ = ["sweep_series", "sweep_svg", "sweep_png"]
+__all__ = ["sweep_series", "sweep_svg", "sweep_png", "newest_per_point"]
 
 
 def _numeric(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def newest_per_point(records: list[dict]) -> list[dict]:
+    """One record per sweep point, the most recently started: a point rerun after a change of configuration or of
+    its outputs' keys is kept as ``NAME~2`` beside the old one (runner.free_run_name), and a plot must not mix
+    the two."""
+    newest: dict[str, dict] = {}
+    for rec in records:
+        point = json.dumps(rec.get("sweep_point") or {}, sort_keys=True, default=str)
+        kept = newest.get(point)
+        if kept is None or (str(rec.get("started", "")), str(rec.get("name", ""))) > (
+                str(kept.get("started", "")), str(kept.get("name", ""))):
+            newest[point] = rec
+    return [rec for rec in records if any(rec is kept for kept in newest.values())]
+
+
 def sweep_series(records: list[dict], metric: str | None = None) -> tuple[str, str, list[Series]] | None:
     """(swept key, metric, one series per combination of the other keys) from run records of a sweep; the
     x key is the first swept key whose values are all numbers. None when the runs are not such a sweep."""
+    records = newest_per_point(records)
     points = [dict(r.get("sweep_point") or {}) for r in records]
     keys = list(dict.fromkeys(k for p in points for k in p))
     x_key = next((k for k in keys if all(_numeric(p.get(k)) for p in points)), None)
