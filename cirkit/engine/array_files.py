@@ -39,13 +39,13 @@ class ArrayFiles:
 
             array_digest, _, _, sums = write_stream(stream, create)
             path = self.array_path(array_digest)
-            if self.fs.exists(f"{path}/{MANIFEST}") and self._holds(path, array_digest):
-                self.fs.remove(tmp)  # the same array is stored already (and checked just now): keep it
-                sums = None
-            else:  # absent, or a corrupt copy that no value names yet: the one just written replaces it
-                if self.fs.exists(path):
-                    self.fs.remove(path)
-                self.fs.publish_dir(tmp, path)
+            existing = self._verified(path, array_digest) if self.fs.exists(f"{path}/{MANIFEST}") else None
+            if existing is not None:
+                self.fs.remove(tmp)  # the same array is stored already, and checked just now: keep it
+                return existing
+            if self.fs.exists(path):  # a corrupt copy that no value names yet: the one just written replaces it
+                self.fs.remove(path)
+            self.fs.publish_dir(tmp, path)
         except BaseException:
             self.fs.remove(tmp)
             raise
@@ -54,18 +54,20 @@ class ArrayFiles:
             sums = None
         return StoredArray(z, array_digest, f"{self.location}/{path}", sums)
 
-    def _holds(self, path: str, array_digest: str) -> bool:
-        """Whether the array folder at ``path`` decodes to ``array_digest`` (streamed once, one chunk at a time)."""
+    def _verified(self, path: str, array_digest: str) -> StoredArray | None:
+        """A verified handle on the array folder at ``path`` (streamed once, one chunk at a time), or None when it
+        does not decode to ``array_digest``."""
         import zarr
 
         try:
-            z = zarr.open_array(store=self.fs.zarr_store(path), mode="r")
-            StoredArray(z, array_digest, f"{self.location}/{path}").verify()
-            return True
+            handle = StoredArray(zarr.open_array(store=self.fs.zarr_store(path), mode="r"), array_digest,
+                                 f"{self.location}/{path}")
+            handle.verify()
+            return handle
         except OSError:
             raise
         except Exception:  # noqa: BLE001 - any failure to decode or to match is a corrupt copy
-            return False
+            return None
 
     def _put_array(self, arr: np.ndarray | StoredArray) -> dict:
         if isinstance(arr, StoredArray):

@@ -28,7 +28,8 @@ def newest_per_point(records: list[dict]) -> list[dict]:
         if kept is None or (str(rec.get("started", "")), str(rec.get("name", ""))) > (
                 str(kept.get("started", "")), str(kept.get("name", ""))):
             newest[point] = rec
-    return [rec for rec in records if any(rec is kept for kept in newest.values())]
+    kept_ids = {id(rec) for rec in newest.values()}
+    return [rec for rec in records if id(rec) in kept_ids]
 
 
 def sweep_series(records: list[dict], metric: str | None = None) -> tuple[str, str, list[Series]] | None:
