@@ -4,14 +4,16 @@ The demo's model (width 64, 2 layers, patch 16, 64x64 images, batch 256) on buil
 random pixels. "old" is the loop cirkit used before (its code, kept here: float32 pixels normalised on the
 host, a host gather and a ``float(loss)`` sync every step, every position through every layer); "new" is
 :func:`cirkit.training.train` (patches cut on the host, normalisation folded into the patch embedding, the
-last layer run for the pooled rows only, attention laid out per head, 20 steps per dispatch, donated state). The machine is shared, so
-the arms run interleaved in rounds (old, new, new on 2 devices, old, ...) and both wall and CPU seconds (user + sys, all
-threads) are summed over the rounds; the load average is printed before and after. Also prints the achieved
-GFLOP/s of a new step (XLA's own FLOP count) against a float32 matmul peak measured in the same run, both per
-wall second and per CPU second, and against a matmul of the model's own shape (width 64: far below the
-square peak on this CPU, so the nearer bound). The new loop runs twice per round: on one JAX CPU device and
-data-parallel on two (what ``cirkit demo`` gives JAX, :mod:`cirkit.host_devices`; the bench sets the
-same flag before importing JAX). ``python bench/train_bench.py [ROUNDS] [PAIRS]``.
+last layer run for the pooled rows only, attention laid out per head, 20 steps per dispatch, donated state, and
+the products' operands in bfloat16 with float32 results: ``TrainConfig.matmul``, :mod:`cirkit.encoders.mixed_matmul`).
+The machine is shared, so the arms run interleaved in rounds (old, new in float32, new, new on 2 devices, old, ...)
+and both wall and CPU seconds (user + sys, all threads) are summed over the rounds; the load average is printed
+before and after. Also prints the achieved GFLOP/s of a new step (XLA's own FLOP count) against the peak of a
+matmul with the step's operand dtype measured in the same run, both per wall second and per CPU second, and
+against a matmul of the model's own shape (width 64: below the square peak on this CPU, so the nearer bound).
+The new loop runs on one JAX CPU device in float32 (the products before mixed precision) and with the default,
+and data-parallel on two (what ``cirkit demo`` gives JAX, :mod:`cirkit.host_devices`; the bench sets the same
+flag before importing JAX). ``python bench/train_bench.py [ROUNDS] [PAIRS]``.
 """
 
 from __future__ import annotations
@@ -91,13 +93,14 @@ def step_flops(cfg: TrainConfig, task: ClipTask, data: ArraySource) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-def matmul_peaks(n: int = 2048, repeats: int = 8, shape: tuple[int, int, int] | None = None) -> tuple[float, float]:
-    """GFLOP per wall second and per CPU second of a jitted float32 n x n matmul (or (m, k) x (k, n) for
-    ``shape`` = (m, k, n)), measured now."""
+def matmul_peaks(n: int = 2048, repeats: int = 8, shape: tuple[int, int, int] | None = None,
+                 dtype=jnp.float32) -> tuple[float, float]:
+    """GFLOP per wall second and per CPU second of a jitted n x n matmul (or (m, k) x (k, n) for ``shape`` =
+    (m, k, n)) with operands in ``dtype`` and a float32 result, measured now."""
     m, k, n = shape or (n, n, n)
     rng = np.random.default_rng(0)
-    a, b = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((m, k), (k, n)))
-    f = jax.jit(lambda x, y: x @ y)
+    a, b = (jnp.asarray(rng.standard_normal(s), dtype) for s in ((m, k), (k, n)))
+    f = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
     f(a, b).block_until_ready()
     with Meter() as meter:
         for _ in range(repeats):
@@ -113,16 +116,21 @@ def main(rounds: int = 3, pairs: int = 2048) -> None:
     cfg = TrainConfig()
     _, vocab_size, trimmed = _text_side(captions, cfg.context_length)
     config = clip_model_config(cfg, vocab_size, images.shape[1])
-    task, data = ClipTask(config), ArraySource({"pixels": images, "ids": trimmed})
+    task, data = ClipTask(config, cfg.matmul), ArraySource({"pixels": images, "ids": trimmed})
     load_before = os.getloadavg()[0]
-    peak_wall, peak_cpu = matmul_peaks()
+    peak_wall, peak_cpu = matmul_peaks(dtype=jnp.dtype(cfg.matmul))  # the peak of the step's own products
+    f32_wall, _ = matmul_peaks()
     # the step's own matmul shape (MLP fc1 of the text tower: 256 x 32 rows, width 64 -> 256): what the matmuls
     # of a width-64 model can reach here, an upper bound nearer the truth than the square peak
-    model_wall, model_cpu = matmul_peaks(repeats=40, shape=(cfg.batch_size * cfg.context_length, cfg.width, 4 * cfg.width))
-    print(describe(peak_wall))
+    model_wall, model_cpu = matmul_peaks(repeats=40, shape=(cfg.batch_size * cfg.context_length, cfg.width, 4 * cfg.width),
+                                         dtype=jnp.dtype(cfg.matmul))
+    print(describe(f32_wall))
+    print(f"{cfg.matmul} x {cfg.matmul} -> float32 matmul peak (the step's products): {peak_wall:.0f} GFLOP/s")
     old = original_loop(cfg, config, images, _tokenize(tokenizer_files(captions), captions, cfg.context_length))
     devices = jax.local_devices()[:2]
-    arms = {"old loop": (old, OLD_STEPS), "new, 1 device": (new_loop(cfg, task, data, devices[:1]), NEW_STEPS)}
+    arms = {"old loop": (old, OLD_STEPS),
+            "new, float32": (new_loop(cfg, ClipTask(config, "float32"), data, devices[:1]), NEW_STEPS),
+            "new, 1 device": (new_loop(cfg, task, data, devices[:1]), NEW_STEPS)}
     if len(devices) == 2:
         arms["new, 2 devices"] = (new_loop(cfg, task, data, devices), NEW_STEPS)
     old(2)  # compiles
@@ -136,14 +144,14 @@ def main(rounds: int = 3, pairs: int = 2048) -> None:
     print(f"CLIP training step (demo model, batch {cfg.batch_size}; {rounds} interleaved rounds of {OLD_STEPS} old "
           f"and {NEW_STEPS} new steps per arm; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after):")
     for name, (wall, cpu, faults) in totals.items():
-        print(f"  {name:15s} {wall:.4f} s/step wall, {cpu:.4f} CPU s/step, {faults:,.0f} page faults/step")
+        print(f"  {name:16s} {wall:.4f} s/step wall, {cpu:.4f} CPU s/step, {faults:,.0f} page faults/step")
     wall_old, cpu_old, _ = totals["old loop"]
     rows = []
     for name in list(arms)[1:]:
         wall, cpu, _ = totals[name]
         print(f"  {name}: {wall_old / wall:.2f}x faster in wall time, {cpu_old / cpu:.2f}x in CPU time (goal >= 4x); "
               f"{flops / 1e9:.2f} GFLOP a step (XLA count, one device's program): {flops / wall / 1e9:.1f} GFLOP/s wall "
-              f"= {100 * flops / wall / 1e9 / peak_wall:.1f} % of the float32 matmul peak ({peak_wall:.0f} GFLOP/s), "
+              f"= {100 * flops / wall / 1e9 / peak_wall:.1f} % of the {cfg.matmul} matmul peak ({peak_wall:.0f} GFLOP/s), "
               f"{flops / cpu / 1e9:.1f} GFLOP per CPU s = {100 * flops / cpu / 1e9 / peak_cpu:.1f} % of its "
               f"{peak_cpu:.0f}; {100 * flops / cpu / 1e9 / model_cpu:.0f} % of the width-64 matmul's per CPU s")
         rows.append((name, wall, cpu))

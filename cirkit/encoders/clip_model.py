@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from .clip_config import ClipConfig, TowerConfig
+from .mixed_matmul import dense_dot_general, einsum
 
 __all__ = ["ClipText", "ClipVision", "activation", "cut_patches"]
 
@@ -41,6 +42,7 @@ class HeadDense(nn.Module):
     heads: int
     dtype: jnp.dtype
     merge: bool = False
+    matmul: str = "float32"
 
     @nn.compact
     def __call__(self, x):
@@ -49,19 +51,21 @@ class HeadDense(nn.Module):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (fan_in, f)).astype(self.dtype)
         bias = self.param("bias", nn.initializers.zeros_init(), (f,)).astype(self.dtype)
         if self.merge:
-            return jnp.einsum("bhtk,hkf->btf", x.astype(self.dtype), kernel.reshape(h, fan_in // h, f)) + bias
-        x = jnp.einsum("btd,dhk->bhtk", x.astype(self.dtype), kernel.reshape(fan_in, h, f // h))
+            return einsum("bhtk,hkf->btf", x, kernel.reshape(h, fan_in // h, f), self.matmul, self.dtype) + bias
+        x = einsum("btd,dhk->bhtk", x, kernel.reshape(fan_in, h, f // h), self.matmul, self.dtype)
         return x + bias.reshape(h, 1, f // h)
 
 
 class Attention(nn.Module):
     """Self-attention. ``heads_major``: the same map with the projections laid out per head (:class:`HeadDense`;
     equal up to float rounding, ~9 % less CPU time for a training step of the demo's CLIP); the default keeps
-    the layout (and so the exact values) that the all-tokens path reads."""
+    the layout (and so the exact values) that the all-tokens path reads. ``matmul``: the products' operand
+    precision (:mod:`.mixed_matmul`)."""
 
     cfg: TowerConfig
     dtype: jnp.dtype
     heads_major: bool = False
+    matmul: str = "float32"
 
     @nn.compact
     def __call__(self, x, bias, queries=None):
@@ -71,38 +75,44 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         queries = x if queries is None else queries
         if self.heads_major:
-            heads = lambda name: HeadDense(d, h, self.dtype, name=name)  # noqa: E731
+            heads = lambda name: HeadDense(d, h, self.dtype, matmul=self.matmul, name=name)  # noqa: E731
             q, k, v = heads("q_proj")(queries), heads("k_proj")(x), heads("v_proj")(x)
-            scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32) * (d // h) ** -0.5
+            scores = einsum("bhqd,bhkd->bhqk", q, k, self.matmul).astype(jnp.float32) * (d // h) ** -0.5
         else:
-            dense = lambda name: nn.Dense(d, dtype=self.dtype, name=name)  # noqa: E731
+            dot = dense_dot_general(self.matmul)
+            dense = lambda name: nn.Dense(d, dtype=self.dtype, dot_general=dot, name=name)  # noqa: E731
             q = dense("q_proj")(queries).reshape(b, queries.shape[1], h, d // h)
             k = dense("k_proj")(x).reshape(b, t, h, d // h)
             v = dense("v_proj")(x).reshape(b, t, h, d // h)
-            scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * (d // h) ** -0.5
+            scores = einsum("bqhd,bkhd->bhqk", q, k, self.matmul).astype(jnp.float32) * (d // h) ** -0.5
         if bias is not None:
             scores = scores + bias
         weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         if self.heads_major:
-            return HeadDense(d, h, self.dtype, merge=True, name="out_proj")(jnp.einsum("bhqk,bhkd->bhqd", weights, v))
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, queries.shape[1], d)
+            merge = HeadDense(d, h, self.dtype, merge=True, matmul=self.matmul, name="out_proj")
+            return merge(einsum("bhqk,bhkd->bhqd", weights, v, self.matmul))
+        out = einsum("bhqk,bkhd->bqhd", weights, v, self.matmul).reshape(b, queries.shape[1], d)
         return dense("out_proj")(out)
 
 
 class Mlp(nn.Module):
     cfg: TowerConfig
     dtype: jnp.dtype
+    matmul: str = "float32"
 
     @nn.compact
     def __call__(self, x):
-        x = nn.Dense(self.cfg.intermediate_size, dtype=self.dtype, name="fc1")(x)
-        return nn.Dense(self.cfg.hidden_size, dtype=self.dtype, name="fc2")(activation(self.cfg.hidden_act)(x))
+        dot = dense_dot_general(self.matmul)
+        x = nn.Dense(self.cfg.intermediate_size, dtype=self.dtype, dot_general=dot, name="fc1")(x)
+        fc2 = nn.Dense(self.cfg.hidden_size, dtype=self.dtype, dot_general=dot, name="fc2")
+        return fc2(activation(self.cfg.hidden_act)(x))
 
 
 class Layer(nn.Module):
     cfg: TowerConfig
     dtype: jnp.dtype
     heads_major: bool = False
+    matmul: str = "float32"
 
     @nn.compact
     def __call__(self, x, bias, queries=None):
@@ -110,14 +120,15 @@ class Layer(nn.Module):
         norm = lambda name: nn.LayerNorm(epsilon=self.cfg.layer_norm_eps, dtype=jnp.float32, name=name)  # noqa: E731
         norm1 = norm("layer_norm1")
         asked = None if queries is None else norm1(queries).astype(self.dtype)
-        attention = Attention(self.cfg, self.dtype, self.heads_major, name="self_attn")
+        attention = Attention(self.cfg, self.dtype, self.heads_major, self.matmul, name="self_attn")
         x = (x if queries is None else queries) + attention(norm1(x).astype(self.dtype), bias, asked)
-        return x + Mlp(self.cfg, self.dtype, name="mlp")(norm("layer_norm2")(x).astype(self.dtype))
+        return x + Mlp(self.cfg, self.dtype, self.matmul, name="mlp")(norm("layer_norm2")(x).astype(self.dtype))
 
 
 class Encoder(nn.Module):
     cfg: TowerConfig
     dtype: jnp.dtype
+    matmul: str = "float32"
 
     @nn.compact
     def __call__(self, x, bias, pool=None):
@@ -128,16 +139,18 @@ class Encoder(nn.Module):
         for i in range(n):
             if pool is not None and i == n - 1:
                 queries, query_bias = pool(x)
-                return Layer(self.cfg, self.dtype, heads_major, name=f"layers_{i}")(x, query_bias, queries)
-            x = Layer(self.cfg, self.dtype, heads_major, name=f"layers_{i}")(x, bias)
+                return Layer(self.cfg, self.dtype, heads_major, self.matmul, name=f"layers_{i}")(x, query_bias, queries)
+            x = Layer(self.cfg, self.dtype, heads_major, self.matmul, name=f"layers_{i}")(x, bias)
         return x if pool is None else pool(x)[0]
 
 
 class ClipText(nn.Module):
-    """Token ids (B, T) -> projected text embeddings (B, projection_dim), pooled at the end-of-text token."""
+    """Token ids (B, T) -> projected text embeddings (B, projection_dim), pooled at the end-of-text token.
+    ``matmul="bfloat16"``: the transformer's products take bfloat16 operands (:mod:`.mixed_matmul`; training)."""
 
     config: ClipConfig
     dtype: jnp.dtype = jnp.float32
+    matmul: str = "float32"
 
     @nn.compact
     def __call__(self, input_ids):
@@ -158,7 +171,7 @@ class ClipText(nn.Module):
             sees = jnp.where(jnp.arange(t)[None] <= eos[:, None], 0.0, -jnp.inf)[:, None, None]
             return h[jnp.arange(h.shape[0]), eos][:, None], sees
 
-        x = Encoder(cfg, self.dtype, name="encoder")(x, causal, at_eos)
+        x = Encoder(cfg, self.dtype, self.matmul, name="encoder")(x, causal, at_eos)
         x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="final_layer_norm")(x)
         pooled = x[:, 0]
         return nn.Dense(self.config.projection_dim, use_bias=False, dtype=jnp.float32, name="text_projection")(pooled)
@@ -168,13 +181,14 @@ class ClipVision(nn.Module):
     """Pixels (B, 3, H, W), normalised -> projected image embeddings (B, projection_dim), from the CLS token.
     With ``patches``, the input is instead pixels already cut by :func:`cut_patches`; with ``normalise``
     ((mean, std) per channel), raw 0-255 values whose normalisation is folded into the patch embedding (the
-    same linear map, applied to the small kernel instead of every pixel)."""
+    same linear map, applied to the small kernel instead of every pixel). ``matmul``: as :class:`ClipText`'s."""
 
     config: ClipConfig
     dtype: jnp.dtype = jnp.float32
     states: bool = False  # return every token's last-layer state (what an MLLM connector reads) instead
     patches: bool = False
     normalise: tuple | None = None
+    matmul: str = "float32"
 
     @nn.compact
     def __call__(self, pixels):
@@ -195,7 +209,7 @@ class ClipVision(nn.Module):
             per_channel = (None, None, None, slice(None)) if self.patches else (None, slice(None), None, None)
             shift = -(kernel * (mean / std)[per_channel]).sum((1, 2, 3))
             kernel = kernel / (255 * std)[per_channel]
-        x = jnp.einsum("bnk,dk->bnd", patches.astype(self.dtype), kernel.reshape(d, -1).astype(self.dtype))
+        x = einsum("bnk,dk->bnd", patches, kernel.reshape(d, -1), self.matmul, self.dtype)
         if shift is not None:
             x = x + shift.astype(self.dtype)
         cls = self.param("class_embedding", nn.initializers.normal(0.02), (d,))
@@ -204,7 +218,7 @@ class ClipVision(nn.Module):
         x = x + nn.Embed(n_pos, d, name="position_embedding")(jnp.arange(n_pos)[None]).astype(self.dtype)
         x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="pre_layrnorm")(x).astype(self.dtype)
         if self.states:
-            return Encoder(cfg, self.dtype, name="encoder")(x, None)
-        x = Encoder(cfg, self.dtype, name="encoder")(x, None, lambda h: (h[:, :1], None))  # the CLS row
+            return Encoder(cfg, self.dtype, self.matmul, name="encoder")(x, None)
+        x = Encoder(cfg, self.dtype, self.matmul, name="encoder")(x, None, lambda h: (h[:, :1], None))  # CLS row
         pooled = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="post_layernorm")(x[:, 0])
         return nn.Dense(self.config.projection_dim, use_bias=False, dtype=jnp.float32, name="visual_projection")(pooled)

@@ -23,6 +23,7 @@ from ..encoders.clip_config import ClipConfig, TowerConfig
 from ..encoders.clip_image import OPENAI_MEAN, OPENAI_STD
 from ..encoders.clip_model import ClipText, ClipVision, cut_patches
 from ..encoders.clip_weights import flatten_params, hf_name
+from ..encoders.mixed_matmul import MATMUL_DTYPES
 from .checkpoint import Checkpoint
 from .config import TrainerConfig
 from .data import ArraySource
@@ -55,6 +56,7 @@ class TrainConfig:
     context_length: int = 32
     projection_dim: int = 128
     act: str = "quick_gelu"
+    matmul: str = "bfloat16"  # the products' operands in training (cirkit/encoders/mixed_matmul.py); "float32"
 
     def __post_init__(self) -> None:
         checks.integers_at_least(self, 1, "steps", "batch_size", "width", "layers", "heads", "patch_size",
@@ -62,6 +64,8 @@ class TrainConfig:
         checks.integers_at_least(self, 0, "warmup_steps")
         checks.numbers_at_least(self, 0, "learning_rate", strict=True)
         checks.numbers_at_least(self, 0, "weight_decay")
+        if self.matmul not in MATMUL_DTYPES:
+            checks.fail(self, "matmul", f"one of {', '.join(MATMUL_DTYPES)}", self.matmul)
         if self.width % self.heads:
             checks.fail(self, "heads", f"a divisor of width = {self.width}", self.heads)
         if self.decay_steps <= self.warmup_steps:
@@ -75,7 +79,7 @@ class TrainConfig:
 
     def spec(self) -> ClipSpec:
         return ClipSpec(self.width, self.layers, self.heads, self.patch_size, self.context_length,
-                        self.projection_dim, self.act)
+                        self.projection_dim, self.act, self.matmul)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +93,7 @@ class ClipSpec:
     context_length: int = 32
     projection_dim: int = 128
     act: str = "quick_gelu"
+    matmul: str = "bfloat16"
 
 
 def clip_model_config(cfg: TrainConfig | ClipSpec, vocab_size: int, image_size: int) -> ClipConfig:
@@ -122,6 +127,7 @@ class ClipTask:
     and the pixels reach the step already cut into patches (:meth:`prepare`, on the host, still uint8)."""
 
     model: ClipConfig
+    matmul: str = "float32"  # "bfloat16": mixed precision (cirkit/encoders/mixed_matmul.py)
 
     def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {**batch, "pixels": cut_patches(batch["pixels"], self.model.vision.patch_size)}
@@ -135,9 +141,9 @@ class ClipTask:
 
     def loss(self, params, batch, rng):
         normalise = (tuple(OPENAI_MEAN), tuple(OPENAI_STD))  # folded into the patch embedding's kernel
-        v = ClipVision(self.model, patches=True, normalise=normalise).apply({"params": params["vision"]},
-                                                                            batch["pixels"])
-        t = ClipText(self.model).apply({"params": params["text"]}, batch["ids"])
+        vision = ClipVision(self.model, patches=True, normalise=normalise, matmul=self.matmul)
+        v = vision.apply({"params": params["vision"]}, batch["pixels"])
+        t = ClipText(self.model, matmul=self.matmul).apply({"params": params["text"]}, batch["ids"])
         return info_nce(v, t, params["logit_scale"]), {"logit_scale": params["logit_scale"]}
 
 
@@ -178,7 +184,7 @@ def build_clip(spec: ClipSpec, pairs) -> tuple[ClipTask, ImagePairs]:
     _, vocab_size, ids = _text_side(captions, spec.context_length)
     with Image.open(paths[0]) as first:
         size = first.size[0]
-    return ClipTask(clip_model_config(spec, vocab_size, size)), ImagePairs(paths, ids, size)
+    return ClipTask(clip_model_config(spec, vocab_size, size), spec.matmul), ImagePairs(paths, ids, size)
 
 
 train_clip_segment = training_stage(build_clip, name="train_clip", version=1)
@@ -202,7 +208,7 @@ def clip_files(cfg: TrainConfig, checkpoint: Checkpoint, captions: list[str], im
 def train_clip(cfg: TrainConfig, images: np.ndarray, captions: list[str], progress=None) -> tuple[dict[str, bytes], dict]:
     """Train on in-memory (uint8 image, caption) pairs without a store; return the folder's files and the log."""
     _, vocab_size, ids = _text_side(captions, cfg.context_length)
-    task = ClipTask(clip_model_config(cfg, vocab_size, images.shape[1]))
+    task = ClipTask(clip_model_config(cfg, vocab_size, images.shape[1]), cfg.matmul)
     trainer = dataclasses.replace(cfg.trainer(), batch_size=min(cfg.batch_size, len(captions)))
     checkpoint = train(task, ArraySource({"pixels": images, "ids": ids}), trainer,
                        progress=(lambda step, stop, losses: progress(len(losses))) if progress else None)

@@ -1,0 +1,90 @@
+"""Mixed-precision products: bfloat16 operands, float32 results, in the forward pass and in both backward
+products, for every einsum form the CLIP towers use; a CLIP tower with them stays near its float32 self."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cirkit.encoders.clip_config import ClipConfig, TowerConfig
+from cirkit.encoders.clip_model import ClipText, ClipVision
+from cirkit.encoders.mixed_matmul import einsum
+from cirkit.training.clip_trainer import TrainConfig
+
+FORMS = [("...i,io->...o", (2, 5, 8), (8, 3)), ("btd,dhk->bhtk", (2, 5, 8), (8, 2, 4)),
+         ("bhqd,bhkd->bhqk", (2, 3, 5, 4), (2, 3, 6, 4)), ("bhqk,bhkd->bhqd", (2, 3, 5, 6), (2, 3, 6, 4)),
+         ("bhtk,hkf->btf", (2, 3, 5, 4), (3, 4, 7)), ("bnk,dk->bnd", (2, 5, 12), (6, 12))]
+
+
+def rounded(x):
+    return x.astype(jnp.bfloat16).astype(jnp.float32)
+
+
+@pytest.mark.parametrize("equation,shape_a,shape_b", FORMS)
+def test_forward_and_gradients_are_exact_products_of_bfloat16_roundings(equation, shape_a, shape_b):
+    rng = np.random.default_rng(0)
+    a, b = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in (shape_a, shape_b))
+    weights = jnp.asarray(rng.standard_normal(jnp.einsum(equation, a, b).shape), jnp.float32)
+    out = einsum(equation, a, b, "bfloat16")
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, jnp.einsum(equation, rounded(a), rounded(b)), rtol=1e-6, atol=1e-6)
+    grads = jax.grad(lambda a, b: (einsum(equation, a, b, "bfloat16") * weights).sum(), (0, 1))(a, b)
+    # the reference: float32 products of the rounded operands and the rounded output cotangent (a backward
+    # pass in float32, JAX's default for a cast einsum, misses it by ~1e-3 of the values)
+    expected = jax.grad(lambda a, b: (jnp.einsum(equation, a, b) * rounded(weights)).sum(), (0, 1))(rounded(a),
+                                                                                                       rounded(b))
+    for got, want in zip(grads, expected, strict=True):
+        assert got.dtype == jnp.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_float32_is_plain_einsum_in_the_given_dtype():
+    a, b = jnp.ones((2, 3)) / 3, jnp.ones((3, 4)) / 7
+    np.testing.assert_array_equal(einsum("ij,jk->ik", a, b), jnp.einsum("ij,jk->ik", a, b))
+    assert einsum("ij,jk->ik", a, b, dtype=jnp.bfloat16).dtype == jnp.bfloat16
+
+
+def tiny_clip() -> ClipConfig:
+    tower = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+                 hidden_act="quick_gelu", layer_norm_eps=1e-5)
+    return ClipConfig(TowerConfig(**tower, vocab_size=50, max_position_embeddings=8, eos_token_id=49),
+                      TowerConfig(**tower, image_size=16, patch_size=8), 16)
+
+
+def test_a_training_step_multiplies_only_bfloat16_operands_and_stays_near_float32():
+    config, rng = tiny_clip(), np.random.default_rng(1)
+    ids = jnp.asarray(np.concatenate([rng.integers(0, 49, (4, 7)), np.full((4, 1), 49)], 1), jnp.int32)
+    pixels = jnp.asarray(rng.standard_normal((4, 3, 16, 16)), jnp.float32)
+    text = ClipText(config).init(jax.random.PRNGKey(0), ids)["params"]
+    vision = ClipVision(config).init(jax.random.PRNGKey(1), pixels)["params"]
+
+    def loss(params, matmul):
+        t = ClipText(config, matmul=matmul).apply({"params": params[0]}, ids)
+        v = ClipVision(config, matmul=matmul).apply({"params": params[1]}, pixels)
+        return (t * v).sum(), (t, v)
+
+    step = jax.jit(jax.grad(loss, has_aux=True), static_argnums=1)
+    hlo = step.lower((text, vision), "bfloat16").as_text()
+    # every product of the towers (forward and backward) takes bfloat16 operands; the two projections to the
+    # embedding (float32 by design: they are small and set the embedding's scale) are the only float32 ones
+    operands = re.findall(r"stablehlo\.dot_general[^:]*: \(tensor<[^>]*x(\w+)>, tensor<[^>]*x(\w+)>\)", hlo)
+    assert len(operands) > 20
+    assert sum(a == b == "bf16" for a, b in operands) >= len(operands) - 6, operands
+    (g16, (t16, v16)), (g32, (t32, v32)) = step((text, vision), "bfloat16"), step((text, vision), "float32")
+    for half, full in ((t16, t32), (v16, v32)):
+        assert 0 < float(jnp.abs(half - full).max()) < 0.05 * float(jnp.abs(full).max())
+    # against the largest gradient, not each leaf's: some are zero in exact arithmetic (the key projection's
+    # bias cannot change a softmax), so float32 leaves rounding noise there and bfloat16 a larger one
+    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g32))
+    for half, full in zip(jax.tree.leaves(g16), jax.tree.leaves(g32), strict=True):
+        assert half.dtype == jnp.float32 and half.shape == full.shape
+        assert float(jnp.abs(half - full).max()) <= 0.02 * scale
+
+
+def test_an_unknown_matmul_dtype_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"matmul.*bfloat16.*float16"):
+        TrainConfig(matmul="float16")
