@@ -40,6 +40,7 @@ from rows import record  # noqa: E402
 from train_reference import original_loop  # noqa: E402
 
 from cirkit.builtin.scenes import caption, random_scene  # noqa: E402
+from cirkit.pipelines.demo import DemoConfig  # noqa: E402
 from cirkit.training import ArraySource, train  # noqa: E402
 from cirkit.training.clip_trainer import ClipTask, TrainConfig, _text_side, _tokenize, clip_model_config  # noqa: E402
 from cirkit.training.loop import STEPS_PER_CALL, _compute_settings, _run_steps, _split, build_optimiser  # noqa: E402
@@ -113,7 +114,7 @@ def main(rounds: int = 3, pairs: int = 2048) -> None:
     rng = np.random.default_rng(0)
     captions = [caption(random_scene(rng)) for _ in range(pairs)]
     images = rng.integers(0, 256, (pairs, 64, 64, 3), dtype=np.uint8)
-    cfg = TrainConfig()
+    cfg = DemoConfig().train  # the demo's CLIP: mixed precision
     _, vocab_size, trimmed = _text_side(captions, cfg.context_length)
     config = clip_model_config(cfg, vocab_size, images.shape[1])
     task, data = ClipTask(config, cfg.matmul), ArraySource({"pixels": images, "ids": trimmed})

@@ -24,7 +24,7 @@ DEEPEST_K = max(k for ks in DEFAULT_KS.values() for k in ks)  # the largest K a 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     benchmark: BuiltinConfig = BuiltinConfig()
-    train: TrainConfig = TrainConfig()
+    train: TrainConfig = TrainConfig(matmul="bfloat16")  # mixed precision: the demo's CLIP, not the methods' worlds'
     export: ExportConfig = ExportConfig()
     embed: EmbedConfig = EmbedConfig()
     k: int = 50
