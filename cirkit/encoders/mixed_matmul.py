@@ -1,7 +1,7 @@
 """Matrix products with bfloat16 operands and float32 results, forward and backward (mixed-precision training).
 
 Why: on a CPU with AVX512-BF16 (the development machine's EPYC), XLA multiplies bfloat16 matrices into a float32
-result about 1.8x as fast as float32 ones (``bench/train_bench.py`` prints both), while a bfloat16 *result* is
+result about 1.8-2x as fast as float32 ones (``bench/train_bench.py`` prints both), while a bfloat16 *result* is
 slower than float32. Plain ``einsum`` on bfloat16 casts gets only the forward product: JAX's transpose rule
 multiplies the float32 cotangent with the operands cast back up, so the backward products (two thirds of a
 training step's) stay float32. Here the backward products are bfloat16 too, with float32 results, the scheme
@@ -21,6 +21,11 @@ __all__ = ["MATMUL_DTYPES", "einsum", "dense_dot_general"]
 
 MATMUL_DTYPES = ("float32", "bfloat16")
 _BF16, _F32 = jnp.bfloat16, jnp.float32
+
+
+def _check(matmul: str) -> None:
+    if matmul not in MATMUL_DTYPES:
+        raise ValueError(f"matmul: expected one of {', '.join(MATMUL_DTYPES)}, found {matmul!r}")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -51,6 +56,7 @@ _bf16_einsum.defvjp(_forward, _backward)
 def einsum(equation: str, a, b, matmul: str = "float32", dtype=None):
     """``jnp.einsum(equation, a, b)`` in ``dtype`` (the module's compute dtype); with ``matmul="bfloat16"``,
     the operands are rounded to bfloat16 and the result (and the gradients) come back in float32."""
+    _check(matmul)
     if matmul == "bfloat16":
         return _bf16_einsum(equation, a.astype(_F32), b.astype(_F32))
     if dtype is not None:
@@ -60,6 +66,7 @@ def einsum(equation: str, a, b, matmul: str = "float32", dtype=None):
 
 def dense_dot_general(matmul: str):
     """A ``dot_general`` for ``flax.linen.Dense`` (None: Flax's own): inputs (..., in) times kernel (in, out)."""
+    _check(matmul)
     if matmul != "bfloat16":
         return None
 

@@ -144,9 +144,18 @@ def _index(name: str, is_package: bool, tree: ast.Module) -> _Module:
                     visit(getattr(st, field, []))
                 for handler in getattr(st, "handlers", []):
                     visit(handler.body)
+            elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
+                calls.append(st)
 
     import_nodes: dict[str, list[ast.stmt]] = {}
+    calls: list[ast.Expr] = []
     visit(tree.body)
+    for st in calls:  # NAME.method(...) at module level changes what NAME does: `f.defvjp(fwd, bwd)` gives a
+        root = st.value.func  # custom-gradient function its backward pass, so f's fingerprint must reach bwd
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if root is not st.value.func and isinstance(root, ast.Name) and root.id in index.symbols:
+            index.symbols[root.id].append(st)
     for bound in set(index.symbols) & set(import_nodes):  # try: import x / except ImportError: x = None
         index.symbols[bound] = import_nodes[bound] + index.symbols[bound]
     return index

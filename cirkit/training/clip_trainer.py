@@ -98,6 +98,10 @@ class ClipSpec:
     act: str = "quick_gelu"
     matmul: str = "float32"
 
+    def __post_init__(self) -> None:  # the training stage's task config: a typo must not train in float32
+        if self.matmul not in MATMUL_DTYPES:
+            checks.fail(self, "matmul", f"one of {', '.join(MATMUL_DTYPES)}", self.matmul)
+
 
 def clip_model_config(cfg: TrainConfig | ClipSpec, vocab_size: int, image_size: int) -> ClipConfig:
     tower = dict(hidden_size=cfg.width, intermediate_size=4 * cfg.width, num_attention_heads=cfg.heads,

@@ -4,16 +4,18 @@ products, for every einsum form the CLIP towers use; a CLIP tower with them stay
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from cirkit.encoders.clip_config import ClipConfig, TowerConfig
 from cirkit.encoders.clip_model import ClipText, ClipVision
 from cirkit.encoders.mixed_matmul import einsum
-from cirkit.training.clip_trainer import TrainConfig
+from cirkit.training.clip_trainer import ClipSpec, ClipTask, TrainConfig, build_clip
 
 FORMS = [("...i,io->...o", (2, 5, 8), (8, 3)), ("btd,dhk->bhtk", (2, 5, 8), (8, 2, 4)),
          ("bhqd,bhkd->bhqk", (2, 3, 5, 4), (2, 3, 6, 4)), ("bhqk,bhkd->bhqd", (2, 3, 5, 6), (2, 3, 6, 4)),
@@ -88,3 +90,44 @@ def test_a_training_step_multiplies_only_bfloat16_operands_and_stays_near_float3
 def test_an_unknown_matmul_dtype_is_refused_by_name():
     with pytest.raises(ValueError, match=r"matmul.*bfloat16.*float16"):
         TrainConfig(matmul="float16")
+    with pytest.raises(ValueError, match=r"matmul.*bf16"):  # the training stage's own task config
+        ClipSpec(matmul="bf16")
+    with pytest.raises(ValueError, match=r"matmul.*bf16"):  # and the modules: a typo never trains in float32
+        einsum("ij,jk->ik", jnp.ones((2, 2)), jnp.ones((2, 2)), "bf16")
+
+
+def bfloat16_products(task: ClipTask, batch: dict) -> tuple[int, int]:
+    """(bfloat16 x bfloat16 products, all products) in the lowered gradient of ``task``'s loss."""
+    params = task.init(jax.random.PRNGKey(0))
+    hlo = jax.jit(jax.grad(lambda p: task.loss(p, batch, None)[0])).lower(params).as_text()
+    operands = re.findall(r"stablehlo\.dot_general[^:]*: \(tensor<[^>]*x(\w+)>, tensor<[^>]*x(\w+)>\)", hlo)
+    return sum(a == b == "bf16" for a, b in operands), len(operands)
+
+
+def test_the_demo_trains_its_clip_in_mixed_precision_and_the_methods_worlds_in_float32(tmp_path):
+    """From the experiment file through the training stage's task config to the products of the loss: a field
+    dropped on the way would train the demo in float32 under the methods' worlds' key."""
+    from cirkit.experiment.experiment import load_experiment
+    from cirkit.pipelines.setup import Setup
+
+    demo = load_experiment("experiments/demo.toml").runs[0].config
+    partial = tmp_path / "demo.toml"
+    partial.write_text('pipeline = "demo"\n[train]\nsteps = 10\n')  # a partial table keeps the demo's defaults
+    for config in (demo.train, load_experiment(str(partial)).runs[0].config.train):
+        assert config.matmul == "bfloat16" and config.spec().matmul == "bfloat16"
+    assert Setup().train.spec().matmul == "float32" and Setup().train.spec() != demo.train.spec()
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(paths[-1])
+    split = SimpleNamespace(gallery=SimpleNamespace(images=[SimpleNamespace(id=str(i), path=p) for i, p in
+                                                            enumerate(paths)]),
+                            truths=[SimpleNamespace(target=str(i)) for i in range(4)],
+                            queries=[SimpleNamespace(text=f"a red circle number {i}") for i in range(4)])
+    small = dict(width=32, layers=1, patch_size=16, projection_dim=16)
+    for matmul, share in (("bfloat16", 0.8), ("float32", 0.0)):
+        task, data = build_clip(ClipSpec(**small, matmul=matmul), split)
+        assert task.matmul == matmul
+        half, total = bfloat16_products(task, task.prepare(data.batch(np.arange(4))))
+        assert total > 10 and (half >= share * total if share else half == 0), (matmul, half, total)

@@ -30,6 +30,8 @@ STAGES = {
 PERCENT = ("evaluation/metrics.py", "100.0 * float(x)", "1.0 * float(x)")
 EPSILON = ("encoders/clip_model.py", 'nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, name="final_layer_norm")',
            'nn.LayerNorm(epsilon=cfg.layer_norm_eps * 10, dtype=jnp.float32, name="final_layer_norm")')
+# a custom gradient's backward pass, attached by a module-level `f.defvjp(forward, backward)` statement
+BACKWARD = ("encoders/mixed_matmul.py", "g16 = g.astype(_BF16)", "g16 = (2 * g).astype(_BF16)")
 TIE_RULE = ("retrieval/exact.py", "np.lexsort((i, -s), axis=1)", "np.lexsort((-i, -s), axis=1)")
 # How answers are delivered (retry timing) vs what is asked (the request body)
 RETRY = ("models/backends/openai_compat.py", "cfg.backoff * 2**attempt", "cfg.backoff * 3**attempt")
@@ -88,13 +90,14 @@ def probe(root: Path, stages: dict, variants: dict) -> dict:
 def variants(tmp_path_factory):
     root = copy_package(tmp_path_factory.mktemp("keys"))
     return probe(root, STAGES, {"base": [], "percent": [PERCENT], "epsilon": [EPSILON], "tie_rule": [TIE_RULE],
-                                "layout": LAYOUT, "retry": [RETRY], "body": [BODY]})
+                                "backward": [BACKWARD], "layout": LAYOUT, "retry": [RETRY], "body": [BODY]})
 
 
 @pytest.mark.parametrize("edit,dependent", [
     ("percent", {"evaluate", "evaluate_chat", "recall"}),
     ("epsilon", {"train_builtin_clip"}),  # the generic embed stages key CLIP's code through its ModelRef
     ("tie_rule", {"retrieve", "exact_search"}),
+    ("backward", {"train_builtin_clip"}),  # the demo's mixed-precision CLIP trains through that backward pass
 ])
 def test_deep_edit_changes_exactly_the_dependent_stages(variants, edit, dependent):
     base, edited = variants["base"], variants[edit]
@@ -106,6 +109,7 @@ def test_deep_edit_changes_exactly_the_dependent_stages(variants, edit, dependen
     ("percent", "evaluate", "cirkit.evaluation.metrics._pct"),
     ("epsilon", "train_builtin_clip", "cirkit.encoders.clip_model.ClipText"),
     ("tie_rule", "retrieve", "cirkit.retrieval.exact._sorted_top"),
+    ("backward", "train_builtin_clip", "cirkit.encoders.mixed_matmul._backward"),
 ])
 def test_the_changed_definition_is_named(variants, edit, stage, definition):
     before, after = variants["base"][stage]["deps"], variants[edit][stage]["deps"]

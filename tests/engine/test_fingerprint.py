@@ -222,3 +222,42 @@ def test_a_stage_follows_its_own_package_whatever_else_is_imported(tmp_path, mon
     fingerprint.track_package("fp_order_q")
     assert s.code != alone and "fp_order_q.helpers.f" in s.analysis.deps
     fingerprint.clear_caches()
+
+
+CUSTOM_GRADIENT = """
+import jax
+from cirkit.engine import stage
+
+@jax.custom_vjp
+def clipped(x):
+    return x
+
+def forward(x):
+    return x, None
+
+def backward(_, g):
+    return (jax.numpy.clip(g, -1.0, 1.0),)
+
+clipped.defvjp(forward, backward)
+register = {}
+register.update(a=1)  # a call on a module-level dict: filed under it too, harmless
+
+@stage(version=1)
+def s(config, x):
+    return jax.grad(lambda v: clipped(v).sum())(x)
+"""
+
+
+def test_a_custom_gradients_backward_attached_by_defvjp_is_in_the_key(tmp_path):
+    """``f.defvjp(forward, backward)`` is a statement, not a definition: the stage reaches ``clipped`` and must
+    reach its backward pass through it (a changed backward used to leave the key, and a cached result, as is)."""
+    a = load_module(tmp_path, "fp_vjp_a", CUSTOM_GRADIENT).s
+    b = load_module(tmp_path, "fp_vjp_b", CUSTOM_GRADIENT.replace("-1.0, 1.0", "-2.0, 2.0")).s
+    assert {"fp_vjp_a.clipped", "fp_vjp_a.forward", "fp_vjp_a.backward"} <= set(a.analysis.deps)
+    assert a.code != b.code
+
+
+def test_the_cot_token_loss_keys_its_backward_pass():
+    from cirkit.methods.cir_cot.caption_align import align_captioning
+
+    assert "cirkit.methods.cir_cot.token_loss._backward" in align_captioning.analysis.deps
