@@ -16,7 +16,7 @@ import numpy as np
 from ..builtin.files import FileSet
 from ..data.filehash import FileDigests
 from ..engine import artifact_type, stage
-from .gguf_to_safetensors import plan_safetensors, write_safetensors
+from .gguf_to_safetensors import plan_safetensors, read_tensors, write_safetensors
 
 __all__ = ["GGUFConfig", "GGUFRef", "locate_gguf", "convert_gguf"]
 
@@ -52,7 +52,7 @@ def locate_gguf(config: GGUFConfig) -> GGUFRef:
 def convert_gguf(config: GGUFConfig, weights: GGUFRef) -> FileSet:
     """De-quantise the GGUF into a float32 transformers folder (config, safetensors, tokenizer, template),
     streaming the weights tensor by tensor into the packed file set (see :mod:`.gguf_to_safetensors`)."""
-    from gguf import GGUFReader, dequantize
+    from gguf import dequantize
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -71,8 +71,7 @@ def convert_gguf(config: GGUFConfig, weights: GGUFRef) -> FileSet:
             for n in names:
                 full = os.path.join(root, n)
                 files[os.path.relpath(full, tmp)] = open(full, "rb").read()
-    reader = GGUFReader(weights.path)
-    plan = plan_safetensors(reader, weights.path)
+    plan = plan_safetensors(read_tensors(weights.path), weights.path)
     names = tuple(sorted([*files, _WEIGHTS]))
     sizes = [plan.size if n == _WEIGHTS else len(files[n]) for n in names]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
