@@ -105,6 +105,18 @@ def test_converted_tensors_are_transformers_own_gguf_reading(smollm2_folder):
         assert checked == 2 * 9 + 2
 
 
+def test_the_tokenizer_files_are_those_autotokenizer_makes_from_the_gguf(smollm2_folder, tmp_path):
+    from transformers import AutoTokenizer
+
+    folder, name = os.path.split(gguf_path())
+    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp_path)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["chat_template.jinja", "tokenizer.json", "tokenizer_config.json"]
+    for n in written:
+        with open(os.path.join(smollm2_folder, n), "rb") as f:
+            assert f.read() == (tmp_path / n).read_bytes(), n
+
+
 def test_conversion_peak_memory_is_about_one_copy_of_the_weights(smollm2_folder, tmp_path):
     script = tmp_path / "convert.py"
     script.write_text(
