@@ -111,6 +111,8 @@ def read_tensors(path: str) -> tuple[GGUFTensor, ...]:
             table.append((name, tuple(reversed(dims)), kind, offset))
     except struct.error as exc:
         raise ValueError(f"{path}: truncated GGUF header ({exc})") from None
+    if not isinstance(alignment, int) or alignment <= 0:
+        raise ValueError(f"{path}: general.alignment is {alignment!r}, expected a positive whole number of bytes")
     data_start = -(-at // alignment) * alignment
     tensors = []
     for name, shape, kind, offset in table:
