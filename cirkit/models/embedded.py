@@ -16,7 +16,7 @@ import numpy as np
 from ..builtin.files import FileSet
 from ..data.filehash import FileDigests
 from ..engine import artifact_type, stage
-from .gguf_to_safetensors import plan_safetensors, write_safetensors
+from .gguf_to_safetensors import plan_safetensors, read_tensors, write_safetensors
 
 __all__ = ["GGUFConfig", "GGUFRef", "locate_gguf", "convert_gguf"]
 
@@ -52,8 +52,8 @@ def locate_gguf(config: GGUFConfig) -> GGUFRef:
 def convert_gguf(config: GGUFConfig, weights: GGUFRef) -> FileSet:
     """De-quantise the GGUF into a float32 transformers folder (config, safetensors, tokenizer, template),
     streaming the weights tensor by tensor into the packed file set (see :mod:`.gguf_to_safetensors`)."""
-    from gguf import GGUFReader, dequantize
-    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+    from gguf import dequantize
+    from transformers import AutoConfig, GenerationConfig, TokenizersBackend
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     folder, name = os.path.split(weights.path)
@@ -66,13 +66,14 @@ def convert_gguf(config: GGUFConfig, weights: GGUFRef) -> FileSet:
     with tempfile.TemporaryDirectory() as tmp:
         model_config.save_pretrained(tmp)
         GenerationConfig.from_model_config(model_config).save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)
+        # the class AutoTokenizer picks for this file (a test checks the bytes); AutoTokenizer itself would parse
+        # the whole GGUF once more (3 s of its 49k-token vocabulary) only to rebuild the config held above
+        TokenizersBackend.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)
         for root, _, names in os.walk(tmp):
             for n in names:
                 full = os.path.join(root, n)
                 files[os.path.relpath(full, tmp)] = open(full, "rb").read()
-    reader = GGUFReader(weights.path)
-    plan = plan_safetensors(reader, weights.path)
+    plan = plan_safetensors(read_tensors(weights.path), weights.path)
     names = tuple(sorted([*files, _WEIGHTS]))
     sizes = [plan.size if n == _WEIGHTS else len(files[n]) for n in names]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="parity tests need the torch extra (torch==2.13.0)")
 
 from clip_fixtures import make_clip_checkpoint  # noqa: E402
+from conftest import xla_flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from cirkit.encoders.clip_config import CheckpointError  # noqa: E402
@@ -195,7 +196,7 @@ def test_data_parallel_over_several_devices_matches_one(tmp_path):
         "out = enc.encode_texts(['the red dog', 'a cat', 'the dog and the cat'])\n"
         "np.save(__import__('sys').argv[1], out)\n"
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=2"), JAX_PLATFORMS="cpu")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "two.npy")], env=env, check=True)
     one = ClipEncoder(str(tmp_path / "ck")).encode_texts(["the red dog", "a cat", "the dog and the cat"])
     assert np.abs(np.load(tmp_path / "two.npy") - one).max() < 1e-5

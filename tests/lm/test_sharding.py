@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("torch", reason="the checkpoint is written by transformers + torch (the test extra)")
 
+from conftest import xla_flags  # noqa: E402
 from lm_fixtures import make_word_lm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +55,7 @@ print(json.dumps({
 def test_sharded_generation_and_pooling_equal_one_device(tmp_path):
     make_word_lm(tmp_path / "lm")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=2"),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "lm")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)

@@ -17,7 +17,7 @@ from conftest import cli_env
 pytest.importorskip("torch", reason="the reference is transformers + torch (the test extra)")
 pytest.importorskip("gguf", reason="reading GGUF needs the gguf package (the test extra)")
 
-from cirkit.models.gguf_to_safetensors import transformers_name, unpermute_rows  # noqa: E402
+from cirkit.models.gguf_to_safetensors import read_tensors, transformers_name, unpermute_rows  # noqa: E402
 
 
 def gguf_path():
@@ -39,12 +39,45 @@ def test_unknown_tensor_names_are_refused_with_the_file():
         transformers_name("blk.0.ssm_conv.weight", "m.gguf")
 
 
+def test_the_tensor_table_is_read_past_every_kind_of_metadata_and_the_files_alignment(tmp_path):
+    import gguf
+
+    path = str(tmp_path / "tiny.gguf")
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_custom_alignment(64)
+    writer.add_array("tokenizer.ggml.tokens", ["a", "bb", "ccc"])
+    writer.add_array("tokenizer.ggml.scores", [0.5, -1.0, 2.0])
+    writer.add_string("general.name", "a tiny GGUF for tests")
+    q = np.arange(6, dtype=np.float32).reshape(2, 3)
+    writer.add_tensor("blk.0.attn_q.weight", q)
+    writer.add_tensor("output_norm.weight", np.arange(5, dtype=np.float16))
+    for write in (writer.write_header_to_file, writer.write_kv_data_to_file, writer.write_tensors_to_file):
+        write()
+    writer.close()
+    header_end = open(path, "rb").read().rfind(b"output_norm.weight") + 18 + 4 + 8 + 4 + 8  # its 1-d info ends it
+    assert 0 < header_end % 64 <= 32, "the data would start elsewhere with the default alignment (32)"
+    tensors = read_tensors(path)
+    assert [(t.name, t.shape, t.tensor_type.name) for t in tensors] == [
+        ("blk.0.attn_q.weight", (2, 3), "F32"), ("output_norm.weight", (5,), "F16")]
+    np.testing.assert_array_equal(gguf.dequantize(tensors[0].data, tensors[0].tensor_type), q)
+    np.testing.assert_array_equal(gguf.dequantize(tensors[1].data, tensors[1].tensor_type), np.arange(5))
+
+    (tmp_path / "short.gguf").write_bytes(open(path, "rb").read()[:100])  # cut inside the metadata
+    with pytest.raises(ValueError, match=r"short\.gguf: truncated GGUF header"):
+        read_tensors(str(tmp_path / "short.gguf"))
+    (tmp_path / "model.bin").write_bytes(b"PK\x03\x04" + bytes(60))
+    with pytest.raises(ValueError, match=r"model\.bin: not a GGUF file"):
+        read_tensors(str(tmp_path / "model.bin"))
+
+
 def test_converted_tensors_are_transformers_own_gguf_reading(smollm2_folder):
     import torch
     from gguf import GGUFReader, dequantize
     from safetensors import safe_open
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+
+    from cirkit.encoders.safetensors_io import release_pages
 
     config = AutoConfig.from_pretrained(smollm2_folder)
     with torch.device("meta"):
@@ -55,7 +88,14 @@ def test_converted_tensors_are_transformers_own_gguf_reading(smollm2_folder):
     with safe_open(os.path.join(smollm2_folder, "model.safetensors"), "np") as ours:
         assert {k: tuple(ours.get_slice(k).get_shape()) for k in ours.keys()} == expected
         checked = 0
-        for tensor in GGUFReader(gguf_path()).tensors:
+        reference, table = GGUFReader(gguf_path()).tensors, read_tensors(gguf_path())
+        # the converter's own reading of the tensor table is gguf's: every name, type, shape and byte
+        assert [(t.name, t.tensor_type, t.shape) for t in table] == [
+            (t.name, t.tensor_type, tuple(int(n) for n in reversed(t.shape))) for t in reference]
+        for ours_tensor, tensor in zip(table, reference):
+            assert np.array_equal(ours_tensor.data, np.asarray(tensor.data).view(np.uint8)), tensor.name
+            release_pages(ours_tensor.data, tensor.data)  # the 100 MiB file is not all held resident twice
+        for tensor in reference:
             name = transformers_name(tensor.name, "")
             if not (name.startswith(("model.layers.0.", "model.layers.29.")) or "layers" not in name):
                 continue  # the first and last blocks and everything outside blocks: every kind of tensor
@@ -63,6 +103,18 @@ def test_converted_tensors_are_transformers_own_gguf_reading(smollm2_folder):
             np.testing.assert_array_equal(ours.get_tensor(name), reference, err_msg=name)
             checked += 1
         assert checked == 2 * 9 + 2
+
+
+def test_the_tokenizer_files_are_those_autotokenizer_makes_from_the_gguf(smollm2_folder, tmp_path):
+    from transformers import AutoTokenizer
+
+    folder, name = os.path.split(gguf_path())
+    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp_path)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["chat_template.jinja", "tokenizer.json", "tokenizer_config.json"]
+    for n in written:
+        with open(os.path.join(smollm2_folder, n), "rb") as f:
+            assert f.read() == (tmp_path / n).read_bytes(), n
 
 
 def test_conversion_peak_memory_is_about_one_copy_of_the_weights(smollm2_folder, tmp_path):

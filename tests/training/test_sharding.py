@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+from conftest import xla_flags
+
 SCRIPT = textwrap.dedent("""
     import dataclasses, jax, numpy as np
     from trainer_fixtures import TinyTask, tiny_data
@@ -31,7 +33,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_sharded_steps_equal_unsharded_steps(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+    env = {**os.environ, "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=2"), "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": os.pathsep.join([os.getcwd(), os.path.join(os.getcwd(), "tests")])}
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

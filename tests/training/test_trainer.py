@@ -175,6 +175,22 @@ def test_evaluation_runs_every_n_steps_on_the_weights_of_that_step():
     assert ckpt.evals[0][1] != ckpt.evals[1][1]
 
 
+def test_full_params_keep_inits_order_with_trained_values_and_initial_ones_for_frozen_parameters():
+    cfg = TrainerConfig(steps=3, batch_size=16, decay_steps=100)
+    init = TinyTask().init(jax.random.split(jax.random.PRNGKey(cfg.seed))[0])
+    for task in (TinyTask(), TinyTask(frozen_query=True)):  # every parameter in the checkpoint; one not
+        ckpt = train(task, tiny_data(), cfg)
+        params = full_params(task, ckpt, cfg.seed)
+        assert list(params) == ["query", "target", "log_scale"], "init's order (sorted would start with log_scale)"
+        np.testing.assert_array_equal(params["target"]["w"], ckpt.params["target/w"])
+        if task.frozen_query:
+            assert "query/w" not in ckpt.params
+            np.testing.assert_array_equal(params["query"]["w"], init["query"]["w"])
+        else:
+            assert not np.array_equal(ckpt.params["query/w"], init["query"]["w"])
+            np.testing.assert_array_equal(params["query"]["w"], ckpt.params["query/w"])
+
+
 def test_a_run_of_other_length_is_another_configuration_for_run_names():
     """Segments share work across lengths, but a pipeline config holding the trainer config must still tell
     a 10-step run from a 20-step one (run names are reused only for the same configuration)."""
