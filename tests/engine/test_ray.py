@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import sys
 
 import pytest
@@ -30,17 +31,23 @@ def cluster(tmp_path_factory):
     # which this driver (auth mode off) does not send (seen: a stray token made the head refuse the driver)
     home = tmp_path_factory.mktemp("home")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TOY_PID_LOG": str(pid_log), "HOME": str(home)}
-    # Everything on loopback: the head, its workers and the driver (never the machine's other addresses).
-    started = subprocess.run([exe, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                              "--include-dashboard=false", "--disable-usage-stats"], env=env, capture_output=True,
-                             text=True, timeout=180)
+    # Everything on loopback: the head, its workers and the driver (never the machine's other addresses). In a
+    # session of its own, so the head's daemons (GCS, raylet, agents) share one process group, stopped below by
+    # that group alone; `ray stop --force` took ~7 s and would have killed every Ray process on the machine.
+    started = subprocess.Popen([exe, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                                "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        assert started.returncode == 0, started.stderr[-2000:]
+        _, err = started.communicate(timeout=180)
+        assert started.returncode == 0, err[-2000:]
         ray.init(address=f"127.0.0.1:{port}", _node_ip_address="127.0.0.1", log_to_driver=False)
         yield pid_log
     finally:
         ray.shutdown()
-        subprocess.run([exe, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        try:  # the workers (their own groups) exit with their raylet
+            os.killpg(started.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_ray_executor_matches_the_local_one(cluster, tmp_path):
