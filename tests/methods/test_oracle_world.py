@@ -3,7 +3,8 @@ stage 1 beats the CLIP baselines, stage 2 improves on stage 1 and stage 3 on sta
 text-only retrieval, and every score falls as the oracle's noise rises. Margins are measured on this world
 (README, "Oracle world"): a change that breaks a stage's logic fails them.
 
-The world (benchmark + a briefly trained CLIP) is built once per module in its own store.
+The world (benchmark + a briefly trained CLIP, tests/oracle_fixtures.py) has its own store, built in the background
+while earlier tests run (tests/prebuild.py).
 """
 
 import dataclasses
@@ -11,9 +12,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from oracle_fixtures import BENCHMARK, TRAIN, oracle_setup
 
-from cirkit.builtin.benchmark import BuiltinConfig
-from cirkit.builtin.files import ExportConfig
 from cirkit.builtin.scenes import caption
 from cirkit.cli import main
 from cirkit.encoders.stages import embed_images, embed_texts
@@ -28,20 +28,17 @@ from cirkit.methods.osrcir.pipeline import OSrCIRConfig, osrcir
 from cirkit.models.backends.oracle import OracleWorld
 from cirkit.models.requests import Decoding
 from cirkit.pipelines.embedded import builtin_world
-from cirkit.pipelines.setup import DataConfig, Setup, oracle, prepare
+from cirkit.pipelines.setup import DataConfig, oracle, prepare
 from cirkit.retrieval.stages import RetrievalConfig, retrieve
-from cirkit.training.clip_trainer import TrainConfig
 
-BENCHMARK = BuiltinConfig(n_train=2000, n_t2i=10, n_composed=80, n_chat=2, n_chat_distractors=2)
-TRAIN = TrainConfig(steps=150, batch_size=128)
+pytestmark = pytest.mark.prebuild("oracle_world")
 SAME_PROTOCOL = RetrievalConfig(k=50, exclude_reference=True)  # as the baselines, so the scores compare
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    base = tmp_path_factory.mktemp("oracle-world")
-    setup = Setup(DataConfig(layout="cirr", max_queries=80), BENCHMARK, TRAIN, ExportConfig(str(base / "export")))
-    return str(base / "store"), setup
+def world(prebuilds):
+    base = prebuilds.wait("oracle_world")
+    return str(base / "store"), oracle_setup(base)
 
 
 def engine(world):

@@ -7,12 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import cli_env
 
 pytest.importorskip("torch", reason="the reference is transformers + torch (the test extra)")
 pytest.importorskip("gguf", reason="reading GGUF needs the gguf package (the test extra)")
@@ -117,20 +114,11 @@ def test_the_tokenizer_files_are_those_autotokenizer_makes_from_the_gguf(smollm2
             assert f.read() == (tmp_path / n).read_bytes(), n
 
 
-def test_conversion_peak_memory_is_about_one_copy_of_the_weights(smollm2_folder, tmp_path):
-    script = tmp_path / "convert.py"
-    script.write_text(
-        "import hashlib, json\n"
-        "from cirkit.models.embedded import GGUFConfig, locate_gguf, convert_gguf\n"
-        "files = convert_gguf.fn(GGUFConfig(), locate_gguf.fn(GGUFConfig()))\n"
-        "i = files.names.index('model.safetensors')\n"
-        "blob = files.blob[files.offsets[i]:files.offsets[i + 1]]\n"
-        "peak = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')][0].split()[1]\n"
-        "print(json.dumps({'peak_mib': int(peak) / 1024,\n"
-        "                  'sha256': hashlib.sha256(blob).hexdigest(), 'bytes': int(blob.size)}))\n")
-    # VmHWM, not ru_maxrss: Linux carries the parent's resident size at fork into the child's ru_maxrss
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=cli_env(), check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+@pytest.mark.prebuild("gguf_peak")
+def test_conversion_peak_memory_is_about_one_copy_of_the_weights(smollm2_folder, prebuilds):
+    """A conversion alone in a fresh process (run in the background while earlier tests ran, tests/prebuild.py):
+    its peak memory, and the same bytes as the cached conversion made by another process."""
+    result = json.loads((prebuilds.wait("gguf_peak") / "result.json").read_text())
     with open(os.path.join(smollm2_folder, "model.safetensors"), "rb") as f:
         cached = hashlib.file_digest(f, "sha256").hexdigest()
     assert result["sha256"] == cached, "the same bytes as the cached conversion"

@@ -1,7 +1,8 @@
-"""The OpenAI-compatible backend against a real `transformers serve`, and the local transformers backend."""
+"""The OpenAI-compatible backend against a real `transformers serve` of the converted SmolLM2 (the image path:
+test_servers_image.py; each server lives for its module only, so two never hold memory at once)."""
 
-import httpx
 import pytest
+from conftest import served_model_id
 
 from cirkit.engine import Engine, Store
 from cirkit.models.config import BackendConfig
@@ -20,12 +21,6 @@ def reason(engine, backend, prompt=PromptConfig("generic/reasoner")):
     answers = roles.reason(config, FIELDS, (None, None, None), fallbacks=tuple(f["reference"] for f in FIELDS),
                            required=("target",))
     return answers
-
-
-def served_model_id(server) -> str:
-    """The ``model`` a raw chat request to the server reports (whatever its format: with or without @revision)."""
-    body = {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
-    return httpx.post(f"{server['base_url']}/chat/completions", json=body, timeout=120).json()["model"]
 
 
 def statuses(engine):
@@ -75,52 +70,3 @@ def test_user_prompt_file_changes_the_key(transformers_server, served_store, tmp
     engine = Engine(store, progress=False)
     reason(engine, backend, PromptConfig("generic/reasoner", str(custom)))
     assert statuses(engine)["reasoner/chat"] == "computed"
-
-
-def test_local_transformers_backend_batches_and_gives_yes_probabilities(smollm2_folder):
-    from cirkit.models.backends.local_transformers import TransformersBackend
-    from cirkit.models.requests import ChatRequest, Message
-
-    backend = TransformersBackend(BackendConfig("transformers", smollm2_folder, batch_size=2))
-    requests = [ChatRequest("verifier", "t", "h", (Message("user", f"Is {x} a colour? Answer Yes or No."),),
-                            decoding=Decoding(max_tokens=5, want_probability=True)) for x in ("red", "a table", "blue")]
-    out = backend.complete(requests)
-    assert len(out) == 3 and all(0.0 <= r.yes_probability <= 1.0 for r in out)
-    assert all(r.model == backend.name for r in out)
-    single = backend.complete(requests[:1])
-    assert single[0].text == out[0].text, "left padding: batching does not change greedy output"
-
-
-def test_image_path_against_a_real_server(vlm_server, tmp_path):
-    """Images as base64 data URLs through a real `transformers serve` running a tiny random LLaVA."""
-    from conftest import make_images
-
-    from cirkit.data.model import ImageRef
-
-    paths = [tmp_path / f"im{i}.png" for i in range(2)]
-    make_images(paths, size=(40, 40))
-    images = tuple(ImageRef(f"im{i}", str(p), content=f"{i:064x}") for i, p in enumerate(paths))
-    backend = BackendConfig("openai", vlm_server["model"], base_url=vlm_server["base_url"])
-    engine = Engine(Store(str(tmp_path / "store")), progress=False)
-    roles = EngineRoles(engine)
-    captions = roles.caption(RoleConfig(backend, PromptConfig("generic/captioner"), Decoding(max_tokens=6)), images).value
-    assert captions.models == (served_model_id(vlm_server),) * 2
-    verdicts = roles.verify(RoleConfig(backend, PromptConfig("generic/verifier"), Decoding(max_tokens=3)), images,
-                            ("is it red?", "is it blue?")).value
-    assert len(verdicts.values) == 2  # a random model rarely says yes or no: those count as fallbacks
-    assert "POST /v1/chat/completions" in vlm_server["log"].read_text()
-
-
-def test_local_transformers_vlm(tiny_vlm, tmp_path):
-    from conftest import make_images
-
-    from cirkit.data.model import ImageRef
-    from cirkit.models.backends.local_transformers import TransformersBackend
-    from cirkit.models.requests import ChatRequest, Message
-
-    make_images([tmp_path / "a.png"], size=(40, 40))
-    image = ImageRef("a", str(tmp_path / "a.png"), content="a" * 64)
-    backend = TransformersBackend(BackendConfig("transformers", tiny_vlm, batch_size=2))
-    request = ChatRequest("captioner", "t", "h", (Message("user", "Describe it.", (image,)),), decoding=Decoding(max_tokens=4))
-    out = backend.complete([request, request])
-    assert len(out) == 2 and out[0].text == out[1].text

