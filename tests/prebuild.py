@@ -6,7 +6,7 @@ process's conversion whose peak memory a test checks (``gguf_peak``), and the or
 (``oracle_world``). Started at the session's first test, in the order the session reaches them and one at a time (so
 the background holds one job's memory, about 1 GB), they are done long before the tests that use them; those
 tests wait for their job and then find the result cached. Nothing differs from building in-process: a job is
-the same cached stages in a process with the suite's environment (XLA flags, one device, the compilation cache).
+the same cached stages in a process with the suite's environment (XLA flags, one device).
 
 A job runs only if a collected test needs it: a test needs ``world_smollm2`` through the ``smollm2_folder`` fixture and
 the others by the marker ``prebuild("NAME")``. Run as a script, this module runs one job:
@@ -31,6 +31,9 @@ class Prebuilds:
 
     def __init__(self, base: Path, jobs: list[str], env: dict[str, str]) -> None:
         self.base = base
+        # a compilation cache of their own: JAX writes cache files in place, unlocked, so a process reading an
+        # entry while another writes it could read half of it
+        env = {**env, "JAX_COMPILATION_CACHE_DIR": str(base / "jax-cache")}
         self._done = {job: threading.Event() for job in jobs}
         self._failed: dict[str, str] = {}
         self._proc: subprocess.Popen | None = None
