@@ -15,14 +15,16 @@ the others by the marker ``prebuild("NAME")``. Run as a script, this module runs
 
 from __future__ import annotations
 
-import os
+import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 JOBS = ("world_smollm2", "oracle_world", "gguf_peak")
-NICE = 5  # the background yields to the test process when both want the same core
+# the background yields to the test process when both want the same core; through nice(1), not a preexec_fn,
+# which would run Python in the forked child of a process whose JAX threads may hold locks
+_NICE = ["nice", "-n", "5"] if shutil.which("nice") else []
 
 
 class Prebuilds:
@@ -51,8 +53,8 @@ class Prebuilds:
                     self._done[job].set()
                     continue
                 with open(log, "w") as out:
-                    self._proc = subprocess.Popen([sys.executable, __file__, job, str(self.base / job)], stdout=out,
-                                                  stderr=subprocess.STDOUT, env=env, preexec_fn=lambda: os.nice(NICE))
+                    self._proc = subprocess.Popen([*_NICE, sys.executable, __file__, job, str(self.base / job)],
+                                                  stdout=out, stderr=subprocess.STDOUT, env=env)
             code = self._proc.wait()
             if code:
                 self._failed[job] = f"exit status {code}; its log ({log}) ends:\n{log.read_text()[-3000:]}"
