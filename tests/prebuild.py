@@ -1,15 +1,16 @@
 """The suite's three most expensive fixtures, built in a background process while the first tests run.
 
 Why: the suite keeps one core busy (its programs are tiny and compile and run on one thread) on a 2-core machine,
-and three fixtures cost ~45 s of that core: the converted SmolLM2 in the shared world store (``world_smollm2``), a fresh
-process's conversion whose peak memory a test checks (``gguf_peak``), and the oracle world's benchmark and CLIP
-(``oracle_world``). Started at the session's first test, in the order the session reaches them and one at a time (so
-the background holds one job's memory, about 1 GB), they are done long before the tests that use them; those
-tests wait for their job and then find the result cached. Nothing differs from building in-process: a job is
+and three fixtures cost ~45 s of that core: the converted SmolLM2 in the shared world store (``world_smollm2``), a
+fresh process's conversion whose peak memory a test checks (``gguf_peak``), and the oracle world's benchmark and
+CLIP (``oracle_world``). Started at the session's first test, one at a time in the order the session needs them (so the
+background holds one job's memory, about 1 GB, and each starts only while the test process holds little: see
+``GATE_MIB``), they are done long before the tests that use them; those tests wait for their job and then
+find the result cached. Nothing differs from building in-process: a job is
 the same cached stages in a process with the suite's environment (XLA flags, one device).
 
-A job runs only if a collected test needs it: a test needs ``world_smollm2`` through the ``smollm2_folder`` fixture and
-the others by the marker ``prebuild("NAME")``. Run as a script, this module runs one job:
+A job runs only if a collected test needs it: a test needs ``world_smollm2`` through the ``smollm2_folder`` fixture
+and the others by the marker ``prebuild("NAME")``. Run as a script, this module runs one job:
 ``python prebuild.py JOB DIRECTORY``.
 """
 
@@ -26,6 +27,20 @@ JOBS = ("world_smollm2", "oracle_world", "gguf_peak")
 # which would run Python in the forked child of a process whose JAX threads may hold locks
 _NICE = ["nice", "-n", "5"] if shutil.which("nice") else []
 
+# a job (up to about 1.1 GB) starts only while the test process holds less than this (resident MiB), or once a test
+# waits for a job: together they stay under the suite's 2.5 GB budget unless the tests grow by 300 MiB during the
+# job (measured, PSS: the test process holds 0.5-1.0 GB through annotation/ to experiment/)
+GATE_MIB = 1000
+
+
+def _resident_mib() -> float:
+    """The test process's resident memory (this module's :class:`Prebuilds` runs in it)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration):  # not Linux: no gate
+        return 0.0
+
 
 class Prebuilds:
     """Runs ``jobs`` one after another in subprocesses under ``base`` (``base / JOB`` is each job's folder);
@@ -40,6 +55,7 @@ class Prebuilds:
         self._failed: dict[str, str] = {}
         self._proc: subprocess.Popen | None = None
         self._stopped = False
+        self._asked = threading.Event()  # a test waits for a job: the memory gate opens
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, args=(list(jobs), env), name="prebuild", daemon=True)
         self._thread.start()
@@ -47,6 +63,8 @@ class Prebuilds:
     def _run(self, jobs: list[str], env: dict[str, str]) -> None:
         for job in jobs:
             log = self.base / f"{job}.log"
+            while not self._asked.is_set() and not self._stopped and _resident_mib() > GATE_MIB:
+                self._asked.wait(0.5)
             with self._lock:
                 if self._stopped:
                     self._failed[job] = "the session ended before this job started"
@@ -65,6 +83,7 @@ class Prebuilds:
 
     def wait(self, job: str) -> Path:
         """The job's folder once it has finished; an error (with its log's end) if it failed."""
+        self._asked.set()
         self._done[job].wait()
         if job in self._failed:
             raise RuntimeError(f"background build {job!r} failed: {self._failed[job]}")
@@ -74,6 +93,7 @@ class Prebuilds:
         """End the running job (an interrupted session must not leave a process writing into its folders)."""
         with self._lock:
             self._stopped = True
+            self._asked.set()
             if self._proc is not None and self._proc.poll() is None:
                 self._proc.kill()
                 self._proc.wait()
