@@ -186,3 +186,18 @@ def test_experiment_files_must_be_utf8(tmp_path):
     path.write_bytes('pipeline = "synthetic_retrieval"\ndescription = "caf\xe9"\n'.encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1.toml: expected UTF-8 text, found byte 0xe9 at offset 51"):
         load_experiment(str(path))
+
+
+def test_cir_lvlm_layers_sweep_is_the_main_experiment_at_each_depth():
+    """The depth ablation's arms must differ from experiments/cir_lvlm.toml only in llm_layers, so the 2-layer arm
+    is the main experiment's run (its cache) and the numbers compare with the README's table."""
+    import pathlib
+
+    root = pathlib.Path(__file__).parents[2] / "experiments"
+    sweep = load_experiment(str(root / "ablations" / "cir_lvlm_layers.toml"))
+    depths = [run.config.lvlm.model.llm_layers for run in sweep.runs]
+    assert depths == [2, 4, 8]
+    for run, depth in zip(sweep.runs, depths):
+        main = load_experiment(str(root / "cir_lvlm.toml"), (f"lvlm.model.llm_layers={depth}",)).runs[0].config
+        assert run.config == main
+        assert run.name == f"cir-lvlm-layers/lvlm.model.llm_layers={depth}"
