@@ -3,11 +3,11 @@
 Why: the suite keeps one core busy (its programs are tiny and compile and run on one thread) on a 2-core machine,
 and three fixtures cost ~45 s of that core: the converted SmolLM2 in the shared world store (``world_smollm2``), a
 fresh process's conversion whose peak memory a test checks (``gguf_peak``), and the oracle world's benchmark and
-CLIP (``oracle_world``). Started at the session's first test, one at a time in the order the session needs them (so the
-background holds one job's memory, about 1 GB, and each starts only while the test process holds little: see
-``GATE_MIB``), they are done long before the tests that use them; those tests wait for their job and then
-find the result cached. Nothing differs from building in-process: a job is
-the same cached stages in a process with the suite's environment (XLA flags, one device).
+CLIP (``oracle_world``). Started at the session's first test, one at a time in the order the session needs them
+(so the background holds one job's memory, about 1 GB, and each starts only while the test process holds little:
+see ``GATE_MIB``), they are done long before the tests that use them; those tests wait for their job and then find
+the result cached. Nothing differs from building in-process: a job is the same cached stages in a process with the
+suite's environment (XLA flags, one device).
 
 A job runs only if a collected test needs it: a test needs ``world_smollm2`` through the ``smollm2_folder`` fixture
 and the others by the marker ``prebuild("NAME")``. Run as a script, this module runs one job:
@@ -33,12 +33,13 @@ _NICE = ["nice", "-n", "5"] if shutil.which("nice") else []
 GATE_MIB = 1000
 
 
-def _resident_mib() -> float:
-    """The test process's resident memory (this module's :class:`Prebuilds` runs in it)."""
+def _status_mib(field: str) -> float:
+    """A memory field of this process's ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MiB; 0 where there is none
+    (not Linux: no memory gate)."""
     try:
         with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
-    except (OSError, StopIteration):  # not Linux: no gate
+            return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) / 1024
+    except (OSError, StopIteration):
         return 0.0
 
 
@@ -63,7 +64,7 @@ class Prebuilds:
     def _run(self, jobs: list[str], env: dict[str, str]) -> None:
         for job in jobs:
             log = self.base / f"{job}.log"
-            while not self._asked.is_set() and not self._stopped and _resident_mib() > GATE_MIB:
+            while not self._asked.is_set() and not self._stopped and _status_mib("VmRSS") > GATE_MIB:
                 self._asked.wait(0.5)
             with self._lock:
                 if self._stopped:
@@ -144,9 +145,10 @@ def _gguf_peak(folder: Path) -> None:
     files = convert_gguf.fn(GGUFConfig(), locate_gguf.fn(GGUFConfig()))
     i = files.names.index("model.safetensors")
     blob = files.blob[files.offsets[i]:files.offsets[i + 1]]
-    with open("/proc/self/status") as status:
-        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    result = {"peak_mib": peak_kib / 1024, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": int(blob.size)}
+    peak = _status_mib("VmHWM")
+    if not peak:
+        raise RuntimeError("no VmHWM in /proc/self/status: this measurement needs Linux")
+    result = {"peak_mib": peak, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": int(blob.size)}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "result.json").write_text(json.dumps(result))
 
