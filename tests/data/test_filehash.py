@@ -1,0 +1,88 @@
+"""The memoised file digests: right values, only changed files hashed again, and an interrupted hashing run keeps
+the chunks it finished."""
+
+import hashlib
+import os
+
+import pytest
+
+from cirkit.data import filehash
+from cirkit.data.filehash import FileDigests
+
+
+@pytest.fixture
+def files(tmp_path):
+    paths = []
+    for i in range(7):
+        p = tmp_path / "images" / f"{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(bytes([i]) * (100 + i))
+        paths.append(str(p))
+    return paths
+
+
+@pytest.fixture
+def hashed(monkeypatch):
+    """Records every file the digests actually read (the real hash still runs)."""
+    seen = []
+
+    def counting(path):
+        seen.append(os.path.basename(path))
+        return real(path)
+
+    real = filehash.file_digest
+    monkeypatch.setattr(filehash, "file_digest", counting)
+    return seen
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_digests_are_the_files_sha256_in_order_and_a_rerun_reads_no_file(files, tmp_path, hashed):
+    digests = FileDigests(str(tmp_path / "cache"))
+    assert digests.digests(files) == [sha(p) for p in files]
+    assert sorted(hashed) == sorted(os.path.basename(p) for p in files)
+    hashed.clear()
+    again = FileDigests(str(tmp_path / "cache"))  # another process's view: the records are on disk
+    assert again.digests(files[::-1]) == [sha(p) for p in files[::-1]]
+    assert again.digest(files[2]) == sha(files[2])
+    assert hashed == [], "unchanged files are never read again"
+
+
+def test_a_changed_file_is_hashed_again_and_only_it(files, tmp_path, hashed):
+    digests = FileDigests(str(tmp_path / "cache"))
+    before = digests.digests(files)
+    hashed.clear()
+    with open(files[3], "wb") as f:
+        f.write(b"another picture")
+    after = digests.digests(files)
+    assert hashed == ["3.png"]
+    assert after[3] == sha(files[3]) != before[3]
+    assert after[:3] == before[:3] and after[4:] == before[4:]
+
+
+def test_an_interrupted_run_keeps_the_chunks_it_finished(files, tmp_path, monkeypatch, hashed):
+    real = filehash.file_digest  # the fixture's counting digest
+
+    def failing(path):
+        if path.endswith("5.png"):
+            raise OSError("disk went away")
+        return real(path)
+
+    digests = FileDigests(str(tmp_path / "cache"))
+    digests.chunk = 2
+    monkeypatch.setattr(filehash, "file_digest", failing)
+    with pytest.raises(OSError, match="disk went away"):
+        digests.digests(files)
+    hashed.clear()
+    monkeypatch.setattr(filehash, "file_digest", real)
+    assert digests.digests(files) == [sha(p) for p in files]
+    assert "5.png" in hashed
+    assert not {"0.png", "1.png", "2.png", "3.png"} & set(hashed), "two whole chunks were recorded before the failure"
+
+
+def test_a_missing_file_names_itself(files, tmp_path):
+    os.remove(files[1])
+    with pytest.raises(FileNotFoundError, match="1.png"):
+        FileDigests(str(tmp_path / "cache")).digests(files)
