@@ -42,6 +42,10 @@ def pytest_configure(config):
     for name, value in _JAX_CACHE_ENV.items():
         _saved_env[name] = os.environ.get(name)
         os.environ[name] = directory if value is None else value
+    # File digests are memoised in a folder of the session's own: never the user's ~/.cache, and shared by the
+    # tests, so a model folder (SmolLM2's 513 MB) is hashed once, not per test. Tests that count hashing set their own.
+    _saved_env["CIRKIT_CACHE"] = os.environ.get("CIRKIT_CACHE")
+    os.environ["CIRKIT_CACHE"] = tempfile.mkdtemp(prefix="cirkit-tests-digests-")
     if "jax" in sys.modules:  # imported before this hook (a plugin): its config read the variables already
         jax = sys.modules["jax"]
         jax.config.update("jax_compilation_cache_dir", directory)
@@ -59,13 +63,15 @@ def pytest_unconfigure(config):
     import shutil
 
     directory = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    digests = os.environ.get("CIRKIT_CACHE")
     for name, value in _saved_env.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    if directory and directory != _saved_env.get("JAX_COMPILATION_CACHE_DIR"):
-        shutil.rmtree(directory, ignore_errors=True)
+    for name, made in (("JAX_COMPILATION_CACHE_DIR", directory), ("CIRKIT_CACHE", digests)):
+        if made and made != _saved_env.get(name):
+            shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="module")

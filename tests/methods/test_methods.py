@@ -63,8 +63,7 @@ SHORT = "[reasoner.decoding]\nmax_tokens = 12\n[propositions.decoding]\nmax_toke
     ("ldre", "cirr", "captions = 2\nrewrites = 2\n[reasoner.decoding]\nmax_tokens = 12"),
 ])
 def test_methods_run_end_to_end_on_the_embedded_backends(pipeline, layout, extra, smollm2_folder, builtin_world,
-                                                        tmp_path, monkeypatch):
-    monkeypatch.setenv("CIRKIT_CACHE", str(tmp_path / "cache"))
+                                                        tmp_path):
     exp = tmp_path / f"{pipeline}.toml"
     exp.write_text(TINY.format(pipeline=pipeline, extra=extra, layout=layout) + builtin_world["setup"])
     store = builtin_world["store"]

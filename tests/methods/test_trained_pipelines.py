@@ -52,8 +52,7 @@ def statuses(output: str) -> dict[str, str]:
 
 
 def test_cir_lvlm_trains_scores_and_a_pooling_change_reuses_the_training_data(smollm2_folder, builtin_world,
-                                                                             tmp_path, monkeypatch):
-    monkeypatch.setenv("CIRKIT_CACHE", str(tmp_path / "cache"))
+                                                                             tmp_path):
     exp = tmp_path / "lvlm.toml"
     exp.write_text(TINY.format(pipeline="cir_lvlm", section="lvlm", extra=LVLM_POOL) + builtin_world["setup"])
     store = builtin_world["store"]
@@ -75,8 +74,7 @@ def test_cir_lvlm_trains_scores_and_a_pooling_change_reuses_the_training_data(sm
     assert "miss" not in unchanged.values() and "pending" not in unchanged.values(), unchanged
 
 
-def test_cir_cot_reasoning_is_cached_per_query_and_readable(smollm2_folder, builtin_world, tmp_path, monkeypatch):
-    monkeypatch.setenv("CIRKIT_CACHE", str(tmp_path / "cache"))
+def test_cir_cot_reasoning_is_cached_per_query_and_readable(smollm2_folder, builtin_world, tmp_path):
     exp = tmp_path / "cot.toml"
     exp.write_text(TINY.format(pipeline="cir_cot", section="cot", extra="[cot]\nmax_cot_tokens = 8")
                    + builtin_world["setup"])
