@@ -8,6 +8,7 @@ unpickle anything, so a cache copied from elsewhere cannot run code.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,13 +37,27 @@ def _default_dir() -> str:
     return os.environ.get("CIRKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cirkit", "file-digests")
 
 
+_opened: dict[str, diskcache.Cache] = {}
+_opening = threading.Lock()
+
+
+def _open(directory: str) -> diskcache.Cache:
+    """One open cache per folder and process: opening one connects to SQLite and writes its settings (a write
+    transaction each time every load made a ``FileDigests``). A folder removed since is opened afresh."""
+    with _opening:
+        cache = _opened.get(directory)
+        if cache is None or not os.path.exists(os.path.join(directory, diskcache.core.DBNAME)):
+            cache = _opened[directory] = diskcache.Cache(directory, disk=JSONOnlyDisk, size_limit=2**30)
+        return cache
+
+
 class FileDigests:
     """``digests(paths)`` -> SHA-256 of each file, hashing only files whose stat changed since last time."""
 
     chunk = 1024
 
     def __init__(self, directory: str | None = None) -> None:
-        self.cache = diskcache.Cache(directory or _default_dir(), disk=JSONOnlyDisk, size_limit=2**30)
+        self.cache = _open(os.path.abspath(directory or _default_dir()))
 
     @staticmethod
     def _key(path: str) -> str:

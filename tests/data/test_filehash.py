@@ -86,3 +86,16 @@ def test_a_missing_file_names_itself(files, tmp_path):
     os.remove(files[1])
     with pytest.raises(FileNotFoundError, match="1.png"):
         FileDigests(str(tmp_path / "cache")).digests(files)
+
+
+def test_a_cache_folder_removed_while_the_process_runs_is_opened_afresh(files, tmp_path, hashed):
+    import shutil
+
+    folder = tmp_path / "cache"
+    FileDigests(str(folder)).digests(files[:2])
+    shutil.rmtree(folder)
+    hashed.clear()
+    assert FileDigests(str(folder)).digests(files[:2]) == [sha(p) for p in files[:2]]
+    assert sorted(hashed) == ["0.png", "1.png"], "the removed records are gone, so both files are read again"
+    hashed.clear()
+    assert FileDigests(str(folder)).digests(files[:2]) == [sha(p) for p in files[:2]] and hashed == []
