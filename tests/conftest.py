@@ -22,6 +22,7 @@ _XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=f
 _JAX_CACHE_ENV = {"JAX_COMPILATION_CACHE_DIR": None, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
                   "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 _saved_env: dict[str, str | None] = {}
+_made: list[str] = []  # the session's temporary folders (compilation cache, file digests), removed at its end
 
 
 def pytest_configure(config):
@@ -46,6 +47,7 @@ def pytest_configure(config):
     # tests, so a model folder (SmolLM2's 513 MB) is hashed once, not per test. Tests that count hashing set their own.
     _saved_env["CIRKIT_CACHE"] = os.environ.get("CIRKIT_CACHE")
     os.environ["CIRKIT_CACHE"] = tempfile.mkdtemp(prefix="cirkit-tests-digests-")
+    _made.extend([directory, os.environ["CIRKIT_CACHE"]])
     if "jax" in sys.modules:  # imported before this hook (a plugin): its config read the variables already
         jax = sys.modules["jax"]
         jax.config.update("jax_compilation_cache_dir", directory)
@@ -62,16 +64,13 @@ def xla_flags(*flags: str) -> str:
 def pytest_unconfigure(config):
     import shutil
 
-    directory = os.environ.get("JAX_COMPILATION_CACHE_DIR")
-    digests = os.environ.get("CIRKIT_CACHE")
     for name, value in _saved_env.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    for name, made in (("JAX_COMPILATION_CACHE_DIR", directory), ("CIRKIT_CACHE", digests)):
-        if made and made != _saved_env.get(name):
-            shutil.rmtree(made, ignore_errors=True)
+    for made in _made:  # only the folders this session made, whatever the variables say now
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -79,7 +78,10 @@ def _release_models_after_each_module():
     """Models loaded by one test module (backends, CLIP encoders, jitted programs) are freed before the next,
     so the suite's memory is that of its largest module, not the sum of all of them. What survives is then frozen
     (``gc.freeze``): the next collections, here and the interpreter's own, walk only objects made since, not the
-    400,000 of the imported libraries and session fixtures (0.3-0.7 s a module, a minute over the suite)."""
+    400,000 of the imported libraries and session fixtures (0.3-0.7 s a module, a minute over the suite). Every
+    ``_THAW_EVERY``-th module everything is thawed and collected in full, so cyclic garbage that was frozen (an
+    entry a later module pushed out of a cache that no cleanup clears) is still freed."""
+    global _modules_done
     yield
 
     if "cirkit.models.stages" in sys.modules:
@@ -90,8 +92,15 @@ def _release_models_after_each_module():
         sys.modules["cirkit.encoders.interface"].release_encoders()
     if "jax" in sys.modules:
         sys.modules["jax"].clear_caches()
+    _modules_done += 1
+    if _modules_done % _THAW_EVERY == 0:
+        gc.unfreeze()
     free_heap()
     gc.freeze()
+
+
+_THAW_EVERY = 10
+_modules_done = 0
 
 
 def free_heap() -> None:

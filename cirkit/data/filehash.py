@@ -37,17 +37,30 @@ def _default_dir() -> str:
     return os.environ.get("CIRKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cirkit", "file-digests")
 
 
-_opened: dict[str, diskcache.Cache] = {}
+_opened: dict[str, tuple[tuple[int, int], diskcache.Cache]] = {}
 _opening = threading.Lock()
+
+
+def _database_id(directory: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(os.path.join(directory, diskcache.core.DBNAME))
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _open(directory: str) -> diskcache.Cache:
     """One open cache per folder and process: opening one connects to SQLite and writes its settings (a write
-    transaction each time every load made a ``FileDigests``). A folder removed since is opened afresh."""
+    transaction each time every load made a ``FileDigests``). A database file removed or replaced since (another
+    process recreated the folder) is opened afresh, so records never go to a deleted file."""
     with _opening:
-        cache = _opened.get(directory)
-        if cache is None or not os.path.exists(os.path.join(directory, diskcache.core.DBNAME)):
-            cache = _opened[directory] = diskcache.Cache(directory, disk=JSONOnlyDisk, size_limit=2**30)
+        known = _opened.get(directory)
+        if known is not None and known[0] == _database_id(directory):
+            return known[1]
+        if known is not None:
+            known[1].close()
+        cache = diskcache.Cache(directory, disk=JSONOnlyDisk, size_limit=2**30)
+        _opened[directory] = (_database_id(directory), cache)
         return cache
 
 
@@ -82,8 +95,9 @@ class FileDigests:
                     hashed = list(pool.map(file_digest, [paths[i] for i in chunk]))
                     with self.cache.transact():
                         for i, value in zip(chunk, hashed):
-                            self.cache.set(keys[i], value)
                             found[i] = value
+                            if self._key(paths[i]) == keys[i]:  # a file changed while read is not recorded
+                                self.cache.set(keys[i], value)
         return found
 
     def folder_digest(self, path: str) -> str:

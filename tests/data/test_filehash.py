@@ -44,7 +44,8 @@ def test_digests_are_the_files_sha256_in_order_and_a_rerun_reads_no_file(files, 
     assert digests.digests(files) == [sha(p) for p in files]
     assert sorted(hashed) == sorted(os.path.basename(p) for p in files)
     hashed.clear()
-    again = FileDigests(str(tmp_path / "cache"))  # another process's view: the records are on disk
+    filehash._opened.clear()  # another process's view: the records are on disk, not in this process's handle
+    again = FileDigests(str(tmp_path / "cache"))
     assert again.digests(files[::-1]) == [sha(p) for p in files[::-1]]
     assert again.digest(files[2]) == sha(files[2])
     assert hashed == [], "unchanged files are never read again"
@@ -99,3 +100,33 @@ def test_a_cache_folder_removed_while_the_process_runs_is_opened_afresh(files, t
     assert sorted(hashed) == ["0.png", "1.png"], "the removed records are gone, so both files are read again"
     hashed.clear()
     assert FileDigests(str(folder)).digests(files[:2]) == [sha(p) for p in files[:2]] and hashed == []
+
+
+def test_a_cache_folder_recreated_by_another_process_is_not_written_through_a_stale_handle(files, tmp_path):
+    import shutil
+
+    import diskcache
+
+    folder = tmp_path / "cache"
+    FileDigests(str(folder)).digests(files[:1])
+    shutil.rmtree(folder)
+    other = diskcache.Cache(str(folder), disk=filehash.JSONOnlyDisk)  # another process makes the folder again
+    other.set("elsewhere", "x")
+    FileDigests(str(folder)).digests(files[1:3])
+    on_disk = diskcache.Cache(str(folder), disk=filehash.JSONOnlyDisk)
+    assert sum(1 for key in on_disk if key.startswith(files[1])) == 1 and "elsewhere" in on_disk
+
+
+def test_a_file_changed_while_it_is_read_is_not_recorded(files, tmp_path, monkeypatch):
+    real = filehash.file_digest
+
+    def changing(path):
+        value = real(path)
+        with open(path, "ab") as f:  # a writer appends while the file is hashed
+            f.write(b"more")
+        return value
+
+    monkeypatch.setattr(filehash, "file_digest", changing)
+    digests = FileDigests(str(tmp_path / "cache"))
+    digests.digests(files[:1])
+    assert len(digests.cache) == 0, "the digest of a file that changed under the hash is not remembered"
