@@ -93,11 +93,12 @@ class FileDigests:
                 for start in range(0, len(missing), self.chunk):  # an interrupted run keeps the chunks it hashed
                     chunk = missing[start:start + self.chunk]
                     hashed = list(pool.map(file_digest, [paths[i] for i in chunk]))
-                    with self.cache.transact():
-                        for i, value in zip(chunk, hashed):
-                            found[i] = value
-                            if self._key(paths[i]) == keys[i]:  # a file changed while read is not recorded
-                                self.cache.set(keys[i], value)
+                    for i, value in zip(chunk, hashed):
+                        found[i] = value
+                    unchanged = [i for i in chunk if self._key(paths[i]) == keys[i]]  # changed while read: not kept
+                    with self.cache.transact():  # the write lock is held for the writes only, not the stats
+                        for i in unchanged:
+                            self.cache.set(keys[i], found[i])
         return found
 
     def folder_digest(self, path: str) -> str:
