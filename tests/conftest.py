@@ -244,8 +244,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(folder: str, tmp_path_factory):
-    """Start a real `transformers serve` for ``folder`` on 127.0.0.1 and wait until it is healthy."""
+def serve(tmp_path_factory):
+    """Start a real `transformers serve` on 127.0.0.1 and wait until it is healthy. Unpinned: it loads the model
+    folder each request names on first use, so one server (one start-up: ~7 s of imports) serves every model."""
     import shutil
     import time
 
@@ -255,7 +256,7 @@ def serve(folder: str, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path_factory.mktemp("hub")), HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([exe, "serve", folder, "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([exe, "serve", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 240
@@ -270,7 +271,7 @@ def serve(folder: str, tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("transformers serve did not become healthy in 240 s")
-    return proc, {"base_url": f"{url}/v1", "model": folder, "log": log}
+    return proc, {"base_url": f"{url}/v1", "log": log}
 
 
 def served_model_id(server) -> str:
@@ -282,13 +283,19 @@ def served_model_id(server) -> str:
 
 
 @pytest.fixture(scope="module")
-def transformers_server(smollm2_folder, tmp_path_factory):
-    """A real `transformers serve` on 127.0.0.1 serving the converted SmolLM2 (CPU). Module-scoped: its ~1 GB is
-    held while its module runs, not for the rest of the session."""
-    proc, info = serve(smollm2_folder, tmp_path_factory)
+def model_server(tmp_path_factory):
+    """A real `transformers serve` on 127.0.0.1 (CPU), for its module only: the ~1 GB it holds once SmolLM2 is
+    loaded is not held for the rest of the session."""
+    proc, info = serve(tmp_path_factory)
     yield info
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def transformers_server(model_server, smollm2_folder):
+    """The module's server, asked for the converted SmolLM2."""
+    return {**model_server, "model": smollm2_folder}
 
 
 @pytest.fixture(scope="session")
@@ -299,12 +306,9 @@ def tiny_vlm(smollm2_folder, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vlm_server(tiny_vlm, tmp_path_factory):
-    """A real `transformers serve` serving a tiny random LLaVA (the image path), for its module only."""
-    proc, info = serve(tiny_vlm, tmp_path_factory)
-    yield info
-    proc.terminate()
-    proc.wait(timeout=30)
+def vlm_server(model_server, tiny_vlm):
+    """The module's server, asked for a tiny random LLaVA (the image path)."""
+    return {**model_server, "model": tiny_vlm}
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -140,10 +140,14 @@ class ClipTask:
         return {**batch, "pixels": cut_patches(batch["pixels"], self.model.vision.patch_size)}
 
     def init(self, rng):
+        """The initial parameters. ``lazy_init``: the same values, bit for bit, as ``init`` (the initialisers run
+        the same eager ops), without running the towers' forward pass on a dummy input, whose ops ``init`` would
+        each compile and run (11 -> 7 s for the demo's CLIP in a fresh process)."""
         k1, k2 = jax.random.split(rng)
         size = self.model.vision.image_size
-        return {"text": ClipText(self.model).init(k1, jnp.zeros((1, 2), jnp.int32))["params"],
-                "vision": ClipVision(self.model).init(k2, jnp.zeros((1, 3, size, size), jnp.float32))["params"],
+        text = ClipText(self.model).lazy_init(k1, jax.ShapeDtypeStruct((1, 2), jnp.int32))
+        vision = ClipVision(self.model).lazy_init(k2, jax.ShapeDtypeStruct((1, 3, size, size), jnp.float32))
+        return {"text": text["params"], "vision": vision["params"],
                 "logit_scale": jnp.asarray(np.log(1 / 0.07), jnp.float32)}
 
     def loss(self, params, batch, rng):

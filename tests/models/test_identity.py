@@ -38,6 +38,22 @@ def test_a_model_the_server_does_not_list_is_an_error():
         server_snapshot("llava", [entry("m", 1)])
 
 
+def served_entry(model_id, loaded=True):
+    """A `transformers serve` entry: id and owner derived from the requested name, and a load status."""
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "models",
+            "status": {"value": "loaded" if loaded else "unloaded"}}
+
+
+def test_a_server_that_loads_on_request_gives_one_key_whatever_it_has_loaded():
+    """An unpinned `transformers serve` lists a local folder only once a request has loaded it: the key must not
+    depend on that, and a folder it does not list yet is not refused."""
+    cold = server_snapshot("/models/llava", [served_entry("HuggingFaceTB/SmolLM2", loaded=False)])
+    warm = server_snapshot("/models/llava", [served_entry("HuggingFaceTB/SmolLM2"), served_entry("/models/llava")])
+    assert cold == warm == server_snapshot("/models/llava", [])
+    vllm = server_snapshot("/models/llava", [entry("/models/llava", 1, root="/models/llava", max_model_len=4096)])
+    assert vllm != warm, "an entry naming the weights still enters the key"
+
+
 def test_unreachable_server_fails_unless_the_snapshot_is_pinned():
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(BackendError, match="cannot ask the server"):

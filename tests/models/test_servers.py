@@ -1,5 +1,5 @@
-"""The OpenAI-compatible backend against a real `transformers serve` of the converted SmolLM2 (the image path:
-test_servers_image.py; each server lives for its module only, so two never hold memory at once)."""
+"""The OpenAI-compatible backend against one real `transformers serve`: the converted SmolLM2 for text, a tiny
+random LLaVA for the image path (the server loads each folder a request names)."""
 
 import pytest
 from conftest import served_model_id
@@ -70,3 +70,24 @@ def test_user_prompt_file_changes_the_key(transformers_server, served_store, tmp
     engine = Engine(store, progress=False)
     reason(engine, backend, PromptConfig("generic/reasoner", str(custom)))
     assert statuses(engine)["reasoner/chat"] == "computed"
+
+
+def test_image_path_against_a_real_server(vlm_server, transformers_server, tmp_path):
+    """Images as base64 data URLs through the real server running a tiny random LLaVA."""
+    from conftest import make_images
+
+    from cirkit.data.model import ImageRef
+
+    paths = [tmp_path / f"im{i}.png" for i in range(2)]
+    make_images(paths, size=(40, 40))
+    images = tuple(ImageRef(f"im{i}", str(p), content=f"{i:064x}") for i, p in enumerate(paths))
+    backend = BackendConfig("openai", vlm_server["model"], base_url=vlm_server["base_url"])
+    engine = Engine(Store(str(tmp_path / "store")), progress=False)
+    roles = EngineRoles(engine)
+    captions = roles.caption(RoleConfig(backend, PromptConfig("generic/captioner"), Decoding(max_tokens=6)), images).value
+    assert captions.models == (served_model_id(vlm_server),) * 2
+    assert captions.models[0] != served_model_id(transformers_server), "the request reached the LLaVA, not SmolLM2"
+    verdicts = roles.verify(RoleConfig(backend, PromptConfig("generic/verifier"), Decoding(max_tokens=3)), images,
+                            ("is it red?", "is it blue?")).value
+    assert len(verdicts.values) == 2  # a random model rarely says yes or no: those count as fallbacks
+    assert "POST /v1/chat/completions" in vlm_server["log"].read_text()

@@ -328,6 +328,8 @@ def list_models(config: BackendConfig) -> list[dict]:
 # Fields of a /models entry that describe the weights being served. ``created`` is left out: vLLM and
 # `transformers serve` stamp it with the time of the request, which would make every run a miss.
 SNAPSHOT_FIELDS = ("id", "root", "parent", "owned_by", "max_model_len")
+# Of those, the ones that say more than the model's name (vLLM: the weights' path, a LoRA's base, the context).
+WEIGHT_FIELDS = ("root", "parent", "max_model_len")
 
 
 def _same_model(served_id: str, model: str) -> bool:
@@ -335,16 +337,29 @@ def _same_model(served_id: str, model: str) -> bool:
     return served_id == model or served_id.split("@", 1)[0] == model.split("@", 1)[0]
 
 
+def _loads_on_request(entries: list[dict]) -> bool:
+    """An unpinned `transformers serve`: it loads whatever model a request names and lists only the models of its
+    Hugging Face cache and those already loaded, each with a ``status`` (not an OpenAI field)."""
+    return any(isinstance(e.get("status"), dict) for e in entries)
+
+
 def server_snapshot(model: str, entries: list[dict]) -> str:
     """What the server says about ``model``, as a stable string (the same for every call to the same server).
 
     An exact id match wins over one that differs only by a ``@revision`` suffix (`transformers serve` has
-    reported ids both ways across versions). A server that does not list the model is an error."""
+    reported ids both ways across versions). An entry that says nothing beyond the name (`transformers serve`'s:
+    its id and owner are derived from the requested name, and an unpinned server lists a local folder only once
+    it is loaded) gives the same string as no entry, so a key does not depend on what the server had loaded. A
+    server that does not list the model is an error, unless it loads models on request."""
     if not entries:
         return ""
     entry = next((e for e in entries if e.get("id") == model), None)
     entry = entry or next((e for e in entries if isinstance(e.get("id"), str) and _same_model(e["id"], model)), None)
+    if entry is None and _loads_on_request(entries):
+        return ""
     if entry is None:
         served = ", ".join(sorted(str(e.get("id")) for e in entries))[:300]
         raise BackendError(f"the server does not serve model {model!r} (it serves: {served}); fix backend.model")
+    if not any(isinstance(entry.get(k), (str, int)) for k in WEIGHT_FIELDS):
+        return ""
     return ";".join(f"{k}={entry[k]}" for k in SNAPSHOT_FIELDS if isinstance(entry.get(k), (str, int)))
