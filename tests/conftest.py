@@ -289,7 +289,11 @@ def model_server(tmp_path_factory):
     proc, info = serve(tmp_path_factory)
     yield info
     proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")

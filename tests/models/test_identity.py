@@ -51,7 +51,14 @@ def test_a_server_that_loads_on_request_gives_one_key_whatever_it_has_loaded():
     warm = server_snapshot("/models/llava", [served_entry("HuggingFaceTB/SmolLM2"), served_entry("/models/llava")])
     assert cold == warm == server_snapshot("/models/llava", [])
     vllm = server_snapshot("/models/llava", [entry("/models/llava", 1, root="/models/llava", max_model_len=4096)])
-    assert vllm != warm, "an entry naming the weights still enters the key"
+    assert vllm == "id=/models/llava;root=/models/llava;owned_by=vllm;max_model_len=4096", "vLLM's keys are unchanged"
+
+
+def test_a_server_without_load_status_keeps_its_name_only_entry_in_the_key():
+    """Hosted APIs, Ollama, llama.cpp: an entry with only id and owner still tells two servers' models apart."""
+    hosted = server_snapshot("gpt-4o-mini", [{"id": "gpt-4o-mini", "object": "model", "created": 1, "owned_by": "system"}])
+    local = server_snapshot("gpt-4o-mini", [{"id": "gpt-4o-mini", "object": "model", "created": 2, "owned_by": "library"}])
+    assert hosted == "id=gpt-4o-mini;owned_by=system" and local != hosted
 
 
 def test_unreachable_server_fails_unless_the_snapshot_is_pinned():

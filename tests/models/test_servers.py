@@ -72,7 +72,7 @@ def test_user_prompt_file_changes_the_key(transformers_server, served_store, tmp
     assert statuses(engine)["reasoner/chat"] == "computed"
 
 
-def test_image_path_against_a_real_server(vlm_server, transformers_server, tmp_path):
+def test_image_path_against_a_real_server(vlm_server, tmp_path):
     """Images as base64 data URLs through the real server running a tiny random LLaVA."""
     from conftest import make_images
 
@@ -86,7 +86,6 @@ def test_image_path_against_a_real_server(vlm_server, transformers_server, tmp_p
     roles = EngineRoles(engine)
     captions = roles.caption(RoleConfig(backend, PromptConfig("generic/captioner"), Decoding(max_tokens=6)), images).value
     assert captions.models == (served_model_id(vlm_server),) * 2
-    assert captions.models[0] != served_model_id(transformers_server), "the request reached the LLaVA, not SmolLM2"
     verdicts = roles.verify(RoleConfig(backend, PromptConfig("generic/verifier"), Decoding(max_tokens=3)), images,
                             ("is it red?", "is it blue?")).value
     assert len(verdicts.values) == 2  # a random model rarely says yes or no: those count as fallbacks

@@ -347,19 +347,24 @@ def server_snapshot(model: str, entries: list[dict]) -> str:
     """What the server says about ``model``, as a stable string (the same for every call to the same server).
 
     An exact id match wins over one that differs only by a ``@revision`` suffix (`transformers serve` has
-    reported ids both ways across versions). An entry that says nothing beyond the name (`transformers serve`'s:
-    its id and owner are derived from the requested name, and an unpinned server lists a local folder only once
-    it is loaded) gives the same string as no entry, so a key does not depend on what the server had loaded. A
-    server that does not list the model is an error, unless it loads models on request."""
+    reported ids both ways across versions). A server that does not list the model is an error.
+
+    A server that loads models on request (an entry has a ``status``: `transformers serve`, which derives an
+    entry's id and owner from the requested name and lists a local folder only once it is loaded) is asked for
+    nothing it cannot know: a model it does not list yet is not refused, and an entry that says nothing beyond
+    the name gives the same string as no entry, so a key does not depend on what the server had loaded (nor on
+    a ``@revision`` of its cache's listing: it loads the name requested). Asked for a model it is pinned away
+    from, such a server refuses each request (HTTP 400), and the run stops with that error."""
     if not entries:
         return ""
     entry = next((e for e in entries if e.get("id") == model), None)
     entry = entry or next((e for e in entries if isinstance(e.get("id"), str) and _same_model(e["id"], model)), None)
-    if entry is None and _loads_on_request(entries):
+    on_request = _loads_on_request(entries)
+    if entry is None and on_request:
         return ""
     if entry is None:
         served = ", ".join(sorted(str(e.get("id")) for e in entries))[:300]
         raise BackendError(f"the server does not serve model {model!r} (it serves: {served}); fix backend.model")
-    if not any(isinstance(entry.get(k), (str, int)) for k in WEIGHT_FIELDS):
+    if on_request and not any(isinstance(entry.get(k), (str, int)) for k in WEIGHT_FIELDS):
         return ""
     return ";".join(f"{k}={entry[k]}" for k in SNAPSHOT_FIELDS if isinstance(entry.get(k), (str, int)))
