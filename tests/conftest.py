@@ -55,12 +55,6 @@ def pytest_configure(config):
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def xla_flags(*flags: str) -> str:
-    """XLA_FLAGS for a subprocess that needs flags of its own (two host devices): the tests' (``_XLA_FLAGS``, set
-    above) and ``flags``. A subprocess given only its own compiles at XLA's defaults, which cost more."""
-    return " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
-
-
 def pytest_unconfigure(config):
     import shutil
 

@@ -9,6 +9,10 @@ see ``GATE_MIB``), they are done long before the tests that use them; those test
 the result cached. Nothing differs from building in-process: a job is the same cached stages in a process with the
 suite's environment (XLA flags, one device).
 
+The same queue runs the checks that need two XLA host devices (``*_two_devices``: tests/two_device_probes.py), which
+must run in a fresh process anyway and whose tests used to wait on it with the second core idle. A test that
+reaches a job the background has not started runs it itself rather than wait for the jobs queued before it.
+
 A job runs only if a collected test needs it: a test needs ``world_smollm2`` through the ``smollm2_folder`` fixture
 and the others by the marker ``prebuild("NAME")``. Run as a script, this module runs one job:
 ``python prebuild.py JOB DIRECTORY``.
@@ -22,7 +26,9 @@ import sys
 import threading
 from pathlib import Path
 
-JOBS = ("world_smollm2", "oracle_world", "gguf_peak")
+JOBS = ("world_smollm2", "oracle_world", "gguf_peak", "clip_two_devices", "lm_two_devices", "trainer_two_devices")
+# jobs whose process starts JAX with two host devices (tests/two_device_probes.py)
+TWO_DEVICES = "--xla_force_host_platform_device_count=2"
 # the background yields to the test process when both want the same core; through nice(1), not a preexec_fn,
 # which would run Python in the forked child of a process whose JAX threads may hold locks
 _NICE = ["nice", "-n", "5"] if shutil.which("nice") else []
@@ -51,40 +57,63 @@ class Prebuilds:
         self.base = base
         # a compilation cache of their own: JAX writes cache files in place, unlocked, so a process reading an
         # entry while another writes it could read half of it
-        env = {**env, "JAX_COMPILATION_CACHE_DIR": str(base / "jax-cache")}
+        self._env = {**env, "JAX_COMPILATION_CACHE_DIR": str(base / "jax-cache")}
         self._done = {job: threading.Event() for job in jobs}
+        self._started: set[str] = set()  # by the background, or by a test that reached it first
         self._failed: dict[str, str] = {}
         self._proc: subprocess.Popen | None = None
         self._stopped = False
         self._asked = threading.Event()  # a test waits for a job: the memory gate opens
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, args=(list(jobs), env), name="prebuild", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(list(jobs),), name="prebuild", daemon=True)
         self._thread.start()
 
-    def _run(self, jobs: list[str], env: dict[str, str]) -> None:
-        for job in jobs:
+    def _command(self, job: str, nice: bool) -> tuple[list[str], dict[str, str]]:
+        """The job's command; run by a test (``nice=False``) it gets a compilation cache of its own, as the
+        background's next job may run beside it."""
+        env = self._env if nice else {**self._env, "JAX_COMPILATION_CACHE_DIR": str(self.base / f"jax-cache-{job}")}
+        if job.endswith("_two_devices"):
+            env = {**env, "XLA_FLAGS": f"{env.get('XLA_FLAGS', '')} {TWO_DEVICES}".strip()}
+        return [*(_NICE if nice else []), sys.executable, __file__, job, str(self.base / job)], env
+
+    def _finish(self, job: str, code: int) -> None:
+        if code:
             log = self.base / f"{job}.log"
+            self._failed[job] = f"exit status {code}; its log ({log}) ends:\n{log.read_text()[-3000:]}"
+        self._done[job].set()
+
+    def _run(self, jobs: list[str]) -> None:
+        for job in jobs:
             while not self._asked.is_set() and not self._stopped and _status_mib("VmRSS") > GATE_MIB:
                 self._asked.wait(0.5)
             with self._lock:
+                if job in self._started:
+                    continue  # a test ran it itself
                 if self._stopped:
                     self._failed[job] = "the session ended before this job started"
                     self._done[job].set()
                     continue
-                with open(log, "w") as out:
-                    self._proc = subprocess.Popen([*_NICE, sys.executable, __file__, job, str(self.base / job)],
-                                                  stdout=out, stderr=subprocess.STDOUT, env=env)
-            code = self._proc.wait()
-            if code:
-                self._failed[job] = f"exit status {code}; its log ({log}) ends:\n{log.read_text()[-3000:]}"
-            self._done[job].set()
+                self._started.add(job)
+                argv, env = self._command(job, nice=True)
+                with open(self.base / f"{job}.log", "w") as out:
+                    self._proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+            self._finish(job, self._proc.wait())
 
     def planned(self, job: str) -> bool:
         return job in self._done
 
     def wait(self, job: str) -> Path:
-        """The job's folder once it has finished; an error (with its log's end) if it failed."""
+        """The job's folder once it has finished; an error (with its log's end) if it failed. A job the background
+        has not started yet runs here and now (the same command, not niced): waiting for the jobs queued before it
+        would take longer."""
         self._asked.set()
+        with self._lock:
+            inline = job not in self._started and not self._stopped
+            self._started.add(job)
+        if inline:
+            argv, env = self._command(job, nice=False)
+            with open(self.base / f"{job}.log", "w") as out:
+                self._finish(job, subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env).returncode)
         self._done[job].wait()
         if job in self._failed:
             raise RuntimeError(f"background build {job!r} failed: {self._failed[job]}")
@@ -160,6 +189,12 @@ def _oracle_world(folder: Path) -> None:
 
 
 def main(job: str, folder: str) -> None:
+    if job.endswith("_two_devices"):
+        import two_device_probes
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        getattr(two_device_probes, job[: -len("_two_devices")])(Path(folder))
+        return
     {"world_smollm2": _world_smollm2, "gguf_peak": _gguf_peak, "oracle_world": _oracle_world}[job](Path(folder))
 
 

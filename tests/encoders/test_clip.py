@@ -9,7 +9,6 @@ import pytest
 torch = pytest.importorskip("torch", reason="parity tests need the torch extra (torch==2.13.0)")
 
 from clip_fixtures import make_clip_checkpoint  # noqa: E402
-from conftest import xla_flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from cirkit.encoders.clip_config import CheckpointError  # noqa: E402
@@ -181,22 +180,13 @@ def test_loading_errors_say_what_is_wrong(tmp_path):
         ClipEncoder(str(d))
 
 
-def test_data_parallel_over_several_devices_matches_one(tmp_path):
-    """Two XLA host devices (forced in a fresh process): the batch is sharded, results equal one device's."""
-    import os
-    import subprocess
-    import sys
+@pytest.mark.prebuild("clip_two_devices")
+def test_data_parallel_over_several_devices_matches_one(prebuilds):
+    """Two XLA host devices (a fresh process: tests/two_device_probes.py): the batch is sharded, results equal one
+    device's."""
+    from two_device_probes import CLIP_TEXTS
 
-    make_clip_checkpoint(tmp_path / "ck")
-    code = (
-        "import jax, numpy as np; from cirkit.encoders.clip_encoder import ClipEncoder\n"
-        f"enc = ClipEncoder({str(tmp_path / 'ck')!r}, buckets=(1, 8))\n"
-        "assert jax.device_count() == 2, jax.devices()\n"
-        "assert enc.buckets == (2, 8)\n"
-        "out = enc.encode_texts(['the red dog', 'a cat', 'the dog and the cat'])\n"
-        "np.save(__import__('sys').argv[1], out)\n"
-    )
-    env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=2"), JAX_PLATFORMS="cpu")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "two.npy")], env=env, check=True)
-    one = ClipEncoder(str(tmp_path / "ck")).encode_texts(["the red dog", "a cat", "the dog and the cat"])
-    assert np.abs(np.load(tmp_path / "two.npy") - one).max() < 1e-5
+    folder = prebuilds.wait("clip_two_devices")
+    assert json.loads((folder / "result.json").read_text())["buckets"] == [2, 8], "buckets rounded to the devices"
+    one = ClipEncoder(str(folder / "ck")).encode_texts(CLIP_TEXTS)
+    assert np.abs(np.load(folder / "two.npy") - one).max() < 1e-5
