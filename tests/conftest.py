@@ -169,7 +169,7 @@ def prebuilds(request, tmp_path_factory):
 
     jobs = needed(request.session.items)
     if not smollm2_available():  # the fixtures that use them skip
-        jobs = [job for job in jobs if job not in ("world_smollm2", "gguf_peak")]
+        jobs = [job for job in jobs if job not in ("world_smollm2", "gguf_peak", "gguf_tokenizer")]
     builds = Prebuilds(tmp_path_factory.mktemp("prebuild"), jobs, cli_env())
     yield builds
     builds.stop()

@@ -20,13 +20,15 @@ and the others by the marker ``prebuild("NAME")``. Run as a script, this module 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-JOBS = ("world_smollm2", "oracle_world", "gguf_peak", "clip_two_devices", "lm_two_devices", "trainer_two_devices")
+JOBS = ("world_smollm2", "oracle_world", "gguf_peak", "gguf_tokenizer", "clip_two_devices", "lm_two_devices",
+        "trainer_two_devices")
 # jobs whose process starts JAX with two host devices (tests/two_device_probes.py)
 TWO_DEVICES = "--xla_force_host_platform_device_count=2"
 # the background yields to the test process when both want the same core; through nice(1), not a preexec_fn,
@@ -182,6 +184,17 @@ def _gguf_peak(folder: Path) -> None:
     (folder / "result.json").write_text(json.dumps(result))
 
 
+def _gguf_tokenizer(folder: Path) -> None:
+    """The tokenizer files transformers makes from the GGUF itself (``AutoTokenizer``'s GGUF reading, ~5 s of
+    Python), which the converter's must equal byte for byte."""
+    from transformers import AutoTokenizer
+
+    from cirkit.models.embedded import GGUFConfig, locate_gguf
+
+    directory, name = os.path.split(locate_gguf.fn(GGUFConfig()).path)
+    AutoTokenizer.from_pretrained(directory, gguf_file=name).save_pretrained(folder)
+
+
 def _oracle_world(folder: Path) -> None:
     from oracle_fixtures import build_world
 
@@ -195,7 +208,9 @@ def main(job: str, folder: str) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
         getattr(two_device_probes, job[: -len("_two_devices")])(Path(folder))
         return
-    {"world_smollm2": _world_smollm2, "gguf_peak": _gguf_peak, "oracle_world": _oracle_world}[job](Path(folder))
+    jobs = {"world_smollm2": _world_smollm2, "gguf_peak": _gguf_peak, "gguf_tokenizer": _gguf_tokenizer,
+            "oracle_world": _oracle_world}
+    jobs[job](Path(folder))
 
 
 if __name__ == "__main__":

@@ -40,21 +40,30 @@ def test_a_bad_count_is_an_error_naming_the_variable(value):
         configure_host_devices({"CIRKIT_HOST_DEVICES": value})
 
 
-def _devices_after(args: list[str], **extra: str) -> int:
+def _start(args: list[str], **extra: str) -> subprocess.Popen:
+    """A fresh process running the CLI with ``args``, then printing how many devices JAX started with."""
     script = ("from cirkit.cli import main\n"
               f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
               "import jax\nprint('DEVICES', jax.device_count())")
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "CIRKIT_HOST_DEVICES")}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.getcwd(), **extra)
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return int(out.stdout.split("DEVICES")[1])
+    return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _devices(proc: subprocess.Popen) -> int:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    return int(out.split("DEVICES")[1])
 
 
 def test_the_demo_starts_jax_with_two_cpu_devices_and_other_commands_with_one(tmp_path):
-    assert _devices_after(["demo", "--help"]) == 2  # the group runs before the subcommand's --help
-    assert _devices_after(["ls", "--store", str(tmp_path / "store")]) == 1
-    assert _devices_after(["ls", "--store", str(tmp_path / "store")], CIRKIT_HOST_DEVICES="2") == 2
+    store = str(tmp_path / "store")
+    # three independent processes, started together (each spends ~2 s importing)
+    demo = _start(["demo", "--help"])  # the group runs before the subcommand's --help
+    other = _start(["ls", "--store", store])
+    asked = _start(["ls", "--store", store], CIRKIT_HOST_DEVICES="2")
+    assert (_devices(demo), _devices(other), _devices(asked)) == (2, 1, 2)
 
 
 def test_a_bad_count_is_a_usage_error_of_the_command_line_not_a_traceback(tmp_path, monkeypatch):

@@ -102,16 +102,15 @@ def test_converted_tensors_are_transformers_own_gguf_reading(smollm2_folder):
         assert checked == 2 * 9 + 2
 
 
-def test_the_tokenizer_files_are_those_autotokenizer_makes_from_the_gguf(smollm2_folder, tmp_path):
-    from transformers import AutoTokenizer
-
-    folder, name = os.path.split(gguf_path())
-    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp_path)
-    written = sorted(p.name for p in tmp_path.iterdir())
+@pytest.mark.prebuild("gguf_tokenizer")
+def test_the_tokenizer_files_are_those_autotokenizer_makes_from_the_gguf(smollm2_folder, prebuilds):
+    """transformers' own files (AutoTokenizer reading the GGUF, in the background: tests/prebuild.py)."""
+    made = prebuilds.wait("gguf_tokenizer")
+    written = sorted(p.name for p in made.iterdir())
     assert written == ["chat_template.jinja", "tokenizer.json", "tokenizer_config.json"]
     for n in written:
         with open(os.path.join(smollm2_folder, n), "rb") as f:
-            assert f.read() == (tmp_path / n).read_bytes(), n
+            assert f.read() == (made / n).read_bytes(), n
 
 
 @pytest.mark.prebuild("gguf_peak")
