@@ -111,7 +111,8 @@ class Prebuilds:
         self._asked.set()
         with self._lock:
             inline = job not in self._started and not self._stopped
-            self._started.add(job)
+            if inline:
+                self._started.add(job)
         if inline:
             argv, env = self._command(job, nice=False)
             with open(self.base / f"{job}.log", "w") as out:
