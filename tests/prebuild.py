@@ -35,10 +35,13 @@ TWO_DEVICES = "--xla_force_host_platform_device_count=2"
 # which would run Python in the forked child of a process whose JAX threads may hold locks
 _NICE = ["nice", "-n", "5"] if shutil.which("nice") else []
 
-# a job (up to about 1.1 GB) starts only while the test process holds less than this (resident MiB), or once a test
-# waits for a job: together they stay under the suite's 2.5 GB budget unless the tests grow by 300 MiB during the
-# job (measured, PSS: the test process holds 0.5-1.0 GB through annotation/ to experiment/)
+# a job (up to about 1.1 GB) starts in the background only while the test process holds less than this (resident
+# MiB; a test that needs a job not yet started runs it itself): together they stay under the suite's 2.5 GB budget
+# unless the tests grow by 300 MiB during the job (measured, PSS: the test process holds 0.5-1.0 GB through
+# annotation/ to experiment/)
 GATE_MIB = 1000
+# a job that runs longer has hung (the longest, the oracle world, takes about a minute of CPU)
+JOB_TIMEOUT = 900
 
 
 def _status_mib(field: str) -> float:
@@ -65,7 +68,7 @@ class Prebuilds:
         self._failed: dict[str, str] = {}
         self._proc: subprocess.Popen | None = None
         self._stopped = False
-        self._asked = threading.Event()  # a test waits for a job: the memory gate opens
+        self._wake = threading.Event()  # the session ends: stop waiting at the memory gate
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, args=(list(jobs),), name="prebuild", daemon=True)
         self._thread.start()
@@ -75,19 +78,23 @@ class Prebuilds:
         background's next job may run beside it."""
         env = self._env if nice else {**self._env, "JAX_COMPILATION_CACHE_DIR": str(self.base / f"jax-cache-{job}")}
         if job.endswith("_two_devices"):
-            env = {**env, "XLA_FLAGS": f"{env.get('XLA_FLAGS', '')} {TWO_DEVICES}".strip()}
+            env = {**env, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"{env.get('XLA_FLAGS', '')} {TWO_DEVICES}".strip()}
         return [*(_NICE if nice else []), sys.executable, __file__, job, str(self.base / job)], env
 
-    def _finish(self, job: str, code: int) -> None:
-        if code:
-            log = self.base / f"{job}.log"
-            self._failed[job] = f"exit status {code}; its log ({log}) ends:\n{log.read_text()[-3000:]}"
-        self._done[job].set()
+    def _finish(self, job: str, failure: str | None) -> None:
+        """Record how ``job`` ended (``failure``: why it failed) and release its waiters, whatever happens."""
+        try:
+            if failure:
+                log = self.base / f"{job}.log"
+                tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+                self._failed[job] = f"{failure}; its log ({log}) ends:\n{tail}"
+        finally:
+            self._done[job].set()
 
     def _run(self, jobs: list[str]) -> None:
         for job in jobs:
-            while not self._asked.is_set() and not self._stopped and _status_mib("VmRSS") > GATE_MIB:
-                self._asked.wait(0.5)
+            while not self._stopped and _status_mib("VmRSS") > GATE_MIB:
+                self._wake.wait(0.5)
             with self._lock:
                 if job in self._started:
                     continue  # a test ran it itself
@@ -97,18 +104,24 @@ class Prebuilds:
                     continue
                 self._started.add(job)
                 argv, env = self._command(job, nice=True)
-                with open(self.base / f"{job}.log", "w") as out:
-                    self._proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-            self._finish(job, self._proc.wait())
+                try:
+                    with open(self.base / f"{job}.log", "w") as out:
+                        self._proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+                except OSError as exc:
+                    self._finish(job, f"could not start: {exc}")
+                    continue
+            code = self._proc.wait()
+            self._finish(job, f"exit status {code}" if code else None)
 
     def planned(self, job: str) -> bool:
         return job in self._done
 
     def wait(self, job: str) -> Path:
-        """The job's folder once it has finished; an error (with its log's end) if it failed. A job the background
-        has not started yet runs here and now (the same command, not niced): waiting for the jobs queued before it
-        would take longer."""
-        self._asked.set()
+        """The job's folder once it has finished; an error (with its log's end) if it failed or ran past
+        ``JOB_TIMEOUT``. A job the background has not started yet runs here and now (the same command, not niced):
+        waiting for the jobs queued before it would take longer."""
+        if job not in self._done:
+            raise RuntimeError(f"{job!r} is not a planned background job: mark the test prebuild({job!r})")
         with self._lock:
             inline = job not in self._started and not self._stopped
             if inline:
@@ -116,8 +129,17 @@ class Prebuilds:
         if inline:
             argv, env = self._command(job, nice=False)
             with open(self.base / f"{job}.log", "w") as out:
-                self._finish(job, subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env).returncode)
-        self._done[job].wait()
+                try:
+                    code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=JOB_TIMEOUT).returncode
+                    self._finish(job, f"exit status {code}" if code else None)
+                except subprocess.TimeoutExpired:
+                    self._finish(job, f"still running after {JOB_TIMEOUT} s (killed)")
+        if not self._done[job].wait(JOB_TIMEOUT):
+            with self._lock:
+                if self._proc is not None and self._proc.poll() is None:
+                    self._proc.kill()  # the running job is this one: the queue runs one at a time
+            self._done[job].wait(60)
+            raise RuntimeError(f"background build {job!r} did not finish within {JOB_TIMEOUT} s")
         if job in self._failed:
             raise RuntimeError(f"background build {job!r} failed: {self._failed[job]}")
         return self.base / job
@@ -126,7 +148,7 @@ class Prebuilds:
         """End the running job (an interrupted session must not leave a process writing into its folders)."""
         with self._lock:
             self._stopped = True
-            self._asked.set()
+            self._wake.set()
             if self._proc is not None and self._proc.poll() is None:
                 self._proc.kill()
                 self._proc.wait()

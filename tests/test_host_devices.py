@@ -60,10 +60,16 @@ def _devices(proc: subprocess.Popen) -> int:
 def test_the_demo_starts_jax_with_two_cpu_devices_and_other_commands_with_one(tmp_path):
     store = str(tmp_path / "store")
     # three independent processes, started together (each spends ~2 s importing)
-    demo = _start(["demo", "--help"])  # the group runs before the subcommand's --help
-    other = _start(["ls", "--store", store])
-    asked = _start(["ls", "--store", store], CIRKIT_HOST_DEVICES="2")
-    assert (_devices(demo), _devices(other), _devices(asked)) == (2, 1, 2)
+    procs = [_start(["demo", "--help"]),  # the group runs before the subcommand's --help
+             _start(["ls", "--store", store]),
+             _start(["ls", "--store", store], CIRKIT_HOST_DEVICES="2")]
+    try:
+        assert [_devices(p) for p in procs] == [2, 1, 2]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def test_a_bad_count_is_a_usage_error_of_the_command_line_not_a_traceback(tmp_path, monkeypatch):

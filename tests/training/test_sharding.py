@@ -15,4 +15,5 @@ def test_sharded_steps_equal_unsharded_steps(prebuilds):
     assert out["moved"] > 1e-2  # training changed the weights, so equality is not trivial
     assert out["worst"] <= 1e-6 and out["loss_gap"] <= 1e-6
     assert out["default_equals_two"], "no devices named: the trainer uses every local device"
+    assert out["odd_batch_error"] is not None, "an odd batch was split over 2 devices"
     assert "batch_size 15" in out["odd_batch_error"] and "2 devices" in out["odd_batch_error"], out["odd_batch_error"]
