@@ -29,9 +29,10 @@ def pytest_configure(config):
     """The marker ``prebuild("JOB")`` (tests/prebuild.py). JAX's persistent compilation cache, in a directory of
     this session only (removed at its end), for the test process and every process it starts (the variables are
     inherited). The suite compiles the same programs again and again: fresh jitted closures, per-test model
-    instances, the per-module ``jax.clear_caches()`` below, CLI subprocesses; a hit loads the executable XLA built for the identical program and options, so no result
-    changes. Tests only: users' runs never see the variables; a clean clone starts cold. Also ``_XLA_FLAGS`` (above)
-    in XLA_FLAGS unless an optimisation level is set there already."""
+    instances, the per-module ``jax.clear_caches()`` below, CLI subprocesses; a hit loads the executable XLA built
+    for the identical program and options, so no result changes. Tests only: users' runs never see the variables; a
+    clean clone starts cold. Also ``_XLA_FLAGS`` (above) in XLA_FLAGS unless an optimisation level is set there
+    already."""
     import tempfile
 
     config.addinivalue_line("markers", "prebuild(job): the test needs a build run in the background (tests/prebuild.py)")

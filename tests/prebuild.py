@@ -130,10 +130,12 @@ class Prebuilds:
             argv, env = self._command(job, nice=False)
             with open(self.base / f"{job}.log", "w") as out:
                 try:
-                    code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=JOB_TIMEOUT).returncode
-                    self._finish(job, f"exit status {code}" if code else None)
+                    code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                          timeout=JOB_TIMEOUT).returncode
+                    failure = f"exit status {code}" if code else None
                 except subprocess.TimeoutExpired:
-                    self._finish(job, f"still running after {JOB_TIMEOUT} s (killed)")
+                    failure = f"still running after {JOB_TIMEOUT} s (killed)"
+            self._finish(job, failure)
         if not self._done[job].wait(JOB_TIMEOUT):
             with self._lock:
                 if self._proc is not None and self._proc.poll() is None:
