@@ -7,7 +7,8 @@ host, a host gather and a ``float(loss)`` sync every step, every position throug
 last layer run for the pooled rows only, attention laid out per head, 20 steps per dispatch, donated state, and
 the products' operands in bfloat16 with float32 results: ``TrainConfig.matmul``, :mod:`cirkit.encoders.mixed_matmul`).
 The machine is shared, so the arms run interleaved in rounds (old, new in float32, new, new on 2 devices, old, ...)
-and both wall and CPU seconds (user + sys, all threads) are summed over the rounds; the load average is printed
+and both wall and CPU seconds (user + sys, all threads) are averaged over the rounds, with the range of the
+per-round ratios (each round's arm against that round's old loop); the load average is printed
 before and after. Also prints the achieved GFLOP/s of a new step (XLA's own FLOP count) against the peak of a
 matmul with the step's operand dtype measured in the same run, both per wall second and per CPU second, and
 against a matmul of the model's own shape (width 64: below the square peak on this CPU, so the nearer bound).
@@ -139,12 +140,13 @@ def main(rounds: int = 3, pairs: int = 2048) -> None:
     if len(devices) == 2:
         arms["new, 2 devices"] = (new_loop(cfg, task, data, devices), NEW_STEPS)
     old(2)  # compiles
-    totals = {name: np.zeros(3) for name in arms}
+    per_round = {name: [] for name in arms}  # (wall, CPU, faults) per step, one row per round
     for _ in range(rounds):
         for name, (run, steps) in arms.items():
             with Meter() as meter:
                 run(steps)
-                totals[name] += np.asarray(meter.per_step(steps)) / rounds
+                per_round[name].append(meter.per_step(steps))
+    totals = {name: np.mean(rows, axis=0) for name, rows in per_round.items()}
     flops = step_flops(cfg, task, data)
     print(f"CLIP training step (demo model, batch {cfg.batch_size}; {rounds} interleaved rounds of {OLD_STEPS} old "
           f"and {NEW_STEPS} new steps per arm; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after):")
@@ -161,6 +163,10 @@ def main(rounds: int = 3, pairs: int = 2048) -> None:
               f"{flops / cpu / 1e9:.1f} GFLOP per CPU s = {100 * flops / cpu / 1e9 / top_cpu:.1f} % of its "
               f"{top_cpu:.0f}" + ("" if "float32" in name else
                                   f"; {100 * flops / cpu / 1e9 / model_cpu:.0f} % of the width-64 matmul's per CPU s"))
+        if rounds > 1:  # the spread within this run: each round's arm against the same round's old loop
+            ratios = np.asarray(per_round["old loop"])[:, :2] / np.asarray(per_round[name])[:, :2]
+            print(f"    per round: {ratios[:, 0].min():.2f}-{ratios[:, 0].max():.2f}x wall, "
+                  f"{ratios[:, 1].min():.2f}-{ratios[:, 1].max():.2f}x CPU")
         rows.append((name, wall, cpu))
     print(f"  a ({cfg.batch_size * cfg.context_length} x {cfg.width}) x ({cfg.width} x {4 * cfg.width}) matmul alone: "
           f"{model_wall:.1f} GFLOP/s wall, {model_cpu:.1f} GFLOP per CPU s")
