@@ -14,7 +14,9 @@ matmul with the step's operand dtype measured in the same run, both per wall sec
 against a matmul of the model's own shape (width 64: below the square peak on this CPU, so the nearer bound).
 The new loop runs on one JAX CPU device in float32 (the products before mixed precision) and with the default,
 and data-parallel on two (what ``cirkit demo`` gives JAX, :mod:`cirkit.host_devices`; the bench sets the same
-flag before importing JAX). ``python bench/train_bench.py [ROUNDS] [PAIRS]``.
+flag before importing JAX). A last arm, "compute only", runs the last arm's compiled dispatch alone on one chunk of
+batches placed once, without the trainer's host side (reading and cutting batches, transfers, fetching losses):
+the floor for any change outside the compiled step. ``python bench/train_bench.py [ROUNDS] [PAIRS]``.
 """
 
 from __future__ import annotations
@@ -44,7 +46,15 @@ from cirkit.builtin.scenes import caption, random_scene  # noqa: E402
 from cirkit.pipelines.demo import DemoConfig  # noqa: E402
 from cirkit.training import ArraySource, train  # noqa: E402
 from cirkit.training.clip_trainer import ClipTask, TrainConfig, _text_side, _tokenize, clip_model_config  # noqa: E402
-from cirkit.training.loop import STEPS_PER_CALL, _compute_settings, _run_steps, _split, build_optimiser  # noqa: E402
+from cirkit.training.loop import (  # noqa: E402
+    STEPS_PER_CALL,
+    _compute_settings,
+    _gather,
+    _Placement,
+    _run_steps,
+    _split,
+    build_optimiser,
+)
 from cirkit.training.task import prepare  # noqa: E402
 from cirkit.training.vocab import tokenizer_files  # noqa: E402
 
@@ -82,6 +92,30 @@ def new_loop(cfg: TrainConfig, task: ClipTask, data: ArraySource, devices: list)
                                     devices=devices)
         return state["checkpoint"].losses[-steps:]
 
+    return run
+
+
+def compute_only(cfg: TrainConfig, task: ClipTask, data: ArraySource, devices: list):
+    """``run(steps)``: the trainer's compiled dispatch alone, ``steps / STEPS_PER_CALL`` times on one chunk of batches
+    placed once: no host work (no batch reads, no patch cutting, no transfers, no loss fetch). What the trainer would
+    cost if the host side were free, so the floor of any change outside the compiled step."""
+    trainer = cfg.trainer()
+    place = _Placement(devices, trainer.batch_size)
+    _, trainable, frozen = _split(task, jax.random.PRNGKey(trainer.seed))
+    state = place.state((trainable, build_optimiser(trainer).init(trainable), frozen))
+    batches = place.batches(_gather(task, data, trainer, 0, STEPS_PER_CALL))
+    settings, key = _compute_settings(trainer), jax.random.PRNGKey(1)
+
+    def run(steps: int) -> np.ndarray:
+        nonlocal state
+        trainable, opt_state, frozen = state
+        for i in range(steps // STEPS_PER_CALL):
+            trainable, opt_state, losses = _run_steps(trainable, opt_state, frozen, batches, jnp.int32(i * STEPS_PER_CALL),
+                                                      key, task=task, cfg=settings)
+        state = (trainable, opt_state, frozen)
+        return np.asarray(losses)
+
+    run(STEPS_PER_CALL)  # compiles
     return run
 
 
@@ -139,6 +173,9 @@ def main(rounds: int = 3, pairs: int = 2048) -> None:
             "new, 1 device": (new_loop(cfg, task, data, devices[:1]), NEW_STEPS)}
     if len(devices) == 2:
         arms["new, 2 devices"] = (new_loop(cfg, task, data, devices), NEW_STEPS)
+    # the last arm's compiled dispatch alone (its steps a multiple of the dispatch length)
+    arms[f"{list(arms)[-1]}, compute only"] = (compute_only(cfg, task, data, devices),
+                                               NEW_STEPS // STEPS_PER_CALL * STEPS_PER_CALL)
     old(2)  # compiles
     per_round = {name: [] for name in arms}  # (wall, CPU, faults) per step, one row per round
     for _ in range(rounds):
@@ -170,7 +207,7 @@ def main(rounds: int = 3, pairs: int = 2048) -> None:
         rows.append((name, wall, cpu))
     print(f"  a ({cfg.batch_size * cfg.context_length} x {cfg.width}) x ({cfg.width} x {4 * cfg.width}) matmul alone: "
           f"{model_wall:.1f} GFLOP/s wall, {model_cpu:.1f} GFLOP per CPU s")
-    name, wall, cpu = rows[-1]
+    name, wall, cpu = next(row for row in reversed(rows) if not row[0].endswith("compute only"))
     record(f"CLIP training step (demo model, batch {cfg.batch_size}), cirkit's trainer ({name}) vs the original loop "
            "(`bench/train_reference.py`), interleaved rounds: s/step wall; CPU s/step",
            f"{wall:.3f} vs {wall_old:.3f} ({wall_old / wall:.2f}×); {cpu:.3f} vs {cpu_old:.3f} "
